@@ -1,0 +1,166 @@
+"""Configuration: one frozen pydantic model, loadable from ``BAILEYS_STORE_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from .codec import Cipher, Codec, Compression, KeyRing, parse_master_key
+from .codec import _ciphers, _compress
+from .errors import ConfigError
+
+DURABLE_SCHEMES = frozenset(
+    {"sqlite", "memory", "postgresql", "postgres", "mongodb", "mongodb+srv", "redis", "rediss"}
+)
+CACHE_SCHEMES = frozenset({"memory", "redis", "rediss"})
+ENV_PREFIX = "BAILEYS_STORE_"
+
+
+def _describe(exc: ValidationError) -> str:
+    # Built from locations and messages only: pydantic's own text repeats the input value,
+    # which may be a master key.
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        parts.append(f"{loc}: {err['msg']}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+class StoreConfig(BaseModel):
+    """Everything :func:`open_store` needs. Defaults give the embedded store: SQLite + memory cache.
+
+    Construction errors raise :class:`~baileys_store.errors.ConfigError` naming the field; the
+    message never contains a master key.
+
+    Attributes:
+        durable: Source-of-truth URL: ``sqlite:///relative.db``, ``sqlite:////abs/path.db``,
+            ``memory://`` (tests only: nothing survives the process), later ``postgresql://``,
+            ``mongodb://``, ``redis://``.
+        cache: Cache tier URL (``memory://``) or ``None`` for no cache.
+        compression: ``none``, ``snappy``, ``zstd`` or ``gzip``; applied to payloads of at least
+            ``compression_threshold`` bytes, and kept only when it makes them smaller.
+        compression_threshold: Smallest serialized payload (bytes) worth compressing.
+        encryption: ``none``, ``aes-256-gcm`` or ``xsalsa20-poly1305``.
+        master_keys: ``{key_id: key}``; each key 32 bytes as 64 hex digits or base64. Also
+            accepted as the string ``"1:KEY,2:KEY"``.
+        active_key_id: The key new writes use; default: the highest id.
+        sqlite_synchronous: ``full`` (fsync on every commit, the default) or ``normal`` (faster;
+            in WAL mode a power loss or OS crash can drop the last commits, never corrupt the file).
+        cache_max_entries: Bound of the in-process ``memory://`` cache (records).
+        max_value_bytes: Largest serialized value a write accepts.
+        op_timeout: Seconds before one store operation raises ``UnavailableError``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    durable: str = "sqlite:///baileys-store.db"
+    cache: str | None = "memory://"
+    compression: Literal["none", "snappy", "zstd", "gzip"] = "snappy"
+    compression_threshold: int = Field(default=1024, ge=0)
+    encryption: Literal["none", "aes-256-gcm", "xsalsa20-poly1305"] = "none"
+    master_keys: dict[int, SecretStr] = Field(default_factory=dict)
+    active_key_id: int | None = None
+    sqlite_synchronous: Literal["full", "normal"] = "full"
+    cache_max_entries: int = Field(default=100_000, ge=0)
+    max_value_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    op_timeout: float = Field(default=10.0, gt=0)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+
+    @field_validator("durable")
+    @classmethod
+    def _check_durable(cls, v: str) -> str:
+        scheme = urlsplit(v).scheme
+        if scheme not in DURABLE_SCHEMES:
+            raise ValueError(f"unknown scheme {scheme!r}; expected one of {sorted(DURABLE_SCHEMES)}")
+        return v
+
+    @field_validator("cache")
+    @classmethod
+    def _check_cache(cls, v: str | None) -> str | None:
+        if v in (None, "", "none"):
+            return None
+        scheme = urlsplit(v).scheme
+        if scheme not in CACHE_SCHEMES:
+            raise ValueError(f"unknown scheme {scheme!r}; expected one of {sorted(CACHE_SCHEMES)}")
+        return v
+
+    @field_validator("master_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, v: object) -> object:
+        if isinstance(v, str):
+            out: dict[int, str] = {}
+            for part in filter(None, (p.strip() for p in v.split(","))):
+                kid, sep, key = part.partition(":")
+                if not sep or not kid.strip().isdigit():
+                    raise ValueError("expected 'ID:KEY[,ID:KEY...]' with integer ids")
+                out[int(kid)] = key
+            return out
+        return v
+
+    @field_validator("master_keys")
+    @classmethod
+    def _parse_keys(cls, v: dict[int, SecretStr]) -> dict[int, SecretStr]:
+        for kid, key in v.items():
+            try:
+                parse_master_key(key.get_secret_value(), key_id=kid)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        KeyRing({k: b"\0" * 32 for k in v}, None)  # id range check
+        return v
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Cross-field checks: encryption needs keys; the active key must exist."""
+        if self.encryption != "none" and not self.master_keys:
+            raise ConfigError(f"encryption {self.encryption!r} needs master_keys")
+        if self.active_key_id is not None and self.active_key_id not in self.master_keys:
+            raise ConfigError(f"active_key_id {self.active_key_id} is not in master_keys")
+
+    def keyring(self) -> KeyRing:
+        """The parsed key ring."""
+        keys = {k: parse_master_key(v.get_secret_value(), key_id=k) for k, v in self.master_keys.items()}
+        return KeyRing(keys, self.active_key_id)
+
+    def codec(self) -> Codec:
+        """A :class:`Codec` built from these settings."""
+        return Codec(
+            compression=_compress.NAMES[self.compression],
+            threshold=self.compression_threshold,
+            cipher=_ciphers.NAMES[self.encryption],
+            keyring=self.keyring(),
+            max_value_bytes=self.max_value_bytes,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> StoreConfig:
+        """Build a config from ``BAILEYS_STORE_<FIELD>`` variables (e.g. ``BAILEYS_STORE_DURABLE``).
+
+        ``BAILEYS_STORE_CACHE=none`` disables the cache. Keyword ``overrides`` win over the
+        environment. Unknown ``BAILEYS_STORE_*`` variables are an error, so a typo is not ignored.
+        """
+        env = os.environ if environ is None else environ
+        data: dict[str, Any] = {}
+        fields = set(cls.model_fields)
+        for name, value in env.items():
+            if not name.startswith(ENV_PREFIX):
+                continue
+            field = name[len(ENV_PREFIX):].lower()
+            if field not in fields:
+                raise ConfigError(f"unknown setting {name}; known: {sorted(fields)}")
+            data[field] = value
+        data.update(overrides)
+        return cls(**data)
+
+    def __repr_args__(self) -> Any:  # keep keys out of repr(); SecretStr already masks values
+        return super().__repr_args__()
+
+
+__all__ = ["Cipher", "Compression", "StoreConfig"]

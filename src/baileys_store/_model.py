@@ -1,0 +1,105 @@
+"""Addresses and the validation of everything a caller names: namespaces, sessions, types, ids."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InvalidInputError
+
+# Namespaces are tenant paths ("clinic-42/channel-1"); session ids are often phone numbers or
+# JIDs. Braces are excluded from both because Redis Cluster hash tags use them.
+_NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,127}")
+_SESSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}")
+_TYPE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_ID_BYTES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SessionAddr:
+    """Where a session lives: ``(namespace, session_id)``, both validated."""
+
+    namespace: str
+    session_id: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.session_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyWrite:
+    """One record of a ``set``: ``blob=None`` deletes the key."""
+
+    type: str
+    id: str
+    blob: bytes | None
+
+
+def _check(pattern: re.Pattern[str], value: object, what: str) -> str:
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        shown = repr(value)[:80] if isinstance(value, str) else type(value).__name__
+        raise InvalidInputError(
+            f"invalid {what} {shown}: expected {pattern.pattern!r}"
+        )
+    return value
+
+
+def session_addr(namespace: object, session_id: object) -> SessionAddr:
+    """Validate and build a :class:`SessionAddr`."""
+    return SessionAddr(
+        _check(_NAMESPACE_RE, namespace, "namespace"),
+        _check(_SESSION_RE, session_id, "session id"),
+    )
+
+
+def check_namespace(namespace: object) -> str:
+    """Validate a namespace name."""
+    return _check(_NAMESPACE_RE, namespace, "namespace")
+
+
+def check_type(key_type: object) -> str:
+    """Validate a key type (an open set: any short name of letters, digits, ``.``, ``_``, ``-``)."""
+    return _check(_TYPE_RE, key_type, "key type")
+
+
+def check_id(key_id: object) -> str:
+    """Validate a key id; an ``int`` id becomes its decimal string (some ports pass ints)."""
+    if isinstance(key_id, bool):
+        raise InvalidInputError("invalid key id: bool is not an id")
+    if isinstance(key_id, int):
+        return str(key_id)
+    if not isinstance(key_id, str):
+        raise InvalidInputError(f"invalid key id of type {type(key_id).__name__}")
+    if not key_id or len(key_id.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        raise InvalidInputError(f"invalid key id: length must be 1..{MAX_ID_BYTES} bytes")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key_id):
+        raise InvalidInputError("invalid key id: control characters are not allowed")
+    try:
+        key_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError("invalid key id: not valid UTF-8 (lone surrogate)") from None
+    return key_id
+
+
+def check_ids(ids: Iterable[object]) -> list[str]:
+    """Validate a list of ids for ``get``, dropping duplicates but keeping the order."""
+    if isinstance(ids, (str, bytes)):
+        raise InvalidInputError("ids must be a list of ids, not a single string")
+    return list(dict.fromkeys(check_id(i) for i in ids))
+
+
+def normalize_set(data: object) -> dict[str, dict[str, Any]]:
+    """Validate the argument of ``keys.set`` into ``{type: {id: value | None}}``."""
+    if not isinstance(data, Mapping):
+        raise InvalidInputError("set() takes a mapping {type: {id: value | None}}")
+    out: dict[str, dict[str, Any]] = {}
+    for key_type, items in data.items():
+        t = check_type(key_type)
+        if not isinstance(items, Mapping):
+            raise InvalidInputError(f"set() value for type {t!r} must be a mapping {{id: value}}")
+        bucket = out.setdefault(t, {})
+        for key_id, value in items.items():
+            bucket[check_id(key_id)] = value
+    return out

@@ -1,0 +1,142 @@
+"""Per-session view: the Baileys key-store contract and the versioned creds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import _model
+from ._creds import creds_to_dict, validate_creds
+from ._model import KeyWrite, SessionAddr
+from .codec import record_aad
+from .errors import CorruptDataError, InvalidInputError, StoreError
+
+if TYPE_CHECKING:
+    from ._store import AuthStore
+
+
+def _key_aad(addr: SessionAddr, key_type: str, key_id: str) -> bytes:
+    return record_aad("k", addr.namespace, addr.session_id, key_type, key_id)
+
+
+def _creds_aad(addr: SessionAddr) -> bytes:
+    return record_aad("c", addr.namespace, addr.session_id)
+
+
+class KeyStore:
+    """The Signal key store of one session: ``get``, ``set``, ``clear`` as Baileys defines them.
+
+    Matches ``pyaileys.auth.state.SignalKeyStore``. Values are opaque (anything msgpack keeps:
+    bytes, str, int, float, bool, None, lists, str- or int-keyed dicts; tuples come back as lists).
+    """
+
+    __slots__ = ("_addr", "_store")
+
+    def __init__(self, store: AuthStore, addr: SessionAddr) -> None:
+        self._store = store
+        self._addr = addr
+
+    async def get(self, type: str, ids: Iterable[str | int]) -> dict[str, Any]:  # noqa: A002
+        """Values of the ids found; missing ids are absent. Int ids are read as decimal strings.
+
+        Raises:
+            InvalidInputError: bad type or id.
+            UnavailableError: a tier could not answer (never reported as "not found").
+            DecryptError, CorruptDataError: a stored value cannot be read back.
+        """
+        key_type = _model.check_type(type)
+        wanted = _model.check_ids(ids)
+        if not wanted:
+            return {}
+        blobs = await self._store._get_blobs(self._addr, key_type, wanted)
+        codec = self._store.codec
+        out: dict[str, Any] = {}
+        for key_id, blob in blobs.items():
+            try:
+                out[key_id] = codec.decode(blob, _key_aad(self._addr, key_type, key_id))
+            except StoreError as exc:
+                raise _rewrap(exc)(f"{key_type} {key_id!r} of session {self._addr}: {exc}") from None
+        return out
+
+    async def set(self, data: Mapping[str, Mapping[str | int, Any]]) -> None:
+        """Upsert values and delete ids mapped to ``None``, atomically for the whole call."""
+        normalized = _model.normalize_set(data)
+        codec = self._store.codec
+        writes = [
+            KeyWrite(t, i, None if v is None else codec.encode(v, _key_aad(self._addr, t, i)))
+            for t, items in normalized.items()
+            for i, v in items.items()
+        ]
+        if writes:
+            await self._store._write_keys(self._addr, writes)
+
+    async def clear(self) -> None:
+        """Delete every key of the session (the creds stay)."""
+        await self._store._clear_keys(self._addr)
+
+
+def _rewrap(exc: StoreError) -> type[StoreError]:
+    """The class to re-raise ``exc`` as (kept, so callers can still catch the precise error)."""
+    return type(exc) if type(exc).__init__ is StoreError.__init__ else CorruptDataError
+
+
+class SessionAuth:
+    """Everything stored for one WhatsApp session: ``keys`` and versioned creds."""
+
+    __slots__ = ("_addr", "_store", "keys")
+
+    def __init__(self, store: AuthStore, addr: SessionAddr) -> None:
+        self._store = store
+        self._addr = addr
+        self.keys = KeyStore(store, addr)
+
+    @property
+    def namespace(self) -> str:
+        """The tenant namespace."""
+        return self._addr.namespace
+
+    @property
+    def session_id(self) -> str:
+        """The session id."""
+        return self._addr.session_id
+
+    async def load_creds(self) -> dict[str, Any] | None:
+        """The creds saved last, as a dict, or ``None`` for a new session."""
+        record = await self._store._load_creds(self._addr)
+        if record is None:
+            return None
+        creds = self._store.codec.decode(record.blob, _creds_aad(self._addr))
+        if not isinstance(creds, dict):
+            raise CorruptDataError(f"creds of session {self._addr} are not a mapping")
+        validate_creds(creds)
+        return creds
+
+    async def creds_version(self) -> int:
+        """The version of the stored creds (0 when none were saved)."""
+        record = await self._store._load_creds(self._addr)
+        return record.version if record else 0
+
+    async def save_creds(self, creds: object, *, expected_version: int | None = None) -> int:
+        """Save the whole creds object (dict or pyaileys dataclass); returns the new version.
+
+        Args:
+            creds: The creds to store.
+            expected_version: When given, save only if the stored version is this one
+                (0 for "no creds yet"); otherwise raise :class:`ConflictError`.
+
+        Raises:
+            InvalidInputError: a known field has the wrong shape (the field is named).
+            ConflictError: ``expected_version`` is stale.
+        """
+        if expected_version is not None and (
+            isinstance(expected_version, bool) or not isinstance(expected_version, int)
+        ):
+            raise InvalidInputError("expected_version must be an int")
+        as_dict = creds_to_dict(creds)
+        validate_creds(as_dict)
+        blob = self._store.codec.encode(as_dict, _creds_aad(self._addr))
+        return await self._store._save_creds(self._addr, blob, expected_version)
+
+    async def delete(self) -> bool:
+        """Delete the session's creds and keys; True if anything existed."""
+        return await self._store._delete_session(self._addr)

@@ -1,0 +1,68 @@
+"""Pick backends by URL scheme. Server backends are imported only when configured."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError
+from .base import CacheBackend, DurableBackend
+from .memory import MemoryCache, MemoryDurable
+from .sqlite import SQLiteDurable, sqlite_path
+
+if TYPE_CHECKING:
+    from .._config import StoreConfig
+
+# scheme -> (module, factory function, pip extra). Each factory takes (config, role).
+_SERVER_BACKENDS: dict[str, tuple[str, str, str]] = {
+    "postgresql": ("baileys_store.backends.postgres", "from_config", "postgres"),
+    "postgres": ("baileys_store.backends.postgres", "from_config", "postgres"),
+    "mongodb": ("baileys_store.backends.mongodb", "from_config", "mongo"),
+    "mongodb+srv": ("baileys_store.backends.mongodb", "from_config", "mongo"),
+    "redis": ("baileys_store.backends.redis", "from_config", "redis"),
+    "rediss": ("baileys_store.backends.redis", "from_config", "redis"),
+}
+
+
+def _server(config: StoreConfig, url: str, role: str) -> Any:
+    scheme = urlsplit(url).scheme
+    entry = _SERVER_BACKENDS.get(scheme)
+    if entry is None:
+        raise ConfigError(f"{role}: no backend for scheme {scheme!r}")
+    module_name, factory, extra = entry
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("baileys_store"):
+            raise ConfigError(f"{role}: the {scheme} backend is not part of this version") from None
+        raise ConfigError(
+            f"{role}: the {scheme} backend needs `pip install baileys-store[{extra}]` "
+            f"(missing module {exc.name})"
+        ) from None
+    return getattr(module, factory)(config, role)
+
+
+def make_durable(config: StoreConfig) -> DurableBackend:
+    """The durable backend named by ``config.durable``."""
+    scheme = urlsplit(config.durable).scheme
+    if scheme == "sqlite":
+        # With an in-process cache in front, a second process would read stale data: lock it out.
+        exclusive = config.cache is not None and urlsplit(config.cache).scheme == "memory"
+        return SQLiteDurable(
+            sqlite_path(config.durable), synchronous=config.sqlite_synchronous, exclusive=exclusive
+        )
+    if scheme == "memory":
+        return MemoryDurable()
+    backend: DurableBackend = _server(config, config.durable, "durable")
+    return backend
+
+
+def make_cache(config: StoreConfig) -> CacheBackend | None:
+    """The cache backend named by ``config.cache`` (``None`` when disabled)."""
+    if config.cache is None:
+        return None
+    if urlsplit(config.cache).scheme == "memory":
+        return MemoryCache(config.cache_max_entries)
+    backend: CacheBackend = _server(config, config.cache, "cache")
+    return backend

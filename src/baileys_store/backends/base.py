@@ -1,0 +1,159 @@
+"""The contracts every backend implements, and the checks they share.
+
+A *durable* backend is the source of truth; a *cache* backend holds copies. Both store opaque
+blobs made by the codec: they never see decoded values, so no backend can leak or misparse them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from .._model import KeyWrite, SessionAddr
+from ..errors import ConflictError, FencedError
+
+
+@dataclass(frozen=True, slots=True)
+class CredsRecord:
+    """The stored creds of one session: an encoded blob and its version (1, 2, ...)."""
+
+    blob: bytes
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One session as listed by :meth:`DurableBackend.list_sessions`.
+
+    Attributes:
+        namespace: The tenant namespace.
+        session_id: The session id.
+        creds_version: Version of the stored creds; 0 when no creds were saved yet.
+        updated_at: Unix time (seconds) of the last write to the session.
+    """
+
+    namespace: str
+    session_id: str
+    creds_version: int
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TierHealth:
+    """Result of a backend's ``check()``: ``ok`` plus a short, secret-free detail."""
+
+    backend: str
+    tier: str
+    ok: bool
+    latency_ms: float
+    detail: str = ""
+
+
+@runtime_checkable
+class DurableBackend(Protocol):
+    """Source-of-truth storage. Every method raises a :class:`StoreError` subclass on failure.
+
+    ``fence``: when given, the write is rejected with :class:`FencedError` if the session has
+    seen a higher token, atomically with the write; otherwise the token is recorded. ``None``
+    means the caller does not use leases.
+    """
+
+    name: str
+
+    async def open(self) -> None:
+        """Connect and create or migrate the schema."""
+
+    async def close(self) -> None:
+        """Release connections; idempotent."""
+
+    async def get_keys(self, addr: SessionAddr, key_type: str, ids: Sequence[str]) -> dict[str, bytes]:
+        """Blobs of the ids found, in one round trip per bounded chunk."""
+
+    async def write_keys(
+        self, addr: SessionAddr, writes: Sequence[KeyWrite], *, fence: int | None = None
+    ) -> None:
+        """Apply upserts and deletes (``blob=None``) atomically, all or nothing."""
+
+    async def clear_keys(self, addr: SessionAddr, *, fence: int | None = None) -> int:
+        """Delete every key of the session (not its creds); returns how many were deleted."""
+
+    async def load_creds(self, addr: SessionAddr) -> CredsRecord | None:
+        """The creds record, or ``None`` when the session has none."""
+
+    async def save_creds(
+        self,
+        addr: SessionAddr,
+        blob: bytes,
+        *,
+        expected_version: int | None = None,
+        fence: int | None = None,
+    ) -> int:
+        """Store creds if the current version equals ``expected_version`` (``None``: any).
+
+        Returns the new version; raises :class:`ConflictError` on a version mismatch.
+        """
+
+    async def delete_session(self, addr: SessionAddr, *, fence: int | None = None) -> bool:
+        """Delete creds, keys and the session row (its fence too); True if anything existed."""
+
+    def list_sessions(self, namespace: str | None = None) -> AsyncIterator[SessionInfo]:
+        """Every session (of one namespace, or all), in (namespace, session_id) order."""
+
+    async def check(self) -> TierHealth:
+        """A cheap round trip proving the backend answers."""
+
+
+@runtime_checkable
+class CacheBackend(Protocol):
+    """A cache of blobs. Missing entries are absent; errors raise, like the durable tier."""
+
+    name: str
+
+    async def open(self) -> None:
+        """Connect."""
+
+    async def close(self) -> None:
+        """Release connections; idempotent."""
+
+    async def get_keys(self, addr: SessionAddr, key_type: str, ids: Sequence[str]) -> dict[str, bytes]:
+        """Cached blobs of the ids present."""
+
+    async def put_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
+        """Store or (``blob=None``) evict entries."""
+
+    async def get_creds(self, addr: SessionAddr) -> CredsRecord | None:
+        """The cached creds record, if any."""
+
+    async def put_creds(self, addr: SessionAddr, record: CredsRecord | None) -> None:
+        """Cache (or evict, with ``None``) the creds record."""
+
+    async def drop_session(self, addr: SessionAddr) -> None:
+        """Evict everything cached for the session."""
+
+    async def check(self) -> TierHealth:
+        """A cheap round trip proving the cache answers."""
+
+
+def check_fence(addr: SessionAddr, current: int, token: int | None) -> int:
+    """Return the fence to record, or raise :class:`FencedError` when ``token`` is stale."""
+    if token is None:
+        return current
+    if token < current:
+        raise FencedError(
+            f"write to session {addr} fenced: token {token} < current {current}",
+            token=token,
+            current=current,
+        )
+    return token
+
+
+def check_version(addr: SessionAddr, current: int, expected: int | None) -> int:
+    """Return the next creds version, or raise :class:`ConflictError` on a stale expectation."""
+    if expected is not None and expected != current:
+        raise ConflictError(
+            f"creds of session {addr} are at version {current}, caller expected {expected}",
+            expected=expected,
+            actual=current,
+        )
+    return current + 1

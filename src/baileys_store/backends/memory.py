@@ -1,0 +1,187 @@
+"""In-process backends: a durable stand-in for tests and a bounded LRU cache.
+
+Neither survives the process. The durable one exists so the contract suite, examples and unit
+tests run with no file or server; the cache is the embedded default's hot tier.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from .._model import KeyWrite, SessionAddr
+from .base import CredsRecord, SessionInfo, TierHealth, check_fence, check_version
+
+
+@dataclass(slots=True)
+class _Session:
+    keys: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    creds: CredsRecord | None = None
+    fence: int = 0
+    updated_at: float = 0.0
+
+
+class MemoryDurable:
+    """Dict-backed durable tier (``memory://``). Every method runs without awaiting, so each
+    call is atomic with respect to other tasks."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._sessions: dict[SessionAddr, _Session] = {}
+
+    async def open(self) -> None:
+        """Nothing to connect."""
+
+    async def close(self) -> None:
+        """Nothing to release (data stays until the object is dropped)."""
+
+    def _touch(self, addr: SessionAddr, fence: int | None) -> _Session:
+        sess = self._sessions.get(addr)
+        new_fence = check_fence(addr, sess.fence if sess else 0, fence)
+        if sess is None:
+            sess = self._sessions[addr] = _Session()
+        sess.fence = new_fence
+        sess.updated_at = time.time()
+        return sess
+
+    async def get_keys(self, addr: SessionAddr, key_type: str, ids: Sequence[str]) -> dict[str, bytes]:
+        """Blobs of the ids found."""
+        sess = self._sessions.get(addr)
+        if sess is None:
+            return {}
+        return {i: sess.keys[(key_type, i)] for i in ids if (key_type, i) in sess.keys}
+
+    async def write_keys(
+        self, addr: SessionAddr, writes: Sequence[KeyWrite], *, fence: int | None = None
+    ) -> None:
+        """Apply all writes at once."""
+        sess = self._touch(addr, fence)
+        for w in writes:
+            if w.blob is None:
+                sess.keys.pop((w.type, w.id), None)
+            else:
+                sess.keys[(w.type, w.id)] = w.blob
+
+    async def clear_keys(self, addr: SessionAddr, *, fence: int | None = None) -> int:
+        """Drop every key of the session."""
+        if addr not in self._sessions:
+            check_fence(addr, 0, fence)
+            return 0
+        sess = self._touch(addr, fence)
+        n = len(sess.keys)
+        sess.keys.clear()
+        return n
+
+    async def load_creds(self, addr: SessionAddr) -> CredsRecord | None:
+        """The creds record, if any."""
+        sess = self._sessions.get(addr)
+        return sess.creds if sess else None
+
+    async def save_creds(
+        self,
+        addr: SessionAddr,
+        blob: bytes,
+        *,
+        expected_version: int | None = None,
+        fence: int | None = None,
+    ) -> int:
+        """Compare-and-set the creds."""
+        sess = self._sessions.get(addr)
+        current = sess.creds.version if sess and sess.creds else 0
+        check_fence(addr, sess.fence if sess else 0, fence)
+        version = check_version(addr, current, expected_version)
+        sess = self._touch(addr, fence)
+        sess.creds = CredsRecord(blob, version)
+        return version
+
+    async def delete_session(self, addr: SessionAddr, *, fence: int | None = None) -> bool:
+        """Forget the session."""
+        sess = self._sessions.get(addr)
+        if sess is None:
+            return False
+        check_fence(addr, sess.fence, fence)
+        del self._sessions[addr]
+        return True
+
+    async def list_sessions(self, namespace: str | None = None) -> AsyncIterator[SessionInfo]:
+        """Sessions in (namespace, session_id) order."""
+        for addr in sorted(self._sessions, key=lambda a: (a.namespace, a.session_id)):
+            if namespace is not None and addr.namespace != namespace:
+                continue
+            sess = self._sessions.get(addr)
+            if sess is not None:
+                version = sess.creds.version if sess.creds else 0
+                yield SessionInfo(addr.namespace, addr.session_id, version, sess.updated_at)
+
+    async def check(self) -> TierHealth:
+        """Always healthy."""
+        return TierHealth(self.name, "durable", True, 0.0)
+
+
+class MemoryCache:
+    """Bounded LRU of blobs (``memory://`` cache). Holds encoded blobs, not decoded values, so a
+    caller mutating a returned value can never corrupt the cache."""
+
+    name = "memory"
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self._max = max_entries
+        self._lru: OrderedDict[tuple[SessionAddr, str, str], bytes] = OrderedDict()
+        self._creds: dict[SessionAddr, CredsRecord] = {}
+
+    async def open(self) -> None:
+        """Nothing to connect."""
+
+    async def close(self) -> None:
+        """Empty the cache."""
+        self._lru.clear()
+        self._creds.clear()
+
+    async def get_keys(self, addr: SessionAddr, key_type: str, ids: Sequence[str]) -> dict[str, bytes]:
+        """Cached blobs of the ids present (refreshing their recency)."""
+        out: dict[str, bytes] = {}
+        lru = self._lru
+        for i in ids:
+            k = (addr, key_type, i)
+            blob = lru.get(k)
+            if blob is not None:
+                lru.move_to_end(k)
+                out[i] = blob
+        return out
+
+    async def put_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
+        """Store or evict entries, then trim to the bound."""
+        lru = self._lru
+        for w in writes:
+            k = (addr, w.type, w.id)
+            if w.blob is None or self._max == 0:
+                lru.pop(k, None)
+            else:
+                lru[k] = w.blob
+                lru.move_to_end(k)
+        while len(lru) > self._max:
+            lru.popitem(last=False)
+
+    async def get_creds(self, addr: SessionAddr) -> CredsRecord | None:
+        """Cached creds, if any."""
+        return self._creds.get(addr)
+
+    async def put_creds(self, addr: SessionAddr, record: CredsRecord | None) -> None:
+        """Cache or evict creds."""
+        if record is None:
+            self._creds.pop(addr, None)
+        else:
+            self._creds[addr] = record
+
+    async def drop_session(self, addr: SessionAddr) -> None:
+        """Evict the session's entries (a scan: sessions are dropped rarely)."""
+        self._creds.pop(addr, None)
+        for k in [k for k in self._lru if k[0] == addr]:
+            del self._lru[k]
+
+    async def check(self) -> TierHealth:
+        """Always healthy."""
+        return TierHealth(self.name, "cache", True, 0.0, f"{len(self._lru)} entries")

@@ -1,0 +1,269 @@
+"""The embedded default: one SQLite file in WAL mode.
+
+Why not aiosqlite: it hops to its thread once per *statement*, so a task cancelled between
+``BEGIN`` and ``COMMIT`` leaves a transaction open on the shared connection. Here each whole
+transaction is one function run on a dedicated writer thread: it runs to completion (or rolls
+back) whatever happens to the awaiting task, and costs one thread hop instead of four. Reads use
+a second connection on its own thread; WAL lets them run beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from .. import errors
+from .._model import KeyWrite, SessionAddr
+from . import _sqlite_schema as q
+from .base import CredsRecord, SessionInfo, TierHealth, check_fence, check_version
+
+T = TypeVar("T")
+_CHUNK = 500  # ids per IN (...) query; far below SQLite's variable limit
+_PAGE = 500
+
+
+def sqlite_path(url: str) -> Path:
+    """``sqlite:///rel.db`` → ``rel.db``; ``sqlite:////abs.db`` → ``/abs.db``."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc not in ("", "localhost"):
+        raise errors.ConfigError(f"not a sqlite URL with a path: use sqlite:///FILE ({parts.scheme})")
+    path = unquote(parts.path)[1:] if parts.path.startswith("/") else unquote(parts.path)
+    if not path or path == ":memory:":
+        raise errors.ConfigError("sqlite URL needs a file path; use memory:// for a throwaway store")
+    return Path(path)
+
+
+class SQLiteDurable:
+    """Durable tier in one SQLite file.
+
+    Args:
+        path: Database file (created with its folder when missing).
+        synchronous: ``full`` fsyncs every commit; ``normal`` may lose the last commits on power
+            loss (never corrupts the file).
+        exclusive: Hold an advisory lock on ``<path>.lock`` so a second process cannot open the
+            file while this one keeps an in-process cache in front of it (it would read stale).
+    """
+
+    name = "sqlite"
+
+    def __init__(self, path: Path, *, synchronous: str = "full", exclusive: bool = False) -> None:
+        self._path = path
+        self._sync = synchronous.upper()
+        self._exclusive = exclusive
+        self._lockfile: IO[bytes] | None = None
+        self._w: sqlite3.Connection | None = None
+        self._r: sqlite3.Connection | None = None
+        self._wx: ThreadPoolExecutor | None = None
+        self._rx: ThreadPoolExecutor | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute(f"PRAGMA synchronous = {self._sync}")
+        return conn
+
+    def _open_sync(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        if self._exclusive:
+            lock = (self._path.parent / (self._path.name + ".lock")).open("ab")
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                lock.close()
+                raise errors.UnavailableError(
+                    f"{self._path.name} is open in another process with an in-process cache; "
+                    "use cache=none to share one SQLite file between processes"
+                ) from None
+            self._lockfile = lock
+        w = self._connect()
+        mode = w.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise errors.UnavailableError(f"SQLite refused WAL mode (got {mode})")
+        w.executescript(q.SCHEMA)
+        row = w.execute("SELECT value FROM bs_meta WHERE name = 'schema_version'").fetchone()
+        if row is None:
+            w.execute(
+                "INSERT INTO bs_meta (name, value) VALUES ('schema_version', ?)",
+                (str(q.SCHEMA_VERSION),),
+            )
+        elif int(row[0]) > q.SCHEMA_VERSION:
+            raise errors.UnavailableError(
+                f"database schema {row[0]} is newer than this baileys-store ({q.SCHEMA_VERSION})"
+            )
+        self._w, self._r = w, self._connect()
+
+    async def open(self) -> None:
+        """Open both connections, enable WAL and create the schema."""
+        self._wx = ThreadPoolExecutor(1, thread_name_prefix="baileys-store-sqlite-w")
+        self._rx = ThreadPoolExecutor(1, thread_name_prefix="baileys-store-sqlite-r")
+        await self._run(self._wx, self._open_sync)
+
+    async def close(self) -> None:
+        """Close connections and stop the threads; idempotent."""
+        for ex, conn in ((self._wx, self._w), (self._rx, self._r)):
+            if ex is not None:
+                if conn is not None:
+                    await self._run(ex, conn.close)
+                await asyncio.to_thread(ex.shutdown, True)
+        self._wx = self._rx = None
+        self._w = self._r = None
+        if self._lockfile is not None:
+            self._lockfile.close()
+            self._lockfile = None
+
+    async def _run(self, ex: ThreadPoolExecutor | None, fn: Callable[[], T]) -> T:
+        if ex is None:
+            raise errors.StoreClosedError("sqlite backend is not open")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(ex, fn)
+        except sqlite3.Error as exc:
+            raise errors.UnavailableError(f"sqlite: {type(exc).__name__}: {exc}") from exc
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def tx() -> T:
+            conn = self._w
+            assert conn is not None
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await self._run(self._wx, tx)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def rd() -> T:
+            assert self._r is not None
+            return fn(self._r)
+
+        return await self._run(self._rx, rd)
+
+    @staticmethod
+    def _touch(conn: sqlite3.Connection, addr: SessionAddr, fence: int | None) -> int:
+        """Fence check + session upsert inside the caller's transaction; returns the version."""
+        row = conn.execute(q.SELECT_SESSION, (addr.namespace, addr.session_id)).fetchone()
+        current_fence, version = (row[0], row[1]) if row else (0, 0)
+        new_fence = check_fence(addr, current_fence, fence)
+        now = time.time()
+        conn.execute(q.TOUCH_SESSION, (addr.namespace, addr.session_id, new_fence, now, now))
+        return int(version)
+
+    async def get_keys(self, addr: SessionAddr, key_type: str, ids: Sequence[str]) -> dict[str, bytes]:
+        """One query per chunk of 500 ids."""
+
+        def fn(conn: sqlite3.Connection) -> dict[str, bytes]:
+            out: dict[str, bytes] = {}
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                sql = q.GET_KEYS.format(marks=",".join("?" * len(chunk)))
+                cur = conn.execute(sql, (addr.namespace, addr.session_id, key_type, *chunk))
+                out.update((i, bytes(v)) for i, v in cur)
+            return out
+
+        return await self._read(fn) if ids else {}
+
+    async def write_keys(
+        self, addr: SessionAddr, writes: Sequence[KeyWrite], *, fence: int | None = None
+    ) -> None:
+        """All writes in one transaction."""
+        ns, sid = addr.namespace, addr.session_id
+        ups = [(ns, sid, w.type, w.id, w.blob) for w in writes if w.blob is not None]
+        dels = [(ns, sid, w.type, w.id) for w in writes if w.blob is None]
+
+        def fn(conn: sqlite3.Connection) -> None:
+            self._touch(conn, addr, fence)
+            if ups:
+                conn.executemany(q.UPSERT_KEY, ups)
+            if dels:
+                conn.executemany(q.DELETE_KEY, dels)
+
+        await self._write(fn)
+
+    async def clear_keys(self, addr: SessionAddr, *, fence: int | None = None) -> int:
+        """Delete every key row of the session."""
+
+        def fn(conn: sqlite3.Connection) -> int:
+            self._touch(conn, addr, fence)
+            return conn.execute(q.CLEAR_KEYS, (addr.namespace, addr.session_id)).rowcount
+
+        return await self._write(fn)
+
+    async def load_creds(self, addr: SessionAddr) -> CredsRecord | None:
+        """The creds row, if any."""
+
+        def fn(conn: sqlite3.Connection) -> CredsRecord | None:
+            row = conn.execute(q.LOAD_CREDS, (addr.namespace, addr.session_id)).fetchone()
+            return CredsRecord(bytes(row[0]), int(row[1])) if row else None
+
+        return await self._read(fn)
+
+    async def save_creds(
+        self,
+        addr: SessionAddr,
+        blob: bytes,
+        *,
+        expected_version: int | None = None,
+        fence: int | None = None,
+    ) -> int:
+        """Compare-and-set inside one write transaction."""
+
+        def fn(conn: sqlite3.Connection) -> int:
+            version = check_version(addr, self._touch(conn, addr, fence), expected_version)
+            conn.execute(q.SAVE_CREDS, (blob, version, addr.namespace, addr.session_id))
+            return version
+
+        return await self._write(fn)
+
+    async def delete_session(self, addr: SessionAddr, *, fence: int | None = None) -> bool:
+        """Delete the session row and its keys in one transaction."""
+
+        def fn(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(q.SELECT_SESSION, (addr.namespace, addr.session_id)).fetchone()
+            check_fence(addr, row[0] if row else 0, fence)
+            keys = conn.execute(q.CLEAR_KEYS, (addr.namespace, addr.session_id)).rowcount
+            rows = conn.execute(q.DELETE_SESSION, (addr.namespace, addr.session_id)).rowcount
+            return bool(keys or rows)
+
+        return await self._write(fn)
+
+    async def list_sessions(self, namespace: str | None = None) -> AsyncIterator[SessionInfo]:
+        """Keyset pagination, so a long listing holds no read transaction open."""
+        last: tuple[str, str] = (namespace or "", "") if namespace else ("", "")
+        ns_filter = "AND namespace = ?" if namespace is not None else ""
+        sql = q.LIST_PAGE.format(ns_filter=ns_filter)
+        while True:
+            params: tuple[Any, ...] = (*last, *((namespace,) if namespace is not None else ()), _PAGE)
+
+            def fn(conn: sqlite3.Connection, p: tuple[Any, ...] = params) -> list[Any]:
+                return conn.execute(sql, p).fetchall()
+
+            rows = await self._read(fn)
+            for ns, sid, version, updated in rows:
+                yield SessionInfo(ns, sid, int(version), float(updated))
+            if len(rows) < _PAGE:
+                return
+            last = (rows[-1][0], rows[-1][1])
+
+    async def check(self) -> TierHealth:
+        """``SELECT 1`` on the read connection."""
+        start = time.perf_counter()
+        try:
+            await self._read(lambda c: c.execute("SELECT 1").fetchone())
+        except errors.StoreError as exc:
+            return TierHealth(self.name, "durable", False, 0.0, type(exc).__name__)
+        ms = (time.perf_counter() - start) * 1000
+        return TierHealth(self.name, "durable", True, ms, os.fspath(self._path.name))
+
+
+__all__ = ["SQLiteDurable", "sqlite_path"]

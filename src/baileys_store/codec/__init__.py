@@ -1,0 +1,8 @@
+"""The codec: msgpack, optional compression, optional authenticated encryption, one header."""
+
+from ._ciphers import Cipher
+from ._compress import Compression
+from ._envelope import Codec, record_aad
+from ._keyring import KeyRing, parse_master_key
+
+__all__ = ["Cipher", "Codec", "Compression", "KeyRing", "parse_master_key", "record_aad"]

@@ -1,0 +1,26 @@
+"""msgpack serialization: keeps ``bytes`` and ``str`` apart, which JSON cannot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from ..errors import CorruptDataError, InvalidInputError
+
+
+def pack(value: Any) -> bytes:
+    """Serialize ``value``; anything msgpack cannot represent losslessly is invalid input."""
+    try:
+        return msgpack.packb(value, use_bin_type=True, strict_types=False, datetime=False)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError) as exc:
+        # The message names the type only: the value itself may be key material.
+        raise InvalidInputError(f"value cannot be serialized: {type(exc).__name__}") from None
+
+
+def unpack(data: bytes) -> Any:
+    """Deserialize bytes written by :func:`pack`; malformed input raises CorruptDataError."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+    except Exception as exc:  # msgpack raises many unrelated types on garbage
+        raise CorruptDataError(f"stored value is not valid msgpack ({type(exc).__name__})") from None

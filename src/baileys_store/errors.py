@@ -1,0 +1,94 @@
+"""Typed errors raised by baileys-store.
+
+Every failure raises one of these; none is ever turned into "not found". All derive from
+:class:`StoreError`, so ``except StoreError`` catches everything the store raises on purpose.
+Messages never contain key material, creds or master keys: only addresses, field names and sizes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ConflictError",
+    "CorruptDataError",
+    "DecryptError",
+    "FencedError",
+    "InvalidInputError",
+    "StoreClosedError",
+    "StoreError",
+    "UnavailableError",
+]
+
+
+class StoreError(Exception):
+    """Base class of every error baileys-store raises on purpose."""
+
+
+class InvalidInputError(StoreError, ValueError):
+    """The caller passed something the store refuses to keep.
+
+    Raised for a bad namespace, session id, key type or key id, a value the codec cannot
+    serialize, a value over the size limit, or creds whose known fields have the wrong shape
+    (for example a key pair that came back as a ``{"type": "Buffer"}`` dict or a base64 string).
+    """
+
+
+class ConfigError(InvalidInputError):
+    """The configuration is invalid (raised at start-up, naming the field).
+
+    A malformed master key is always this error, never a silent fallback.
+    """
+
+
+class UnavailableError(StoreError):
+    """A tier could not be reached or did not answer in time.
+
+    The operation may or may not have been applied when this is raised from a write; the
+    operations of the key store are idempotent, so retrying the same call is safe.
+    """
+
+
+class ConflictError(StoreError):
+    """A compare-and-set failed: the creds were saved by someone else since they were read.
+
+    Attributes:
+        expected: The version the caller expected.
+        actual: The version found in the store (``0`` when the session has no creds).
+    """
+
+    def __init__(self, message: str, *, expected: int | None, actual: int) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class FencedError(StoreError):
+    """A write carried a fencing token lower than the highest the durable tier has seen.
+
+    The writer lost its lease on the session to another process; it must stop writing.
+
+    Attributes:
+        token: The token the write carried.
+        current: The highest token the store has seen for the session.
+    """
+
+    def __init__(self, message: str, *, token: int, current: int) -> None:
+        super().__init__(message)
+        self.token = token
+        self.current = current
+
+
+class DecryptError(StoreError):
+    """A stored blob failed authentication or its key id is not in the key ring.
+
+    Causes: the wrong master key, a key removed from the ring too early, tampering, or a blob
+    copied to another session, tenant, type or id (the address is bound as associated data).
+    """
+
+
+class CorruptDataError(StoreError):
+    """A stored blob is malformed: unknown header, truncated data, bad compression or msgpack."""
+
+
+class StoreClosedError(StoreError):
+    """The store was used after :meth:`AuthStore.close` (or outside ``open_store``)."""
