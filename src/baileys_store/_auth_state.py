@@ -67,8 +67,13 @@ async def use_auth_state(
         await store.open()
     session = store.session(session_id, namespace=namespace)
     try:
-        version = await session.creds_version()
-        creds = await session.load_creds()
+        # Version and creds are two reads: retry until no save slipped between them, so the
+        # first save_creds() does not raise a spurious ConflictError.
+        while True:
+            version = await session.creds_version()
+            creds = await session.load_creds()
+            if await session.creds_version() == version:
+                break
     except BaseException:
         await store.close()
         raise
