@@ -1,0 +1,522 @@
+"""MongoDB backend on a real server (SecantusDB started by the harness, or ``MONGODB_URI``).
+
+Failure injection uses the server's ``failCommand`` fail point, so those tests run on private
+SecantusDB processes (one presenting a replica set, one ``--standalone``) that the harness starts
+with test commands enabled, never on an external deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from pymongo import MongoClient, monitoring
+
+from baileys_store import StoreConfig, errors
+from baileys_store._model import KeyWrite, SessionAddr
+from baileys_store.backends._mongo_schema import key_doc_id
+from baileys_store.backends._mongo_url import parse_mongo_url
+from baileys_store.backends._registry import make_durable
+from baileys_store.backends.mongodb import MongoDurable, from_config
+from tests._services.mongo import MongoServer, free_port, start_secantus
+
+pytestmark = pytest.mark.timeout(120)
+ADDR = SessionAddr("clinic-1/ch-1", "5511999")
+
+
+class Commands(monitoring.CommandListener):
+    """Names of the commands the driver sent (command monitoring)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@contextlib.asynccontextmanager
+async def opened(url: str, **kw: Any) -> AsyncIterator[MongoDurable]:
+    backend = MongoDurable(url, **kw)
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+@contextlib.contextmanager
+def failpoint(server: MongoServer, times: int = 1, **data: Any) -> Iterator[None]:
+    """Arm ``failCommand`` for the next ``times`` matching commands; always disarm."""
+    client: MongoClient[dict[str, Any]] = MongoClient(server.uri)
+    try:
+        client.admin.command("configureFailPoint", "failCommand", mode={"times": times}, data=data)
+        yield
+    finally:
+        client.admin.command("configureFailPoint", "failCommand", mode="off")
+        client.close()
+
+
+def raw(server: MongoServer) -> MongoClient[dict[str, Any]]:
+    return MongoClient(server.uri)
+
+
+@pytest.fixture(scope="module")
+def private_server() -> Iterator[MongoServer]:
+    server = start_secantus()
+    try:
+        yield server
+    finally:
+        server.discard()
+
+
+@pytest.fixture(scope="module")
+def standalone_server() -> Iterator[MongoServer]:
+    server = start_secantus(standalone=True)
+    try:
+        yield server
+    finally:
+        server.discard()
+
+
+@pytest.fixture
+async def durable(mongo_server: MongoServer) -> AsyncIterator[MongoDurable]:
+    async with opened(mongo_server.url()) as backend:
+        yield backend
+
+
+# -- layout, round trips, schema -----------------------------------------------------------
+
+
+async def test_ids_are_values_never_field_names(mongo_server: MongoServer) -> None:
+    url = mongo_server.url()
+    ids = ["5511@s.whatsapp.net:3", "a.b$c|d", "120363@g.us::5511::0", "AbC+/=="]
+    async with opened(url) as b:
+        await b.write_keys(ADDR, [KeyWrite("sender-key", i, i.encode() + b"\0\xff") for i in ids])
+        assert await b.get_keys(ADDR, "sender-key", [*ids, "absent"]) == {
+            i: i.encode() + b"\0\xff" for i in ids
+        }
+        client = raw(mongo_server)
+        try:
+            docs = list(client[b.database].bs_keys.find({}))
+        finally:
+            client.close()
+    assert len(docs) == len(ids)
+    for doc in docs:
+        assert set(doc) == {"_id", "namespace", "session_id", "type", "id", "value"}
+        assert isinstance(doc["value"], bytes)
+    assert sorted(d["id"] for d in docs) == sorted(ids)
+
+
+async def test_round_trips_one_bulk_write_and_one_find(mongo_server: MongoServer) -> None:
+    seen = Commands()
+    async with opened(mongo_server.url(), client_options={"event_listeners": [seen]}) as b:
+        assert b.transactions  # SecantusDB presents a single-node replica set
+        writes = [
+            KeyWrite(t, str(i), b"v%d" % i) for t in ("pre-key", "session") for i in range(75)
+        ]
+        seen.names.clear()
+        await b.write_keys(ADDR, writes)
+        # Unfenced: the bulk write and its commit, then the session document's touch.
+        assert seen.names == ["update", "commitTransaction", "update"]
+
+        seen.names.clear()
+        mixed = [KeyWrite("pre-key", str(i), None) for i in range(5)]
+        mixed += [KeyWrite("identity-key", "x", b"id"), KeyWrite("session", "0", None)]
+        await b.write_keys(ADDR, mixed, fence=7)
+        # Fenced: fence check + touch, upserts, deletes, commit: all in one transaction.
+        assert seen.names == ["update", "update", "delete", "commitTransaction"]
+
+        seen.names.clear()
+        got = await b.get_keys(ADDR, "pre-key", [str(i) for i in range(150)])
+        assert seen.names == ["find"]  # 150 ids > the default first batch (101): no getMore
+        assert set(got) == {str(i) for i in range(5, 75)}
+
+
+async def test_schema_is_idempotent_without_ttl(mongo_server: MongoServer) -> None:
+    url = mongo_server.url()
+    async with opened(url) as b:
+        await b.write_keys(ADDR, [KeyWrite("session", "1", b"x")])
+        database = b.database
+    async with opened(url):
+        pass
+    client = raw(mongo_server)
+    try:
+        db = client[database]
+        assert db.bs_meta.find_one({"_id": "schema_version"}) == {
+            "_id": "schema_version",
+            "value": 1,
+        }
+        for name in ("bs_keys", "bs_sessions", "bs_meta"):
+            indexes = list(db[name].list_indexes())
+            assert all("expireAfterSeconds" not in ix for ix in indexes), name
+        assert {ix["name"] for ix in db.bs_keys.list_indexes()} == {"_id_", "bs_keys_session"}
+        assert {ix["name"] for ix in db.bs_sessions.list_indexes()} == {"_id_", "bs_sessions_order"}
+        db.bs_meta.update_one({"_id": "schema_version"}, {"$set": {"value": 99}})
+    finally:
+        client.close()
+    with pytest.raises(errors.UnavailableError, match="newer"):
+        await MongoDurable(url).open()
+
+
+async def test_list_sessions_pages_in_order(mongo_server: MongoServer) -> None:
+    url = mongo_server.url()
+    async with opened(url) as b:
+        await b.save_creds(SessionAddr("a", "z1"), b"c", expected_version=0)
+        client = raw(mongo_server)
+        try:  # 1,010 sessions in two namespaces: more than two pages of 500
+            client[b.database].bs_sessions.insert_many(
+                {
+                    "_id": f"{ns}|s{i:04d}",
+                    "namespace": ns,
+                    "session_id": f"s{i:04d}",
+                    "version": 0,
+                    "fence": 0,
+                    "updated_at": 1.0,
+                }
+                for ns in ("a", "b")
+                for i in range(505)
+            )
+        finally:
+            client.close()
+        every = [(s.namespace, s.session_id) async for s in b.list_sessions()]
+        only_b = [s.session_id async for s in b.list_sessions("b")]
+    assert every == sorted(every)
+    assert len(every) == 1011
+    assert only_b == [f"s{i:04d}" for i in range(505)]
+
+
+async def test_corrupt_documents_raise(mongo_server: MongoServer) -> None:
+    async with opened(mongo_server.url()) as b:
+        await b.write_keys(ADDR, [KeyWrite("session", "1", b"x")])
+        await b.save_creds(ADDR, b"creds")
+        client = raw(mongo_server)
+        try:
+            db = client[b.database]
+            db.bs_keys.update_many({}, {"$set": {"value": "not-binary"}})
+            db.bs_sessions.update_many({}, {"$set": {"creds": 42}})
+        finally:
+            client.close()
+        with pytest.raises(errors.CorruptDataError):
+            await b.get_keys(ADDR, "session", ["1"])
+        with pytest.raises(errors.CorruptDataError):
+            await b.load_creds(ADDR)
+
+
+# -- fencing and compare-and-set -----------------------------------------------------------
+
+
+async def test_stale_fence_rejected_and_nothing_written(durable: MongoDurable) -> None:
+    b = durable
+    await b.write_keys(ADDR, [KeyWrite("session", "1", b"new")], fence=5)
+    v = await b.save_creds(ADDR, b"c1", expected_version=0, fence=5)
+    with pytest.raises(errors.FencedError) as info:
+        await b.write_keys(
+            ADDR, [KeyWrite("session", "1", b"old"), KeyWrite("pre-key", "9", b"p")], fence=4
+        )
+    assert (info.value.token, info.value.current) == (4, 5)
+    with pytest.raises(errors.FencedError):
+        await b.clear_keys(ADDR, fence=4)
+    with pytest.raises(errors.FencedError):  # the fence wins over a matching version
+        await b.save_creds(ADDR, b"c-old", expected_version=v, fence=4)
+    with pytest.raises(errors.FencedError):
+        await b.delete_session(ADDR, fence=4)
+    assert await b.get_keys(ADDR, "session", ["1"]) == {"1": b"new"}
+    assert await b.get_keys(ADDR, "pre-key", ["9"]) == {}
+    creds = await b.load_creds(ADDR)
+    assert creds is not None
+    assert (creds.blob, creds.version) == (b"c1", v)
+    await b.write_keys(ADDR, [KeyWrite("session", "1", b"newer")], fence=6)  # higher: accepted
+    await b.write_keys(ADDR, [KeyWrite("session", "2", b"u")])  # unfenced: accepted
+    assert await b.delete_session(ADDR, fence=6)
+    assert await b.load_creds(ADDR) is None
+
+
+async def test_stale_writers_never_slip_past_a_new_fence(mongo_server: MongoServer) -> None:
+    url = mongo_server.url()
+    async with opened(url) as old, opened(url) as new:
+        await old.write_keys(ADDR, [KeyWrite("session", "x", b"old")], fence=1)
+
+        async def stale(i: int) -> str:
+            for n in range(2000):
+                try:
+                    await old.write_keys(
+                        ADDR, [KeyWrite("session", "x", b"old%d-%d" % (i, n))], fence=1
+                    )
+                except errors.FencedError:
+                    return "fenced"
+            return "never fenced"
+
+        tasks = [asyncio.create_task(stale(i)) for i in range(3)]
+        await asyncio.sleep(0.05)
+        await new.write_keys(ADDR, [KeyWrite("session", "x", b"NEW")], fence=2)
+        assert await asyncio.gather(*tasks) == ["fenced"] * 3
+        # A check-then-write would let an old write land after NEW; the transaction cannot.
+        assert await new.get_keys(ADDR, "session", ["x"]) == {"x": b"NEW"}
+
+
+async def test_concurrent_unfenced_writers_of_one_session(mongo_server: MongoServer) -> None:
+    # Separate clients (processes) writing one session at once: MongoDB aborts conflicting
+    # transactions rather than queueing them; every write must still land.
+    url = mongo_server.url()
+    async with contextlib.AsyncExitStack() as stack:
+        writers = [await stack.enter_async_context(opened(url)) for _ in range(6)]
+
+        async def write(i: int, b: MongoDurable) -> None:
+            for n in range(15):
+                await b.write_keys(
+                    ADDR,
+                    [KeyWrite("session", f"{i}.{n}", b"s"), KeyWrite("pre-key", f"{i}-{n}", b"p")],
+                )
+
+        await asyncio.gather(*(write(i, b) for i, b in enumerate(writers)))
+        ids = [f"{i}.{n}" for i in range(6) for n in range(15)]
+        assert len(await writers[0].get_keys(ADDR, "session", ids)) == len(ids)
+        assert [s.session_id async for s in writers[0].list_sessions(ADDR.namespace)] == [
+            ADDR.session_id
+        ]
+
+
+async def test_concurrent_cas_exactly_one_wins(mongo_server: MongoServer) -> None:
+    url = mongo_server.url()
+    async with opened(url) as a, opened(url) as b:
+        assert await a.save_creds(ADDR, b"c0", expected_version=0) == 1
+        attempts = [
+            x.save_creds(ADDR, b"c-%d" % i, expected_version=1) for i, x in enumerate([a, b] * 5)
+        ]
+        results = await asyncio.gather(*attempts, return_exceptions=True)
+    wins = [i for i, r in enumerate(results) if r == 2]
+    assert len(wins) == 1, results
+    losers = [r for r in results if not isinstance(r, int)]
+    assert all(isinstance(r, errors.ConflictError) and r.actual == 2 for r in losers), losers
+    async with opened(url) as c:
+        creds = await c.load_creds(ADDR)
+    assert creds is not None
+    assert creds.blob == b"c-%d" % wins[0]
+    assert creds.version == 2
+
+
+async def test_cas_on_missing_or_new_session(durable: MongoDurable) -> None:
+    with pytest.raises(errors.ConflictError) as info:
+        await durable.save_creds(ADDR, b"x", expected_version=3)
+    assert info.value.actual == 0
+    assert await durable.load_creds(ADDR) is None
+    await durable.write_keys(ADDR, [KeyWrite("session", "1", b"k")])  # session doc, no creds
+    assert await durable.save_creds(ADDR, b"x", expected_version=0) == 1
+    with pytest.raises(errors.ConflictError):
+        await durable.save_creds(ADDR, b"y", expected_version=0)
+    assert await durable.save_creds(ADDR, b"z") == 2
+
+
+# -- atomicity and retries, with injected server failures ----------------------------------
+
+WRITES = [
+    KeyWrite("pre-key", "2", b"new2"),
+    KeyWrite("session", "s", b"new-s"),
+    KeyWrite("pre-key", "1", None),
+]
+
+
+async def _seed(b: MongoDurable) -> None:
+    await b.write_keys(
+        ADDR, [KeyWrite("pre-key", "1", b"old1"), KeyWrite("session", "s", b"old-s")], fence=3
+    )
+
+
+async def _state(b: MongoDurable) -> dict[str, bytes]:
+    pre = await b.get_keys(ADDR, "pre-key", ["1", "2"])
+    return {
+        **{f"pre-key/{k}": v for k, v in pre.items()},
+        **{f"session/{k}": v for k, v in (await b.get_keys(ADDR, "session", ["s"])).items()},
+    }
+
+
+async def test_failure_midway_leaves_nothing(private_server: MongoServer) -> None:
+    async with opened(private_server.url()) as b:
+        assert b.transactions
+        await _seed(b)
+        before = await _state(b)
+        # The upserts (one update command) succeed, then the delete command fails for good.
+        with (
+            failpoint(private_server, failCommands=["delete"], errorCode=2),
+            pytest.raises(errors.UnavailableError),
+        ):
+            await b.write_keys(ADDR, WRITES, fence=4)
+        assert await _state(b) == before
+        await b.write_keys(
+            ADDR, [KeyWrite("session", "s", b"still-3")], fence=3
+        )  # fence not raised
+
+
+async def test_transient_transaction_error_is_retried(private_server: MongoServer) -> None:
+    seen = Commands()
+    async with opened(private_server.url(), client_options={"event_listeners": [seen]}) as b:
+        await _seed(b)
+        seen.names.clear()
+        with failpoint(
+            private_server,
+            failCommands=["delete"],
+            errorCode=112,
+            errorLabels=["TransientTransactionError"],
+        ):
+            await b.write_keys(ADDR, WRITES, fence=4)
+        first = ["update", "update", "delete", "abortTransaction"]  # touch, bulk upserts, deletes
+        retry = ["update", "update", "update", "delete", "commitTransaction"]  # fence raised first
+        assert seen.names == first + retry
+        assert await _state(b) == {"pre-key/2": b"new2", "session/s": b"new-s"}
+
+
+async def test_cas_recognises_its_own_applied_write(private_server: MongoServer) -> None:
+    # retryWrites=false: the driver does not retry, so our layer sees the error of a write that
+    # was applied, retries, misses the version, and must recognise its own blob.
+    async with opened(private_server.url(retryWrites="false")) as b:
+        v = await b.save_creds(ADDR, b"one", expected_version=0)
+        wce = {"code": 64, "errmsg": "injected", "errorLabels": ["RetryableWriteError"]}
+        with failpoint(private_server, failCommands=["findAndModify"], writeConcernError=wce):
+            assert await b.save_creds(ADDR, b"two", expected_version=v) == v + 1
+        creds = await b.load_creds(ADDR)
+        assert creds is not None
+        assert (creds.blob, creds.version) == (b"two", v + 1)
+
+
+async def test_standalone_runs_ordered_idempotent_batches(
+    standalone_server: MongoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    async with opened(standalone_server.url()) as b:
+        assert not b.transactions
+        assert any("standalone" in r.getMessage() for r in caplog.records)
+        await _seed(b)
+        with pytest.raises(errors.FencedError):
+            await b.write_keys(ADDR, WRITES, fence=2)
+        assert await _state(b) == {"pre-key/1": b"old1", "session/s": b"old-s"}
+        # The documented weaker guarantee: a failure midway leaves a prefix applied...
+        with (
+            failpoint(standalone_server, failCommands=["delete"], errorCode=2),
+            pytest.raises(errors.UnavailableError),
+        ):
+            await b.write_keys(ADDR, WRITES, fence=4)
+        assert await _state(b) == {
+            "pre-key/1": b"old1",
+            "pre-key/2": b"new2",
+            "session/s": b"new-s",
+        }
+        # ...and re-running the same call converges.
+        await b.write_keys(ADDR, WRITES, fence=4)
+        assert await _state(b) == {"pre-key/2": b"new2", "session/s": b"new-s"}
+        # A dropped connection mid-batch is retried by the backend itself.
+        with failpoint(standalone_server, failCommands=["delete"], closeConnection=True):
+            await b.write_keys(
+                ADDR, [KeyWrite("session", "t", b"t"), KeyWrite("pre-key", "2", None)]
+            )
+        assert await _state(b) == {"session/s": b"new-s"}
+
+
+# -- URLs, secrets, outages ----------------------------------------------------------------
+
+
+def test_url_options_and_database() -> None:
+    s = parse_mongo_url("mongodb://h1:1,h2:2/mydb?maxPoolSize=5&replicaSet=rs0", op_timeout=2.5)
+    assert s.database == "mydb"
+    assert s.client_defaults["serverSelectionTimeoutMS"] == 2500
+    assert s.client_defaults["retryWrites"] is True
+    assert s.client_defaults["retryReads"] is True
+    s = parse_mongo_url("mongodb://h/?serverSelectionTimeoutMS=100&RETRYWRITES=false", op_timeout=9)
+    assert s.database == "baileys_store"
+    assert "serverSelectionTimeoutMS" not in s.client_defaults  # the URL's value wins
+    assert "retryWrites" not in s.client_defaults
+    for bad, needle in [
+        ("mongodb://h/db?maxPoolSzie=5", "maxpoolszie"),
+        ("mongodb://h/db?maxPoolSize=many", "maxpoolsize"),
+        ("mongodb://h/my.db", "database name"),
+        ("mongodb:///db", "no host"),
+        ("mongodb://h/db?novalue", "NAME=VALUE"),
+    ]:
+        with pytest.raises(errors.ConfigError, match=needle):
+            parse_mongo_url(bad, op_timeout=1)
+
+
+def test_registry_and_roles() -> None:
+    cfg = StoreConfig(durable="mongodb+srv://u:p@cluster0.example.invalid/bs", cache=None)
+    backend = make_durable(cfg)  # no DNS lookup until open()
+    assert isinstance(backend, MongoDurable)
+    assert backend.database == "bs"
+    with pytest.raises(errors.ConfigError, match="durable tier"):
+        from_config(cfg, "cache")
+
+
+async def test_no_password_in_errors(mongo_server: MongoServer) -> None:
+    secret, key_pw = "Sup3rS3cretPW", "TlsKeyS3cret"
+    with pytest.raises(errors.ConfigError) as bad_option:
+        MongoDurable(
+            f"mongodb://user:{secret}@h/db?tlsCertificateKeyFilePassword={key_pw}&maxPoolSize=x"
+        )
+    port = free_port()
+    down = MongoDurable(f"mongodb://user:{secret}@127.0.0.1:{port}/db?serverSelectionTimeoutMS=300")
+    with pytest.raises(errors.UnavailableError) as unreachable:
+        await down.open()
+    # SecantusDB without --auth answers a login with AuthenticationFailed: a real driver error.
+    host = mongo_server.uri.split("//", 1)[1].split("/", 1)[0]
+    wrong = MongoDurable(f"mongodb://user:{secret}@{host}/db?authSource=admin")
+    with pytest.raises(errors.UnavailableError) as auth:
+        await wrong.open()
+    for exc in (bad_option.value, unreachable.value, auth.value):
+        chain: list[BaseException] = [exc]
+        while chain[-1].__cause__ is not None:
+            chain.append(chain[-1].__cause__)
+        for e in chain:
+            assert secret not in str(e)
+            assert secret not in repr(e)
+            assert key_pw not in str(e)
+
+
+async def test_write_errors_carry_no_key_values(mongo_server: MongoServer) -> None:
+    # A foreign document squatting on a key's _id makes the upsert fail with E11000, and the
+    # server's error document would echo the whole replacement, value included.
+    secret = b"KEY-MATERIAL-7f3a9c"
+    async with opened(mongo_server.url(), attempts=2) as b:
+        client = raw(mongo_server)
+        try:
+            client[b.database].bs_keys.insert_one(
+                {"_id": key_doc_id(ADDR, "session", "1"), "namespace": "elsewhere"}
+            )
+        finally:
+            client.close()
+        with pytest.raises(errors.UnavailableError, match="E11000") as info:
+            await b.write_keys(ADDR, [KeyWrite("session", "1", secret)])
+    err: BaseException | None = info.value
+    while err is not None:
+        assert secret.decode() not in str(err)
+        assert secret.decode() not in repr(err)
+        err = err.__cause__
+
+
+async def test_outage_raises_unavailable_never_empty() -> None:
+    server = start_secantus()
+    try:
+        url = server.url(serverSelectionTimeoutMS="400", connectTimeoutMS="400")
+        async with opened(url, op_timeout=2) as b:
+            await b.write_keys(ADDR, [KeyWrite("session", "1", b"x")])
+            await b.save_creds(ADDR, b"c")
+            assert (await b.check()).ok
+            server.stop()
+            with pytest.raises(errors.UnavailableError):
+                await b.get_keys(ADDR, "session", ["1"])
+            with pytest.raises(errors.UnavailableError):
+                await b.load_creds(ADDR)
+            with pytest.raises(errors.UnavailableError):
+                await b.write_keys(ADDR, [KeyWrite("session", "2", b"y")])
+            health = await b.check()
+            assert not health.ok
+            assert health.backend == "mongodb"
+    finally:
+        server.discard()
