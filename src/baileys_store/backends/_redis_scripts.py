@@ -1,0 +1,176 @@
+"""Lua scripts of the Redis backend: each write is one script, so it is atomic and one round trip.
+
+Every key a script touches carries the session's hash tag, so a script runs on one Cluster node.
+The per-type key names ``<base>k:<type>`` are derived inside ``clear``/``delete``/``drop`` from
+the session's set of types; they share the tag (and so the slot) of the declared keys.
+
+A Redis script is not rolled back when a command fails halfway, so every script first does all
+its checks (fence, version, key types) with reads, and only then writes (Redis refuses a script
+for ``maxmemory`` only at its first write, never halfway). Replies are tables whose first element
+is a status code (see ``OK`` ... ``WRONG_TYPE``).
+"""
+
+from __future__ import annotations
+
+OK = 0
+FENCED = 1  # {1, current_fence}
+NEEDS_INDEX = 2  # the session does not exist yet and the caller did not index it first
+CONFLICT = 3  # {3, current_version}
+WRONG_TYPE = 4  # {4, key}: a key of the session holds another Redis type (foreign data)
+
+# Shared prelude. ``fence_of`` returns the fence to record or nil when ``token`` is stale.
+_PRELUDE = """
+local function fence_of(current, token)
+  if token == '' then return current end
+  if tonumber(token) < tonumber(current) then return nil end
+  return token
+end
+local function foreign(key, want)
+  local t = redis.call('TYPE', key)['ok']
+  return t ~= want and t ~= 'none'
+end
+"""
+
+# KEYS: meta, types, then one hash per written type (same order as the groups in ARGV).
+# ARGV: fence, now, may_create, then per type: name, n_upserts, n_deletes, id, blob, ..., id, ...
+WRITE_KEYS = _PRELUDE + """
+local meta, types = KEYS[1], KEYS[2]
+local exists = redis.call('EXISTS', meta) == 1
+if not exists and ARGV[3] ~= '1' then return {2} end
+local cur = redis.call('HGET', meta, 'f') or '0'
+local fence = fence_of(cur, ARGV[1])
+if not fence then return {1, cur} end
+if foreign(types, 'set') then return {4, types} end
+for k = 3, #KEYS do
+  if foreign(KEYS[k], 'hash') then return {4, KEYS[k]} end
+end
+local i, names = 4, {}
+for k = 3, #KEYS do
+  names[#names + 1] = ARGV[i]
+  i = i + 3 + 2 * tonumber(ARGV[i + 1]) + tonumber(ARGV[i + 2])
+end
+redis.call('SADD', types, unpack(names))
+i = 4
+for k = 3, #KEYS do
+  local ups, dels = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  i = i + 3
+  local done = 0
+  while done < ups do  -- chunks: Lua's unpack() has a stack limit
+    local n = math.min(ups - done, 500)
+    redis.call('HSET', KEYS[k], unpack(ARGV, i, i + 2 * n - 1))
+    i, done = i + 2 * n, done + n
+  end
+  done = 0
+  while done < dels do
+    local n = math.min(dels - done, 1000)
+    redis.call('HDEL', KEYS[k], unpack(ARGV, i, i + n - 1))
+    i, done = i + n, done + n
+  end
+end
+redis.call('HSET', meta, 'f', fence, 'u', ARGV[2])
+if not exists then redis.call('HSET', meta, 'c', ARGV[2]) end
+return {0, exists and 0 or 1}
+"""
+
+# KEYS: meta. ARGV: fence, now, may_create, blob, expected_version ('' = any).
+SAVE_CREDS = _PRELUDE + """
+local meta = KEYS[1]
+local exists = redis.call('EXISTS', meta) == 1
+if not exists and ARGV[3] ~= '1' then return {2} end
+local row = redis.call('HMGET', meta, 'f', 'v', 'creds')
+local cur = row[1] or '0'
+local fence = fence_of(cur, ARGV[1])
+if not fence then return {1, cur} end
+local version = tonumber(row[2] or '0')
+if ARGV[5] ~= '' and tonumber(ARGV[5]) ~= version then
+  -- A retry of a save that was applied but whose reply was lost: report the same success.
+  if version == tonumber(ARGV[5]) + 1 and row[3] == ARGV[4] then return {0, version, 0} end
+  return {3, version}
+end
+version = redis.call('HINCRBY', meta, 'v', 1)
+redis.call('HSET', meta, 'creds', ARGV[4], 'f', fence, 'u', ARGV[2])
+if not exists then redis.call('HSET', meta, 'c', ARGV[2]) end
+return {0, version, exists and 0 or 1}
+"""
+
+# KEYS: meta, types. ARGV: fence, now, key base ('<prefix>:{tag}:k:').
+CLEAR_KEYS = _PRELUDE + """
+local meta, types = KEYS[1], KEYS[2]
+if redis.call('EXISTS', meta) == 0 then return {0, 0} end
+local cur = redis.call('HGET', meta, 'f') or '0'
+local fence = fence_of(cur, ARGV[1])
+if not fence then return {1, cur} end
+if foreign(types, 'set') then return {4, types} end
+local keys, n = {}, 0
+for _, t in ipairs(redis.call('SMEMBERS', types)) do
+  local key = ARGV[3] .. t
+  if foreign(key, 'hash') then return {4, key} end
+  n = n + redis.call('HLEN', key)
+  keys[#keys + 1] = key
+end
+keys[#keys + 1] = types
+redis.call('UNLINK', unpack(keys))
+redis.call('HSET', meta, 'f', fence, 'u', ARGV[2])
+return {0, n}
+"""
+
+# KEYS: meta, types. ARGV: fence, key base. Reply {0, 1 if anything existed}.
+DELETE_SESSION = _PRELUDE + """
+local meta, types = KEYS[1], KEYS[2]
+local cur = redis.call('HGET', meta, 'f') or '0'
+if not fence_of(cur, ARGV[1]) then return {1, cur} end
+if foreign(types, 'set') then return {4, types} end
+local keys = {meta, types}
+for _, t in ipairs(redis.call('SMEMBERS', types)) do keys[#keys + 1] = ARGV[2] .. t end
+return {0, redis.call('UNLINK', unpack(keys)) > 0 and 1 or 0}
+"""
+
+# Cache: KEYS: types, then one hash per type. ARGV: ttl_ms, then groups as in WRITE_KEYS.
+CACHE_PUT = _PRELUDE + """
+local types = KEYS[1]
+if foreign(types, 'set') then return {4, types} end
+for k = 2, #KEYS do
+  if foreign(KEYS[k], 'hash') then return {4, KEYS[k]} end
+end
+local i, ttl = 2, ARGV[1]
+for k = 2, #KEYS do
+  local name, ups, dels = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  i = i + 3
+  local done = 0
+  while done < ups do
+    local n = math.min(ups - done, 500)
+    redis.call('HSET', KEYS[k], unpack(ARGV, i, i + 2 * n - 1))
+    i, done = i + 2 * n, done + n
+  end
+  done = 0
+  while done < dels do
+    local n = math.min(dels - done, 1000)
+    redis.call('HDEL', KEYS[k], unpack(ARGV, i, i + n - 1))
+    i, done = i + n, done + n
+  end
+  if ups > 0 then
+    redis.call('SADD', types, name)
+    redis.call('PEXPIRE', KEYS[k], ttl)
+  end
+end
+-- The set of types lives at least as long as every hash it names, so drop() finds them all.
+redis.call('PEXPIRE', types, ttl)
+return {0}
+"""
+
+# Cache: KEYS: meta. ARGV: ttl_ms, blob, version.
+CACHE_PUT_CREDS = """
+redis.call('HSET', KEYS[1], 'creds', ARGV[2], 'v', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return {0}
+"""
+
+# Cache: KEYS: meta, types. ARGV: key base.
+CACHE_DROP = """
+local keys = {KEYS[1], KEYS[2]}
+if redis.call('TYPE', KEYS[2])['ok'] == 'set' then
+  for _, t in ipairs(redis.call('SMEMBERS', KEYS[2])) do keys[#keys + 1] = ARGV[1] .. t end
+end
+redis.call('UNLINK', unpack(keys))
+return {0}
+"""
