@@ -9,8 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from .codec import Cipher, Codec, Compression, KeyRing, parse_master_key
-from .codec import _ciphers, _compress
+from .codec import Cipher, Codec, Compression, KeyRing, _ciphers, _compress, parse_master_key
 from .errors import ConfigError
 
 DURABLE_SCHEMES = frozenset(
@@ -25,9 +24,25 @@ def _describe(exc: ValidationError) -> str:
     # which may be a master key.
     parts = []
     for err in exc.errors(include_input=False, include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        # Dict keys in a location are user input too: ``{KEY: 1}`` (id and key swapped) would
+        # put the master key into the location, so only field names and int ids are shown.
+        head, *rest = err["loc"] or ("config",)
+        loc = ".".join([str(head), *(str(p) if isinstance(p, int) or p == "[key]" else "*"
+                                     for p in rest)])
         parts.append(f"{loc}: {err['msg']}")
     return "invalid configuration: " + "; ".join(parts)
+
+
+def _mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:  # unparsable: show nothing of it rather than risk a password
+        return "<unparsable url>"
+    user, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}").geturl()
 
 
 class StoreConfig(BaseModel):
@@ -80,7 +95,9 @@ class StoreConfig(BaseModel):
     def _check_durable(cls, v: str) -> str:
         scheme = urlsplit(v).scheme
         if scheme not in DURABLE_SCHEMES:
-            raise ValueError(f"unknown scheme {scheme!r}; expected one of {sorted(DURABLE_SCHEMES)}")
+            raise ValueError(
+                f"unknown scheme {scheme!r}; expected one of {sorted(DURABLE_SCHEMES)}"
+            )
         return v
 
     @field_validator("cache")
@@ -100,8 +117,10 @@ class StoreConfig(BaseModel):
             out: dict[int, str] = {}
             for part in filter(None, (p.strip() for p in v.split(","))):
                 kid, sep, key = part.partition(":")
-                if not sep or not kid.strip().isdigit():
+                if not sep or not kid.strip().isdecimal():
                     raise ValueError("expected 'ID:KEY[,ID:KEY...]' with integer ids")
+                if int(kid) in out:  # two keys for one id: some blobs would not decrypt
+                    raise ValueError(f"master key id {int(kid)} is given twice")
                 out[int(kid)] = key
             return out
         return v
@@ -126,7 +145,9 @@ class StoreConfig(BaseModel):
 
     def keyring(self) -> KeyRing:
         """The parsed key ring."""
-        keys = {k: parse_master_key(v.get_secret_value(), key_id=k) for k, v in self.master_keys.items()}
+        keys = {
+            k: parse_master_key(v.get_secret_value(), key_id=k) for k, v in self.master_keys.items()
+        }
         return KeyRing(keys, self.active_key_id)
 
     def codec(self) -> Codec:
@@ -159,8 +180,12 @@ class StoreConfig(BaseModel):
         data.update(overrides)
         return cls(**data)
 
-    def __repr_args__(self) -> Any:  # keep keys out of repr(); SecretStr already masks values
-        return super().__repr_args__()
+    def __repr_args__(self) -> Any:
+        # SecretStr already masks master keys; URLs may carry a server password (for example
+        # ``postgresql://app:PASSWORD@db/x``), which must not reach logs through repr() either.
+        for name, value in super().__repr_args__():
+            masked = name in ("durable", "cache") and isinstance(value, str)
+            yield name, (_mask_url(value) if masked else value)
 
 
 __all__ = ["Cipher", "Compression", "StoreConfig"]

@@ -8,12 +8,13 @@ naming the field, never stored or handed to a client. Unknown fields pass throug
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import InvalidInputError
 
 _BYTES = (bytes, bytearray, memoryview)
+_MAX_INT = 2**63 - 1
 
 # (camelCase, snake_case) names of the known fields.
 _KEY_PAIRS = (
@@ -59,42 +60,62 @@ def _key_pair(v: object, path: str) -> None:
         _bytes(v, part, 32, f"{path}.")
 
 
+def _int(v: object, lo: int, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _signed_pre_key(spk: object, name: str, kp: str, kid: str) -> None:
+    if not isinstance(spk, Mapping):
+        raise _fail(name, "a signed key pair {keyPair, signature, keyId}", spk)
+    _key_pair(spk.get(kp), f"{name}.{kp}")
+    _bytes(spk, "signature", 64, f"{name}.")
+    key_id = spk.get(kid)
+    if key_id is not None and not _int(key_id, 0, _MAX_INT):
+        raise _fail(f"{name}.{kid}", "a non-negative int", key_id)
+
+
+def _signal_identities(ids: object, name: str) -> None:
+    if not isinstance(ids, list):
+        raise _fail(name, "a list", ids)
+    for n, ident in enumerate(ids):
+        if not isinstance(ident, Mapping):
+            raise _fail(f"{name}[{n}]", "a mapping", ident)
+        for key_name in ("identifierKey", "identifier_key"):
+            _bytes(ident, key_name, 33, f"{name}[{n}].")
+
+
+# (names, check, what is expected): checked whenever the field is present.
+_SCALARS: tuple[tuple[tuple[str, str], Callable[[object], bool], str], ...] = (
+    (("registrationId", "registration_id"), lambda v: _int(v, 0, (1 << 14) - 1),
+     "an int in 0..16383 (14 bits)"),
+    (("advSecretKey", "adv_secret_key"), lambda v: isinstance(v, str), "a base64 str"),
+    (("routingInfo", "routing_info"), lambda v: v is None or isinstance(v, _BYTES),
+     "bytes or None"),
+)
+
+
 def validate_creds(d: Mapping[str, Any]) -> None:
-    """Check the known fields of camelCase (Baileys, waeys) or snake_case (pyaileys) creds."""
+    """Check the known fields of camelCase (Baileys, waeys) or snake_case (pyaileys) creds.
+
+    Raises:
+        InvalidInputError: a known field has the wrong shape; the message names the field.
+    """
+    if not isinstance(d, Mapping):
+        raise InvalidInputError(f"creds must be a mapping, not {type(d).__name__}")
     for camel, snake in _KEY_PAIRS:
         for name in (camel, snake):
             if d.get(name) is not None:
                 _key_pair(d[name], name)
-    for spk_name, kp, kid in (("signedPreKey", "keyPair", "keyId"), ("signed_pre_key", "key_pair", "key_id")):
-        spk = d.get(spk_name)
-        if spk is None:
-            continue
-        if not isinstance(spk, Mapping):
-            raise _fail(spk_name, "a signed key pair {keyPair, signature, keyId}", spk)
-        _key_pair(spk.get(kp), f"{spk_name}.{kp}")
-        _bytes(spk, "signature", 64, f"{spk_name}.")
-        key_id = spk.get(kid)
-        if key_id is not None and (isinstance(key_id, bool) or not isinstance(key_id, int) or key_id < 0):
-            raise _fail(f"{spk_name}.{kid}", "a non-negative int", key_id)
-    for name in ("registrationId", "registration_id"):
-        rid = d.get(name)
-        if name in d and (isinstance(rid, bool) or not isinstance(rid, int) or not 0 <= rid < 1 << 14):
-            raise _fail(name, "an int in 0..16383 (14 bits)", rid)
-    for name in ("advSecretKey", "adv_secret_key"):
-        if name in d and not isinstance(d[name], str):
-            raise _fail(name, "a base64 str", d[name])
-    for name in ("routingInfo", "routing_info"):
-        v = d.get(name)
-        if v is not None and not isinstance(v, _BYTES):
-            raise _fail(name, "bytes or None", v)
+    for spk_name, kp, kid in (
+        ("signedPreKey", "keyPair", "keyId"),
+        ("signed_pre_key", "key_pair", "key_id"),
+    ):
+        if d.get(spk_name) is not None:
+            _signed_pre_key(d[spk_name], spk_name, kp, kid)
+    for names, ok, expected in _SCALARS:
+        for name in names:
+            if name in d and not ok(d[name]):
+                raise _fail(name, expected, d[name])
     for name in ("signalIdentities", "signal_identities"):
-        ids = d.get(name)
-        if ids is None:
-            continue
-        if not isinstance(ids, list):
-            raise _fail(name, "a list", ids)
-        for n, ident in enumerate(ids):
-            if not isinstance(ident, Mapping):
-                raise _fail(f"{name}[{n}]", "a mapping", ident)
-            for key_name in ("identifierKey", "identifier_key"):
-                _bytes(ident, key_name, 33, f"{name}[{n}].")
+        if d.get(name) is not None:
+            _signal_identities(d[name], name)

@@ -69,7 +69,7 @@ def check_id(key_id: object) -> str:
     if isinstance(key_id, bool):
         raise InvalidInputError("invalid key id: bool is not an id")
     if isinstance(key_id, int):
-        return str(key_id)
+        return str(int(key_id))  # int(): a subclass's own __str__ (e.g. an enum) is not the id
     if not isinstance(key_id, str):
         raise InvalidInputError(f"invalid key id of type {type(key_id).__name__}")
     if not key_id or len(key_id.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
@@ -85,8 +85,11 @@ def check_id(key_id: object) -> str:
 
 def check_ids(ids: Iterable[object]) -> list[str]:
     """Validate a list of ids for ``get``, dropping duplicates but keeping the order."""
-    if isinstance(ids, (str, bytes)):
-        raise InvalidInputError("ids must be a list of ids, not a single string")
+    # bytes-likes are iterables of ints: they would silently become ids "97", "98", ...
+    if isinstance(ids, (str, bytes, bytearray, memoryview)):
+        raise InvalidInputError("ids must be a list of ids, not a single string or bytes")
+    if not isinstance(ids, Iterable):
+        raise InvalidInputError(f"ids must be a list of ids, not {type(ids).__name__}")
     return list(dict.fromkeys(check_id(i) for i in ids))
 
 

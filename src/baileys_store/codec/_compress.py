@@ -51,5 +51,6 @@ def decompress(algo_id: int, data: bytes) -> bytes:
         if algo is Compression.GZIP:
             return bytes(cramjam.gzip.decompress(data))
     except Exception as exc:  # cramjam raises its own DecompressionError and others
-        raise CorruptDataError(f"{algo.name.lower()} data is corrupt ({type(exc).__name__})") from None
+        name = algo.name.lower()
+        raise CorruptDataError(f"{name} data is corrupt ({type(exc).__name__})") from None
     return data

@@ -35,7 +35,9 @@ def _field(value: str) -> bytes:
     return len(raw).to_bytes(4, "big") + raw
 
 
-def record_aad(kind: str, namespace: str, session_id: str, key_type: str = "", key_id: str = "") -> bytes:
+def record_aad(
+    kind: str, namespace: str, session_id: str, key_type: str = "", key_id: str = ""
+) -> bytes:
     """The address bytes bound to a blob: length-prefixed so no two addresses collide."""
     return b"".join(_field(p) for p in (kind, namespace, session_id, key_type, key_id))
 
@@ -114,6 +116,8 @@ class Codec:
             raise CorruptDataError(f"unknown blob format (magic {magic:#x}, format {fmt})")
         header, body = blob[:HEADER_SIZE], blob[HEADER_SIZE:]
         if cipher_id == Cipher.NONE:
+            if kid != 0:  # encode() never writes this; a key id on plaintext is a forgery
+                raise CorruptDataError(f"plaintext blob names key id {kid}")
             if len(body) < 4:
                 raise CorruptDataError("plaintext blob is truncated")
             payload, crc = body[:-4], int.from_bytes(body[-4:], "big")

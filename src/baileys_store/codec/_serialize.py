@@ -18,9 +18,25 @@ def pack(value: Any) -> bytes:
         raise InvalidInputError(f"value cannot be serialized: {type(exc).__name__}") from None
 
 
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def _pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    return {_tuples(k): v for k, v in pairs}
+
+
 def unpack(data: bytes) -> Any:
     """Deserialize bytes written by :func:`pack`; malformed input raises CorruptDataError."""
     try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+        try:
+            return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+        except TypeError:
+            # pack() wrote a tuple dict key as an array, which cannot key a dict as a list:
+            # read it back as the tuple it was (the slow hook only runs for such values).
+            return msgpack.unpackb(
+                data, raw=False, strict_map_key=False, use_list=True, object_pairs_hook=_pairs
+            )
     except Exception as exc:  # msgpack raises many unrelated types on garbage
-        raise CorruptDataError(f"stored value is not valid msgpack ({type(exc).__name__})") from None
+        what = type(exc).__name__
+        raise CorruptDataError(f"stored value is not valid msgpack ({what})") from None
