@@ -20,6 +20,9 @@ __all__ = ["main"]
 _COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("._bench", "bench_command"),
     "demo": ("._demo", "demo_command"),
+    "export": ("._folder", "export_command"),
+    "import": ("._folder", "import_command"),
+    "sessions": ("._sessions", "sessions_group"),
 }
 
 
