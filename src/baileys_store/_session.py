@@ -36,7 +36,7 @@ class KeyStore:
         self._store = store
         self._addr = addr
 
-    async def get(self, type: str, ids: Iterable[str | int]) -> dict[str, Any]:  # noqa: A002
+    async def get(self, type: str, ids: Iterable[str | int]) -> dict[str, Any]:
         """Values of the ids found; missing ids are absent. Int ids are read as decimal strings.
 
         Raises:
@@ -55,11 +55,22 @@ class KeyStore:
             try:
                 out[key_id] = codec.decode(blob, _key_aad(self._addr, key_type, key_id))
             except StoreError as exc:
-                raise _rewrap(exc)(f"{key_type} {key_id!r} of session {self._addr}: {exc}") from None
+                where = f"{key_type} {key_id!r} of session {self._addr}"
+                raise _rewrap(exc)(f"{where}: {exc}") from None
         return out
 
-    async def set(self, data: Mapping[str, Mapping[str | int, Any]]) -> None:
-        """Upsert values and delete ids mapped to ``None``, atomically for the whole call."""
+    async def set(self, data: Mapping[str, Mapping[Any, Any]]) -> None:
+        """Upsert values and delete ids mapped to ``None``, atomically for the whole call.
+
+        Ids are ``str`` (an ``int`` id is stored as its decimal string). The inner mapping is
+        typed loosely on purpose: ``Mapping`` is invariant in its key type, so a precise
+        ``str | int`` would reject ``dict[str, bytes]`` and pyaileys' ``SignalKeyStore``.
+
+        Raises:
+            InvalidInputError: a bad type, id or value; nothing is written.
+            UnavailableError: a tier could not answer (the call may or may not have applied;
+                retrying it is safe).
+        """
         normalized = _model.normalize_set(data)
         codec = self._store.codec
         writes = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
@@ -20,25 +20,45 @@ from .errors import StoreClosedError, UnavailableError
 T = TypeVar("T")
 
 
+_CREDS = ("", "creds")  # the creds record in ``_SessionState.writing`` (no key type is empty)
+
+
 class _SessionState:
     """Write lock + generation of one session, alive while any task uses the session.
 
     ``gen`` changes before and after every write, so a reader that filled nothing while a write
     ran can tell, and never puts an older durable value into the cache after a newer write.
+    ``writing`` names the records of the write in flight (``writing_all``: every record): the
+    durable tier may already show them while the cache does not yet, so reads of them skip the
+    cache. Otherwise one read could see a transaction's new durable value and the next read its
+    old cached one: a torn multi-type write.
     """
 
-    __slots__ = ("gen", "lock", "users")
+    __slots__ = ("gen", "lock", "users", "writing", "writing_all")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.gen = 0
         self.users = 0
+        self.writing: frozenset[tuple[str, str]] = frozenset()
+        self.writing_all = False
+
+    def cached(self, key_type: str, ids: list[str]) -> list[str]:
+        """The ids a read may take from the cache."""
+        if self.writing_all:
+            return []
+        if not self.writing:
+            return ids
+        return [i for i in ids if (key_type, i) not in self.writing]
 
 
 @dataclass(frozen=True, slots=True)
 class StoreHealth:
-    """Aggregate health: ``healthy`` when every tier answers, ``degraded`` when only the cache
-    fails (reads fall back to the durable tier), ``unhealthy`` when the durable tier fails."""
+    """Aggregate health of the tiers.
+
+    ``healthy`` when every tier answers, ``degraded`` when only the cache fails (reads fall back
+    to the durable tier), ``unhealthy`` when the durable tier fails.
+    """
 
     status: str
     tiers: tuple[TierHealth, ...]
@@ -60,6 +80,9 @@ class AuthStore:
         self.cache: CacheBackend | None = cache if durable or cache else make_cache(self.config)
         self._timeout = self.config.op_timeout
         self._states: dict[SessionAddr, _SessionState] = {}
+        # Sessions whose cache entries may be stale (a cache update failed after a durable
+        # write): reads bypass the cache until a later write manages to drop the session there.
+        self._untrusted: set[SessionAddr] = set()
         self._open = False
 
     async def open(self) -> None:
@@ -136,7 +159,14 @@ class AuthStore:
             raise UnavailableError(f"{tier} tier did not answer within {self._timeout}s") from None
 
     @asynccontextmanager
-    async def _use(self, addr: SessionAddr, *, write: bool) -> AsyncIterator[_SessionState]:
+    async def _use(
+        self,
+        addr: SessionAddr,
+        *,
+        write: bool = False,
+        touched: frozenset[tuple[str, str]] | None = frozenset(),
+    ) -> AsyncIterator[_SessionState]:
+        """Hold the session state; with ``write`` its lock too (``touched=None``: all records)."""
         self._check_open()
         state = self._states.get(addr)
         if state is None:
@@ -146,9 +176,11 @@ class AuthStore:
             if write:
                 async with state.lock:
                     state.gen += 1
+                    state.writing, state.writing_all = touched or frozenset(), touched is None
                     try:
                         yield state
                     finally:
+                        state.writing, state.writing_all = frozenset(), False
                         state.gen += 1
             else:
                 yield state
@@ -157,81 +189,111 @@ class AuthStore:
             if state.users == 0:
                 del self._states[addr]
 
-    async def _get_blobs(self, addr: SessionAddr, key_type: str, ids: list[str]) -> dict[str, bytes]:
-        async with self._use(addr, write=False) as state:
+    def _cache_for(self, addr: SessionAddr) -> CacheBackend | None:
+        return None if addr in self._untrusted else self.cache
+
+    async def _get_blobs(
+        self, addr: SessionAddr, key_type: str, ids: list[str]
+    ) -> dict[str, bytes]:
+        async with self._use(addr) as state:
+            cache = self._cache_for(addr)
             found: dict[str, bytes] = {}
-            if self.cache is not None:
-                found = await self._guard("cache", self.cache.get_keys(addr, key_type, ids))
+            cached = state.cached(key_type, ids) if cache is not None else []
+            if cache is not None and cached:
+                found = await self._guard("cache", cache.get_keys(addr, key_type, cached))
                 if len(found) == len(ids):
                     return found
             misses = [i for i in ids if i not in found]
             gen, busy = state.gen, state.lock.locked()
             loaded = await self._guard("durable", self.durable.get_keys(addr, key_type, misses))
-            if self.cache is not None and loaded and not busy and state.gen == gen:
+            if cache is not None and loaded and not busy and state.gen == gen:
                 writes = [KeyWrite(key_type, i, b) for i, b in loaded.items()]
-                await self._guard("cache", self.cache.put_keys(addr, writes))
+                await self._guard("cache", cache.put_keys(addr, writes))
             found.update(loaded)
             return found
 
+    async def _sync_cache(
+        self, addr: SessionAddr, apply: Callable[[CacheBackend], Awaitable[None]]
+    ) -> None:
+        """Bring the cache in line after a durable write (or its failure).
+
+        If that fails, the session's cache entries may be stale: stop trusting them until a
+        later write drops them all.
+        """
+        cache = self.cache
+        if cache is None:
+            return
+        try:
+            if addr in self._untrusted:
+                await self._guard("cache", cache.drop_session(addr))
+                self._untrusted.discard(addr)
+            await self._guard("cache", apply(cache))
+        except BaseException:
+            self._untrusted.add(addr)
+            raise
+
+    async def _after_failure(
+        self, addr: SessionAddr, apply: Callable[[CacheBackend], Awaitable[None]]
+    ) -> None:
+        # The durable write may have been applied before it failed: evict, never serve old data.
+        with contextlib.suppress(Exception):
+            await self._sync_cache(addr, apply)
+
     async def _write_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
-        async with self._use(addr, write=True):
+        touched = frozenset((w.type, w.id) for w in writes)
+        async with self._use(addr, write=True, touched=touched):
             try:
                 await self._guard("durable", self.durable.write_keys(addr, writes))
             except BaseException:
-                # The write may have been applied before the error: evict, never serve old data.
-                await self._evict(addr, writes)
+                gone = [KeyWrite(w.type, w.id, None) for w in writes]
+                await self._after_failure(addr, lambda c: c.put_keys(addr, gone))
                 raise
-            if self.cache is not None:
-                await self._guard("cache", self.cache.put_keys(addr, writes))
-
-    async def _evict(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
-        if self.cache is not None:
-            gone = [KeyWrite(w.type, w.id, None) for w in writes]
-            with contextlib.suppress(Exception):
-                await self._guard("cache", self.cache.put_keys(addr, gone))
+            await self._sync_cache(addr, lambda c: c.put_keys(addr, writes))
 
     async def _clear_keys(self, addr: SessionAddr) -> None:
-        async with self._use(addr, write=True):
+        async with self._use(addr, write=True, touched=None):
             try:
                 await self._guard("durable", self.durable.clear_keys(addr))
-            finally:
-                if self.cache is not None:
-                    await self._guard("cache", self.cache.drop_session(addr))
+            except BaseException:
+                await self._after_failure(addr, lambda c: c.drop_session(addr))
+                raise
+            await self._sync_cache(addr, lambda c: c.drop_session(addr))
 
     async def _load_creds(self, addr: SessionAddr) -> CredsRecord | None:
-        async with self._use(addr, write=False) as state:
-            if self.cache is not None:
-                cached = await self._guard("cache", self.cache.get_creds(addr))
+        async with self._use(addr) as state:
+            cache = self._cache_for(addr)
+            if cache is not None and state.cached(_CREDS[0], [_CREDS[1]]):
+                cached = await self._guard("cache", cache.get_creds(addr))
                 if cached is not None:
                     return cached
             gen, busy = state.gen, state.lock.locked()
             record = await self._guard("durable", self.durable.load_creds(addr))
-            if self.cache is not None and record is not None and not busy and state.gen == gen:
-                await self._guard("cache", self.cache.put_creds(addr, record))
+            if cache is not None and record is not None and not busy and state.gen == gen:
+                await self._guard("cache", cache.put_creds(addr, record))
             return record
 
     async def _save_creds(self, addr: SessionAddr, blob: bytes, expected: int | None) -> int:
-        async with self._use(addr, write=True):
+        async with self._use(addr, write=True, touched=frozenset({_CREDS})):
             try:
                 version = await self._guard(
                     "durable", self.durable.save_creds(addr, blob, expected_version=expected)
                 )
             except BaseException:
-                if self.cache is not None:
-                    with contextlib.suppress(Exception):
-                        await self._guard("cache", self.cache.put_creds(addr, None))
+                await self._after_failure(addr, lambda c: c.put_creds(addr, None))
                 raise
-            if self.cache is not None:
-                await self._guard("cache", self.cache.put_creds(addr, CredsRecord(blob, version)))
+            record = CredsRecord(blob, version)
+            await self._sync_cache(addr, lambda c: c.put_creds(addr, record))
             return version
 
     async def _delete_session(self, addr: SessionAddr) -> bool:
-        async with self._use(addr, write=True):
+        async with self._use(addr, write=True, touched=None):
             try:
-                return await self._guard("durable", self.durable.delete_session(addr))
-            finally:
-                if self.cache is not None:
-                    await self._guard("cache", self.cache.drop_session(addr))
+                existed = await self._guard("durable", self.durable.delete_session(addr))
+            except BaseException:
+                await self._after_failure(addr, lambda c: c.drop_session(addr))
+                raise
+            await self._sync_cache(addr, lambda c: c.drop_session(addr))
+            return existed
 
 
 @asynccontextmanager

@@ -24,8 +24,10 @@ class _Session:
 
 
 class MemoryDurable:
-    """Dict-backed durable tier (``memory://``). Every method runs without awaiting, so each
-    call is atomic with respect to other tasks."""
+    """Dict-backed durable tier (``memory://``).
+
+    Every method runs without awaiting, so each call is atomic with respect to other tasks.
+    """
 
     name = "memory"
 
@@ -47,7 +49,9 @@ class MemoryDurable:
         sess.updated_at = time.time()
         return sess
 
-    async def get_keys(self, addr: SessionAddr, key_type: str, ids: Sequence[str]) -> dict[str, bytes]:
+    async def get_keys(
+        self, addr: SessionAddr, key_type: str, ids: Sequence[str]
+    ) -> dict[str, bytes]:
         """Blobs of the ids found."""
         sess = self._sessions.get(addr)
         if sess is None:
@@ -122,8 +126,11 @@ class MemoryDurable:
 
 
 class MemoryCache:
-    """Bounded LRU of blobs (``memory://`` cache). Holds encoded blobs, not decoded values, so a
-    caller mutating a returned value can never corrupt the cache."""
+    """Bounded LRU of blobs (``memory://`` cache).
+
+    Holds encoded blobs, not decoded values, so a caller mutating a returned value can never
+    corrupt the cache.
+    """
 
     name = "memory"
 
@@ -140,7 +147,9 @@ class MemoryCache:
         self._lru.clear()
         self._creds.clear()
 
-    async def get_keys(self, addr: SessionAddr, key_type: str, ids: Sequence[str]) -> dict[str, bytes]:
+    async def get_keys(
+        self, addr: SessionAddr, key_type: str, ids: Sequence[str]
+    ) -> dict[str, bytes]:
         """Cached blobs of the ids present (refreshing their recency)."""
         out: dict[str, bytes] = {}
         lru = self._lru

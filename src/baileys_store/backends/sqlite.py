@@ -34,10 +34,14 @@ def sqlite_path(url: str) -> Path:
     """``sqlite:///rel.db`` → ``rel.db``; ``sqlite:////abs.db`` → ``/abs.db``."""
     parts = urlsplit(url)
     if parts.scheme != "sqlite" or parts.netloc not in ("", "localhost"):
-        raise errors.ConfigError(f"not a sqlite URL with a path: use sqlite:///FILE ({parts.scheme})")
+        raise errors.ConfigError(
+            f"not a sqlite URL with a path: use sqlite:///FILE ({parts.scheme})"
+        )
     path = unquote(parts.path)[1:] if parts.path.startswith("/") else unquote(parts.path)
     if not path or path == ":memory:":
-        raise errors.ConfigError("sqlite URL needs a file path; use memory:// for a throwaway store")
+        raise errors.ConfigError(
+            "sqlite URL needs a file path; use memory:// for a throwaway store"
+        )
     return Path(path)
 
 
@@ -48,8 +52,10 @@ class SQLiteDurable:
         path: Database file (created with its folder when missing).
         synchronous: ``full`` fsyncs every commit; ``normal`` may lose the last commits on power
             loss (never corrupts the file).
-        exclusive: Hold an advisory lock on ``<path>.lock`` so a second process cannot open the
-            file while this one keeps an in-process cache in front of it (it would read stale).
+        exclusive: Hold an exclusive advisory lock on ``<path>.lock`` so no other store can
+            open the file while this one keeps an in-process cache in front of it (it would
+            read stale). Non-exclusive stores hold a shared lock, so they open beside each
+            other but never beside an exclusive one.
     """
 
     name = "sqlite"
@@ -65,25 +71,28 @@ class SQLiteDurable:
         self._rx: ThreadPoolExecutor | None = None
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, timeout=30
+        )
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute(f"PRAGMA synchronous = {self._sync}")
         return conn
 
-    def _open_sync(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        if self._exclusive:
-            lock = (self._path.parent / (self._path.name + ".lock")).open("ab")
-            try:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                lock.close()
-                raise errors.UnavailableError(
-                    f"{self._path.name} is open in another process with an in-process cache; "
-                    "use cache=none to share one SQLite file between processes"
-                ) from None
-            self._lockfile = lock
-        w = self._connect()
+    def _lock(self) -> IO[bytes]:
+        lock = (self._path.parent / (self._path.name + ".lock")).open("ab")
+        mode = fcntl.LOCK_EX if self._exclusive else fcntl.LOCK_SH
+        try:
+            fcntl.flock(lock.fileno(), mode | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            raise errors.UnavailableError(
+                f"{self._path.name} is open elsewhere and one side keeps an in-process cache; "
+                "use cache=none everywhere to share one SQLite file between stores"
+            ) from None
+        return lock
+
+    @staticmethod
+    def _init_schema(w: sqlite3.Connection) -> None:
         mode = w.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise errors.UnavailableError(f"SQLite refused WAL mode (got {mode})")
@@ -96,15 +105,37 @@ class SQLiteDurable:
             )
         elif int(row[0]) > q.SCHEMA_VERSION:
             raise errors.UnavailableError(
-                f"database schema {row[0]} is newer than this baileys-store ({q.SCHEMA_VERSION})"
+                f"database schema {row[0]} is newer than this baileys-store "
+                f"({q.SCHEMA_VERSION})"
             )
-        self._w, self._r = w, self._connect()
+
+    def _open_sync(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._lockfile = self._lock()
+        w: sqlite3.Connection | None = None
+        try:
+            w = self._connect()
+            self._init_schema(w)
+            self._w, self._r = w, self._connect()
+        except BaseException:
+            # A failed open must not keep the lock (or a connection): a retry has to work.
+            if w is not None:
+                w.close()
+            self._lockfile.close()
+            self._lockfile = None
+            raise
 
     async def open(self) -> None:
         """Open both connections, enable WAL and create the schema."""
         self._wx = ThreadPoolExecutor(1, thread_name_prefix="baileys-store-sqlite-w")
         self._rx = ThreadPoolExecutor(1, thread_name_prefix="baileys-store-sqlite-r")
-        await self._run(self._wx, self._open_sync)
+        try:
+            await self._run(self._wx, self._open_sync)
+        except BaseException:
+            for ex in (self._wx, self._rx):
+                ex.shutdown(wait=False)
+            self._wx = self._rx = None
+            raise
 
     async def close(self) -> None:
         """Close connections and stop the threads; idempotent."""
@@ -159,7 +190,9 @@ class SQLiteDurable:
         conn.execute(q.TOUCH_SESSION, (addr.namespace, addr.session_id, new_fence, now, now))
         return int(version)
 
-    async def get_keys(self, addr: SessionAddr, key_type: str, ids: Sequence[str]) -> dict[str, bytes]:
+    async def get_keys(
+        self, addr: SessionAddr, key_type: str, ids: Sequence[str]
+    ) -> dict[str, bytes]:
         """One query per chunk of 500 ids."""
 
         def fn(conn: sqlite3.Connection) -> dict[str, bytes]:
@@ -243,7 +276,8 @@ class SQLiteDurable:
         ns_filter = "AND namespace = ?" if namespace is not None else ""
         sql = q.LIST_PAGE.format(ns_filter=ns_filter)
         while True:
-            params: tuple[Any, ...] = (*last, *((namespace,) if namespace is not None else ()), _PAGE)
+            ns_param = (namespace,) if namespace is not None else ()
+            params: tuple[Any, ...] = (*last, *ns_param, _PAGE)
 
             def fn(conn: sqlite3.Connection, p: tuple[Any, ...] = params) -> list[Any]:
                 return conn.execute(sql, p).fetchall()
