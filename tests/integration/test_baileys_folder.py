@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from pyaileys.util import json as pyaileys_json
 
 from baileys_store import AuthStore, StoreConfig
 from baileys_store._model import SessionAddr
+from baileys_store.backends.memory import MemoryDurable
 from baileys_store.backends.sqlite import SQLiteDurable
 from baileys_store.cli._context import CliContext
 from baileys_store.cli._folder import export_command, import_command
@@ -45,56 +46,6 @@ from tests.conftest import test_master_key as make_master_key
 NODE_DIR = Path(__file__).parent / "node"
 NS = "clinic-1"
 SENDER_KEY_ID = "5511999999999-1600000000@g.us::4444444444_1::0"  # old group id: has a '-'
-
-# -- listing a session's keys -----------------------------------------------------------------
-
-
-async def _iter_key_ids(self: Any, addr: SessionAddr) -> AsyncIterator[tuple[str, str]]:
-    last: tuple[str, str] = ("", "")
-    while True:
-
-        def page(conn: Any, after: tuple[str, str] = last) -> list[Any]:
-            return list(
-                conn.execute(
-                    "SELECT type, id FROM bs_keys WHERE namespace = ? AND session_id = ? "
-                    "AND (type, id) > (?, ?) ORDER BY type, id LIMIT 100",
-                    (addr.namespace, addr.session_id, *after),
-                )
-            )
-
-        rows = await self._read(page)
-        for key_type, key_id in rows:
-            yield key_type, key_id
-        if len(rows) < 100:
-            return
-        last = (rows[-1][0], rows[-1][1])
-
-
-async def _count_keys(self: Any, addr: SessionAddr) -> dict[str, int]:
-    rows = await self._read(
-        lambda conn: list(
-            conn.execute(
-                "SELECT type, count(*) FROM bs_keys WHERE namespace = ? AND session_id = ? "
-                "GROUP BY type",
-                (addr.namespace, addr.session_id),
-            )
-        )
-    )
-    return {key_type: int(n) for key_type, n in rows}
-
-
-@pytest.fixture(autouse=True)
-def sqlite_key_listing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stand-in for ``SQLiteDurable.iter_key_ids``/``count_keys`` until the backend has them.
-
-    Export and ``sessions inspect`` need to enumerate a session's keys, which DurableBackend
-    cannot do yet (reported to the lead). Once SQLiteDurable implements them, this is a no-op.
-    """
-    if not hasattr(SQLiteDurable, "iter_key_ids"):
-        monkeypatch.setattr(SQLiteDurable, "iter_key_ids", _iter_key_ids, raising=False)
-    if not hasattr(SQLiteDurable, "count_keys"):
-        monkeypatch.setattr(SQLiteDurable, "count_keys", _count_keys, raising=False)
-
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -515,7 +466,9 @@ def creds_version(url: str, session: str = "s1", namespace: str = NS) -> int:
 
 def key_count(url: str, session: str = "s1", namespace: str = NS) -> dict[str, int]:
     async def fn(store: AuthStore) -> dict[str, int]:
-        return await _count_keys(store.durable, SessionAddr(namespace, session))
+        durable = store.durable
+        assert isinstance(durable, SQLiteDurable)
+        return await durable.count_keys(SessionAddr(namespace, session))
 
     counts: dict[str, int] = in_store(url, fn)
     return counts
@@ -647,14 +600,34 @@ def test_export_refuses_ids_sharing_a_file_name(tmp_path: Path) -> None:
     in_store(url, fn)
 
 
+class _NoListing:
+    """A durable tier that cannot enumerate keys (delegates everything else to memory)."""
+
+    name = "nolist"
+
+    def __init__(self) -> None:
+        self._inner = MemoryDurable()
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr in ("iter_key_ids", "count_keys"):
+            raise AttributeError(attr)
+        return getattr(self._inner, attr)
+
+
 def test_export_needs_a_backend_that_lists_keys(tmp_path: Path) -> None:
     src = tmp_path / "auth"
     make_node_folder(src)
 
     async def main() -> None:
+        # The memory backend lists keys: export works there.
         async with AuthStore(StoreConfig(durable="memory://")) as store:
             await import_folder(store, src, "s1")
-            with pytest.raises(ConfigError, match="memory backend cannot list"):
+            await export_folder(store, "s1", tmp_path / "out-memory")
+        assert (tmp_path / "out-memory" / "creds.json").exists()
+        nolist: Any = _NoListing()
+        async with AuthStore(StoreConfig(durable="memory://"), durable=nolist) as store:
+            await import_folder(store, src, "s1")
+            with pytest.raises(ConfigError, match="nolist backend cannot list"):
                 await export_folder(store, "s1", tmp_path / "out")
 
     asyncio.run(main())

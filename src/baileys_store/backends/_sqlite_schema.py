@@ -61,3 +61,11 @@ SELECT namespace, session_id, version, updated_at FROM bs_sessions
 WHERE (namespace, session_id) > (?, ?) {ns_filter}
 ORDER BY namespace, session_id LIMIT ?
 """
+KEY_IDS_PAGE = """
+SELECT type, id FROM bs_keys
+WHERE namespace = ? AND session_id = ? AND (type, id) > (?, ?)
+ORDER BY type, id LIMIT ?
+"""
+COUNT_KEYS = """
+SELECT type, count(*) FROM bs_keys WHERE namespace = ? AND session_id = ? GROUP BY type
+"""

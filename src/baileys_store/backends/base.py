@@ -67,7 +67,9 @@ class DurableBackend(Protocol):
     async def close(self) -> None:
         """Release connections; idempotent."""
 
-    async def get_keys(self, addr: SessionAddr, key_type: str, ids: Sequence[str]) -> dict[str, bytes]:
+    async def get_keys(
+        self, addr: SessionAddr, key_type: str, ids: Sequence[str]
+    ) -> dict[str, bytes]:
         """Blobs of the ids found, in one round trip per bounded chunk."""
 
     async def write_keys(
@@ -116,7 +118,9 @@ class CacheBackend(Protocol):
     async def close(self) -> None:
         """Release connections; idempotent."""
 
-    async def get_keys(self, addr: SessionAddr, key_type: str, ids: Sequence[str]) -> dict[str, bytes]:
+    async def get_keys(
+        self, addr: SessionAddr, key_type: str, ids: Sequence[str]
+    ) -> dict[str, bytes]:
         """Cached blobs of the ids present."""
 
     async def put_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:

@@ -120,6 +120,20 @@ class MemoryDurable:
                 version = sess.creds.version if sess.creds else 0
                 yield SessionInfo(addr.namespace, addr.session_id, version, sess.updated_at)
 
+    async def iter_key_ids(self, addr: SessionAddr) -> AsyncIterator[tuple[str, str]]:
+        """Every ``(type, id)`` of the session in order (for export)."""
+        sess = self._sessions.get(addr)
+        for key in sorted(sess.keys) if sess else ():
+            yield key
+
+    async def count_keys(self, addr: SessionAddr) -> dict[str, int]:
+        """``{type: count}`` of the session's keys."""
+        sess = self._sessions.get(addr)
+        counts: dict[str, int] = {}
+        for key_type, _ in sess.keys if sess else ():
+            counts[key_type] = counts.get(key_type, 0) + 1
+        return counts
+
     async def check(self) -> TierHealth:
         """Always healthy."""
         return TierHealth(self.name, "durable", True, 0.0)

@@ -289,6 +289,31 @@ class SQLiteDurable:
                 return
             last = (rows[-1][0], rows[-1][1])
 
+    async def iter_key_ids(self, addr: SessionAddr) -> AsyncIterator[tuple[str, str]]:
+        """Every ``(type, id)`` of the session in order, by keyset pages (for export)."""
+        last = ("", "")
+        while True:
+            params = (addr.namespace, addr.session_id, *last, _PAGE)
+
+            def fn(conn: sqlite3.Connection, p: tuple[Any, ...] = params) -> list[Any]:
+                return conn.execute(q.KEY_IDS_PAGE, p).fetchall()
+
+            rows = await self._read(fn)
+            for key_type, key_id in rows:
+                yield str(key_type), str(key_id)
+            if len(rows) < _PAGE:
+                return
+            last = (rows[-1][0], rows[-1][1])
+
+    async def count_keys(self, addr: SessionAddr) -> dict[str, int]:
+        """``{type: count}`` of the session's keys, one aggregate query."""
+
+        def fn(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute(q.COUNT_KEYS, (addr.namespace, addr.session_id)).fetchall()
+            return {str(t): int(n) for t, n in rows}
+
+        return await self._read(fn)
+
     async def check(self) -> TierHealth:
         """``SELECT 1`` on the read connection."""
         start = time.perf_counter()
