@@ -1,0 +1,293 @@
+"""Every store under test: the baselines and each of our backends and modes.
+
+A new backend or mode (hybrid write-through / write-behind, L1) joins the bench by appending a
+:class:`StoreSpec` to :data:`SPECS`; the runners, report, targets and plots pick it up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from .. import errors
+from .._config import StoreConfig
+from .._store import AuthStore
+from ._baselines import BlobTarget, FolderTarget, sqlite_size
+from ._servers import (
+    create_postgres_db,
+    drop_mongo_db,
+    fresh_name,
+    mongo_counter,
+    mongo_size,
+    postgres_size,
+    probe,
+    redis_memory,
+    redis_unlink_namespace,
+    with_database,
+)
+from ._workload import KeyStoreLike
+
+
+class Target(Protocol):
+    """An opened store under test."""
+
+    def keys(self, session_id: str) -> KeyStoreLike:
+        """The key store of one session."""
+
+    async def save_creds(self, session_id: str, creds: dict[str, Any]) -> None:
+        """Persist a session's whole creds object."""
+
+    async def footprint(self) -> dict[str, int | None]:
+        """``disk_bytes`` / ``memory_bytes`` the store uses now (``None``: not measurable)."""
+
+    async def close(self) -> None:
+        """Release everything and delete what the run created on servers."""
+
+
+class SkipError(Exception):
+    """The store cannot run here; the message says why (it is reported, never dropped)."""
+
+
+@dataclass(slots=True)
+class BenchEnv:
+    """Where stores put their data in this run."""
+
+    workdir: Path
+    namespace: str
+    urls: dict[str, str | None]
+
+
+Footprint = Callable[[], Awaitable[dict[str, int | None]]]
+Cleanup = Callable[[], Awaitable[None]]
+
+
+class OurTarget:
+    """An :class:`AuthStore` seen through the :class:`Target` interface."""
+
+    def __init__(self, store: AuthStore, namespace: str, footprint: Footprint,
+                 cleanup: list[Cleanup], *, purge: bool = False) -> None:
+        self.store = store
+        self._purge = purge
+        self._ns = namespace
+        self._footprint = footprint
+        self._cleanup = cleanup
+        self._versions: dict[str, int] = {}
+
+    def keys(self, session_id: str) -> KeyStoreLike:
+        """``store.session(id).keys``."""
+        return self.store.session(session_id, namespace=self._ns).keys
+
+    async def save_creds(self, session_id: str, creds: dict[str, Any]) -> None:
+        """Compare-and-set save, as :class:`~baileys_store.CredsSaver` does."""
+        session = self.store.session(session_id, namespace=self._ns)
+        expected = self._versions.get(session_id, 0)
+        self._versions[session_id] = await session.save_creds(creds, expected_version=expected)
+
+    async def footprint(self) -> dict[str, int | None]:
+        """Size figures from the durable tier (and Redis memory when Redis is used)."""
+        return await self._footprint()
+
+    async def close(self) -> None:
+        """Close the store, then drop what the run created."""
+        try:
+            if self._purge:  # shared servers: delete our sessions through the API first
+                ids = [i.session_id async for i in self.store.list_sessions(self._ns)]
+                for sid in ids:
+                    await self.store.session(sid, namespace=self._ns).delete()
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        try:
+            await self.store.close()
+        finally:
+            for step in self._cleanup:
+                await step()
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSpec:
+    """One row of the report.
+
+    Attributes:
+        name: Row name.
+        group: ``baseline`` or ``ours``.
+        description: What is measured, in one line.
+        durable: Durable tier URL kind (``sqlite``, ``postgres``, ...), or a baseline's medium.
+        cache: ``memory``, ``redis`` or ``None``.
+        sync: ``fsync`` when every commit is flushed to disk, ``no-fsync`` otherwise.
+        resident: Whether the resident-sessions figures are measured for it.
+        options: Extra :class:`StoreConfig` fields.
+    """
+
+    name: str
+    group: Literal["baseline", "ours"]
+    description: str
+    durable: str
+    cache: str | None = None
+    sync: str = "no-fsync"
+    resident: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """Servers this store needs."""
+        kinds = {self.durable, self.cache or ""} & {"redis", "postgres", "mongodb"}
+        return tuple(sorted(kinds))
+
+
+def _our(name: str, description: str, durable: str, cache: str | None = None, *,
+         sync: str = "no-fsync", resident: bool = False, **options: Any) -> StoreSpec:
+    return StoreSpec(name, "ours", description, durable, cache, sync, resident, options)
+
+
+SPECS: tuple[StoreSpec, ...] = (
+    StoreSpec("pyaileys-folder", "baseline", "pyaileys MultiFileAuthState: a JSON file per key",
+              "folder", resident=True),
+    StoreSpec("session-blob", "baseline", "anchor-style whole-session msgpack blob in SQLite",
+              "blob", resident=True),
+    _our("memory", "memory:// durable, no cache (no I/O: the code path alone)", "memory"),
+    _our("sqlite-normal", "SQLite WAL synchronous=NORMAL, no cache", "sqlite", resident=True,
+         sqlite_synchronous="normal"),
+    _our("sqlite-full", "SQLite WAL synchronous=FULL (fsync per commit), no cache", "sqlite",
+         sync="fsync", sqlite_synchronous="full"),
+    _our("sqlite-normal+mem", "SQLite NORMAL + in-process memory cache", "sqlite", "memory",
+         sqlite_synchronous="normal"),
+    _our("sqlite-full+mem", "SQLite FULL + memory cache (the embedded default)", "sqlite",
+         "memory", sync="fsync", sqlite_synchronous="full"),
+    _our("redis", "Redis alone as the durable tier", "redis", resident=True),
+    _our("redis/sqlite", "Redis cache over SQLite FULL (write-through)", "sqlite", "redis",
+         sync="fsync", sqlite_synchronous="full"),
+    _our("postgres", "PostgreSQL, no cache", "postgres", sync="fsync", resident=True),
+    _our("redis/postgres", "Redis cache over PostgreSQL (write-through)", "postgres", "redis",
+         sync="fsync"),
+    _our("mongodb", "MongoDB (here: SecantusDB, a Python server), no cache", "mongodb",
+         sync="fsync", resident=True),
+)
+
+
+SizeProbe = Callable[[dict[str, int | None]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Plan:
+    """The durable URL of a run, how to measure its size, and what to drop afterwards."""
+
+    durable: str
+    sizes: list[SizeProbe] = field(default_factory=list)
+    cleanup: list[Cleanup] = field(default_factory=list)
+
+
+async def _server_urls(spec: StoreSpec, env: BenchEnv) -> dict[str, str]:
+    urls: dict[str, str] = {}
+    for kind in spec.needs:
+        url = env.urls.get(kind)
+        if not url:
+            option = {"redis": "--redis-url", "postgres": "--postgres-dsn",
+                      "mongodb": "--mongodb-uri"}[kind]
+            raise SkipError(f"no {kind} server given ({option})")
+        if (reason := await probe(url)) is not None:
+            raise SkipError(reason)
+        urls[kind] = url
+    return urls
+
+
+async def _plan(spec: StoreSpec, root: Path, urls: dict[str, str]) -> _Plan:
+    if spec.durable == "sqlite":
+        db_path = root / "store.db"
+
+        async def disk(out: dict[str, int | None]) -> None:
+            out["disk_bytes"] = await asyncio.to_thread(sqlite_size, db_path)
+
+        return _Plan(f"sqlite:///{db_path}", [disk], [_rmtree(root)])
+    if spec.durable == "postgres":
+        try:
+            dsn, drop = await create_postgres_db(urls["postgres"])
+        except Exception as exc:  # reported as the reason of the skip
+            raise SkipError(f"cannot create a fresh database: {type(exc).__name__}") from None
+
+        async def pg(out: dict[str, int | None]) -> None:
+            out["disk_bytes"] = await postgres_size(dsn)
+
+        return _Plan(dsn, [pg], [drop])
+    if spec.durable == "mongodb":
+        mongo_counter()  # before the backend creates its client
+        uri = with_database(urls["mongodb"], fresh_name())
+
+        async def mongo(out: dict[str, int | None]) -> None:
+            out["disk_bytes"] = await mongo_size(uri)
+
+        async def drop_db() -> None:
+            await drop_mongo_db(uri)
+
+        return _Plan(uri, [mongo], [drop_db])
+    if spec.durable == "redis":
+        return _Plan(urls["redis"])
+    return _Plan("memory://")
+
+
+async def open_target(spec: StoreSpec, env: BenchEnv, tag: str) -> Target:
+    """Open ``spec`` with fresh data (``tag`` keeps files and databases of phases apart).
+
+    Raises:
+        SkipError: a server URL is missing or does not answer, or the backend does not exist.
+    """
+    slug = f"{spec.name.replace('/', '-').replace('+', '-')}-{tag}"
+    root, namespace = env.workdir / slug, f"{env.namespace}-{slug}"  # nothing shared
+    if spec.durable == "folder":
+        return FolderTarget(root)
+    if spec.durable == "blob":
+        return BlobTarget(root / "blobs.db")
+    urls = await _server_urls(spec, env)
+    plan = await _plan(spec, root, urls)
+    if "redis" in urls:
+        url = urls["redis"]
+
+        async def unlink() -> None:
+            await redis_unlink_namespace(url, namespace)
+
+        async def memory(out: dict[str, int | None]) -> None:
+            out["memory_bytes"] = await redis_memory(url)
+
+        plan.cleanup.insert(0, unlink)
+        plan.sizes.append(memory)
+    cache = {"redis": urls.get("redis"), "memory": "memory://"}.get(spec.cache or "")
+    try:
+        store = AuthStore(StoreConfig(durable=plan.durable, cache=cache, op_timeout=60,
+                                      **spec.options))
+        await store.open()
+    except BaseException as exc:
+        await _run_all(plan.cleanup)  # the fresh database goes whatever happened
+        if isinstance(exc, errors.ConfigError):
+            raise SkipError(str(exc)) from None
+        if isinstance(exc, (errors.StoreError, OSError)):
+            raise SkipError(f"open failed: {type(exc).__name__}: {exc}") from None
+        raise
+
+    async def footprint() -> dict[str, int | None]:
+        out: dict[str, int | None] = {"disk_bytes": None, "memory_bytes": None}
+        for size in plan.sizes:
+            await size(out)
+        return out
+
+    purge = spec.durable in ("redis", "mongodb")
+    return OurTarget(store, namespace, footprint, plan.cleanup, purge=purge)
+
+
+def _rmtree(path: Path) -> Cleanup:
+    async def run() -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+    return run
+
+
+async def _run_all(steps: list[Cleanup]) -> None:
+    for step in steps:
+        try:
+            await step()
+        except Exception:  # noqa: S112 - best effort after a failed open
+            continue
