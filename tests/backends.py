@@ -9,4 +9,9 @@ CONTRACT_BACKENDS: list[str] = [
     "sqlite",
     "sqlite-nocache",
     "sqlite-encrypted",
+    "redis",
+    "redis-cluster",
+    "redis-cache",
+    "mongodb",
+    "postgres",
 ]

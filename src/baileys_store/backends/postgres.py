@@ -1,0 +1,579 @@
+"""PostgreSQL durable tier: psycopg 3 (async) behind a ``psycopg_pool`` connection pool.
+
+Every write is one transaction sent as one pipeline: ``BEGIN``, the session upsert that checks
+the fence (and locks the row), the key statements, ``COMMIT`` — a single round trip. A failed
+check raises inside the server, which aborts the rest of the pipeline, so nothing is applied.
+Reads use autocommit connections: one statement, one round trip, ``id = ANY(array)``.
+
+Connections are autocommit with prepared statements off by default (``prepare_threshold=None``)
+so transaction-mode poolers such as pgbouncer work; ``prepare_threshold=N`` turns them on.
+
+Timeouts are client-side: ``op_timeout`` bounds each operation, retries included, and on expiry
+psycopg cancels the running query on the server. For a server-side bound as well, pass libpq's
+``options=-c%20statement_timeout%3D5000`` in the URL (libpq parameters are passed on as given).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg import errors as pgerr
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from .. import errors
+from .._model import KeyWrite, SessionAddr
+from . import _pg_schema as q
+from .base import CredsRecord, SessionInfo, TierHealth, check_fence, check_version
+
+if TYPE_CHECKING:
+    from .._config import StoreConfig
+
+T = TypeVar("T")
+Conn = AsyncConnection[Any]
+_PAGE = 500
+_INTRANS, _INERROR = psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR
+_SCHEMA_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_OWN_PARAMS = ("schema", "min_size", "max_size", "timeout", "prepare_threshold", "retries")
+_SECRET_PARAMS = ("password", "sslpassword")
+# SQLSTATEs worth another attempt: the transaction was rolled back and nothing was applied, or
+# the connection died (admin/crash shutdown, "cannot connect now" during a restart).
+_TRANSIENT_STATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
+
+
+@dataclass(frozen=True, slots=True)
+class PgSettings:
+    """What the backend takes from its URL.
+
+    Attributes:
+        conninfo: The URL without our own parameters, handed to libpq.
+        schema: Schema holding the tables (``schema=``, default ``baileys_store``).
+        min_size: Connections kept open (``min_size=``, default 1).
+        max_size: Most connections open at once (``max_size=``, default 10).
+        timeout: Seconds to wait for a free pooled connection (``timeout=``, default op_timeout).
+        prepare_threshold: psycopg's ``prepare_threshold`` (``none`` by default: pgbouncer-safe).
+        retries: Extra attempts after a transient error (``retries=``, default 3).
+        connect_kwargs: libpq defaults the URL does not set (connect_timeout, application_name).
+        secrets: Strings to mask in every error message.
+    """
+
+    conninfo: str = field(repr=False)  # may hold the password
+    schema: str = q.DEFAULT_SCHEMA
+    min_size: int = 1
+    max_size: int = 10
+    timeout: float = 10.0
+    prepare_threshold: int | None = None
+    retries: int = 3
+    connect_kwargs: dict[str, Any] = field(default_factory=dict)
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret of the URL replaced by ``***``."""
+        return _scrub(text, self.secrets)
+
+
+def _number(name: str, raw: str, kind: type[int] | type[float], low: float) -> Any:
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise errors.ConfigError(
+            f"PostgreSQL URL option {name}={raw[:20]!r} is not a number"
+        ) from None
+    if not (value >= low and math.isfinite(value)):
+        raise errors.ConfigError(f"PostgreSQL URL option {name} must be >= {low}")
+    return value
+
+
+def parse_postgres_url(url: str, *, op_timeout: float) -> PgSettings:
+    """Split our options off a ``postgresql://`` URL and validate everything.
+
+    Raises:
+        ConfigError: wrong scheme, an unknown or repeated parameter, a bad value. The message
+            names the parameter and never contains the password.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise errors.ConfigError(f"not a PostgreSQL URL (scheme {parts.scheme!r})")
+    # The libpq part of the query is passed on byte for byte: decoding and re-encoding would
+    # turn "%20" into "+", which libpq does not read as a space.
+    own: dict[str, str] = {}
+    rest: list[str] = []
+    seen: set[str] = set()
+    found: list[str] = []
+    for segment in filter(None, parts.query.split("&")):
+        raw_name, sep, raw_value = segment.partition("=")
+        name, value = unquote(raw_name), unquote(raw_value)
+        if not sep or not name:
+            raise errors.ConfigError("PostgreSQL URL query must be NAME=VALUE pairs joined by &")
+        if name in seen:
+            raise errors.ConfigError(f"PostgreSQL URL parameter {name[:40]!r} is given twice")
+        seen.add(name)
+        if name in _SECRET_PARAMS:
+            found += [raw_value, value]
+        if name in _OWN_PARAMS:
+            own[name] = value
+        else:
+            rest.append(segment)
+    userinfo = parts.netloc.rpartition("@")[0]
+    if ":" in userinfo:
+        raw = userinfo.partition(":")[2]
+        found += [raw, unquote(raw)]
+    secrets = tuple(sorted({s for s in found if s}, key=len, reverse=True))
+    conninfo = urlunsplit(parts._replace(query="&".join(rest)))
+    try:
+        libpq = conninfo_to_dict(conninfo)
+    except psycopg.Error as exc:
+        text = " ".join(str(exc).split())
+        raise errors.ConfigError(f"invalid PostgreSQL URL: {_scrub(text, secrets)}") from None
+    schema = own.get("schema", q.DEFAULT_SCHEMA)
+    if _SCHEMA_RE.fullmatch(schema) is None:
+        raise errors.ConfigError(f"invalid schema {schema[:70]!r}: use 1-63 of [A-Za-z0-9_]")
+    min_size = _number("min_size", own.get("min_size", "1"), int, 0)
+    max_size = _number("max_size", own.get("max_size", "10"), int, 1)
+    if min_size > max_size:
+        raise errors.ConfigError(f"PostgreSQL URL: min_size {min_size} > max_size {max_size}")
+    raw_prepare = own.get("prepare_threshold", "none").lower()
+    prepare = None if raw_prepare == "none" else _number("prepare_threshold", raw_prepare, int, 0)
+    defaults = {
+        "connect_timeout": str(max(2, math.ceil(op_timeout))),
+        "application_name": "baileys-store",
+    }
+    return PgSettings(
+        conninfo=conninfo,
+        schema=schema,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=_number("timeout", own.get("timeout", str(op_timeout)), float, 0.001),
+        prepare_threshold=prepare,
+        retries=_number("retries", own.get("retries", "3"), int, 0),
+        connect_kwargs={k: v for k, v in defaults.items() if k not in libpq},
+        secrets=secrets,
+    )
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth retrying: a rolled-back transaction or a dead connection, never a timeout.
+
+    Not a pool timeout either: the pool already waited its ``timeout`` for a connection.
+    """
+    if isinstance(exc, (pgerr.QueryCanceled, PoolTimeout)) or not isinstance(exc, psycopg.Error):
+        return False
+    state = exc.sqlstate or ""
+    if state in _TRANSIENT_STATES or state.startswith("08"):
+        return True
+    # No SQLSTATE: the socket broke ("server closed the connection unexpectedly").
+    return not state and isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    return _transient(exc) and getattr(exc, "sqlstate", None) not in ("40001", "40P01")
+
+
+@asynccontextmanager
+async def _pipelined_tx(conn: Conn) -> AsyncIterator[None]:
+    """One transaction sent as one pipeline (a single round trip when nothing fails).
+
+    A statement that fails aborts the rest of the pipeline, ``COMMIT`` included, so nothing of
+    the transaction is applied; the aborted transaction is then rolled back. Plain ``BEGIN`` /
+    ``COMMIT`` rather than ``conn.transaction()``, whose nested pipeline logs a warning for the
+    statements the server skipped: a fenced write or a lost CAS race is not worth a warning.
+    """
+    failure: psycopg.Error | None = None
+    try:
+        async with conn.pipeline():
+            try:
+                await conn.execute("BEGIN")
+                yield
+                await conn.execute("COMMIT")
+            except psycopg.Error as exc:  # an error the server already reported
+                failure = exc
+        # Leaving the pipeline sends the one Sync and raises the first error, if any.
+    except psycopg.Error as exc:
+        failure = failure or exc
+    finally:
+        # Also after a cancellation: never hand an open transaction back to the pool.
+        if not conn.broken and conn.info.transaction_status in (_INTRANS, _INERROR):
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute("ROLLBACK")
+    if failure is not None:
+        raise failure
+
+
+@dataclass
+class _Attempts:
+    """Per-call record of whether a connection broke (the write may have been applied)."""
+
+    connection_lost: bool = False
+
+
+class PostgresDurable:
+    """Durable tier in PostgreSQL.
+
+    Args:
+        settings: Parsed URL (see :func:`parse_postgres_url`).
+        op_timeout: Seconds one operation may take, retries included.
+    """
+
+    name = "postgres"
+
+    def __init__(self, settings: PgSettings, *, op_timeout: float) -> None:
+        self._s = settings
+        self._timeout = op_timeout
+        self._q = q.Queries.for_schema(settings.schema)
+        self._pool: AsyncConnectionPool[Conn] | None = None
+
+    async def open(self) -> None:
+        """Migrate the schema on a direct connection, then open the pool.
+
+        The direct connection fails fast with the server's own reason (wrong password, no
+        such database), where a pool would only time out. Opening an open backend is a no-op.
+        """
+        if self._pool is not None:
+            return
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "prepare_threshold": self._s.prepare_threshold,
+            **self._s.connect_kwargs,
+        }
+        try:
+            async with asyncio.timeout(self._timeout):
+                conn = await AsyncConnection.connect(self._s.conninfo, **kwargs)
+                async with conn:
+                    await self._migrate(conn)
+        except TimeoutError:
+            raise errors.UnavailableError(
+                f"postgres did not answer within {self._timeout}s while opening"
+            ) from None
+        except psycopg.Error as exc:
+            raise self._map(exc, None, None, None) from None
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            self._s.conninfo,
+            kwargs=kwargs,
+            min_size=self._s.min_size,
+            max_size=self._s.max_size,
+            timeout=self._s.timeout,
+            # psycopg_pool's default (300 s) backs off up to minutes after an outage, failing
+            # calls long after the server is back; a short one reconnects on the next request.
+            reconnect_timeout=max(3.0, self._s.timeout),
+            open=False,
+            name="baileys-store",
+        )
+        try:
+            await pool.open(wait=True, timeout=self._timeout)
+        except BaseException as exc:
+            await pool.close()
+            if isinstance(exc, PoolTimeout):
+                raise errors.UnavailableError(
+                    f"postgres: pool not ready within {self._timeout}s"
+                ) from None
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        """Close the pool; idempotent."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _migrate(self, conn: Conn) -> None:
+        """Create or upgrade the schema; serialized across processes by an advisory lock.
+
+        An up-to-date schema needs no DDL (nor the privilege to run it): only a lookup.
+        """
+        async with conn.transaction():
+            key = q.advisory_key(self._s.schema)
+            await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (q.ADVISORY_CLASS, key))
+            cur = await conn.execute(q.META_EXISTS, (self._s.schema,))
+            current = 0
+            if await cur.fetchone():
+                row = await (await conn.execute(self._q.get_meta)).fetchone()
+                current = int(row[0]) if row else 0
+            if current > q.SCHEMA_VERSION:
+                raise errors.UnavailableError(
+                    f"postgres schema {self._s.schema!r} is at version {current}, newer than "
+                    f"this baileys-store ({q.SCHEMA_VERSION})"
+                )
+            if current == q.SCHEMA_VERSION:
+                return
+            # prepare=False: scripts of several statements cannot be prepared.
+            await conn.execute(self._q.meta, prepare=False)
+            for version in range(current + 1, q.SCHEMA_VERSION + 1):
+                await conn.execute(self._q.migrations[version], prepare=False)
+            await conn.execute(self._q.set_meta, (str(q.SCHEMA_VERSION),))
+
+    async def _run(
+        self,
+        fn: Callable[[Conn, _Attempts], Awaitable[T]],
+        addr: SessionAddr | None = None,
+        *,
+        fence: int | None = None,
+        expected: int | None = None,
+    ) -> T:
+        """Run ``fn`` on a pooled connection with bounded retries and the op timeout."""
+        pool = self._pool
+        if pool is None:
+            raise errors.StoreClosedError("postgres backend is not open")
+        attempts = _Attempts()
+
+        async def after_failure(exc: BaseException | None) -> None:
+            if exc is not None and _is_connection_error(exc):
+                attempts.connection_lost = True
+                await pool.check()  # drop every dead idle connection, not one per attempt
+
+        async def before_sleep(state: RetryCallState) -> None:
+            await after_failure(state.outcome.exception() if state.outcome else None)
+
+        async def once() -> T:
+            async with pool.connection() as conn:
+                return await fn(conn, attempts)
+
+        try:
+            async with asyncio.timeout(self._timeout):
+                try:
+                    return await once()  # the common case skips the retry machinery
+                except psycopg.Error as exc:
+                    if not (self._s.retries and _transient(exc)):
+                        raise
+                    await after_failure(exc)
+                retrying = AsyncRetrying(
+                    wait=wait_random_exponential(multiplier=0.02, max=0.5),
+                    stop=stop_after_attempt(self._s.retries),
+                    retry=retry_if_exception(_transient),
+                    before_sleep=before_sleep,
+                    reraise=True,
+                )
+                return await retrying(once)
+        except TimeoutError:
+            raise errors.UnavailableError(
+                f"postgres did not answer within {self._timeout}s"
+            ) from None
+        except PoolTimeout:
+            raise errors.UnavailableError(
+                f"postgres: no connection within {self._s.timeout}s (server unreachable, "
+                f"or all {self._s.max_size} pooled connections busy)"
+            ) from None
+        except psycopg.Error as exc:
+            raise self._map(exc, addr, fence, expected) from None
+
+    def _map(
+        self, exc: psycopg.Error, addr: SessionAddr | None, fence: int | None, expected: int | None
+    ) -> errors.StoreError:
+        """Turn a driver error into our typed error (secret-free: primary message only)."""
+        state = exc.sqlstate or ""
+        detail = exc.diag.message_detail or ""
+        if addr is not None and state in (q.FENCED_STATE, q.CONFLICT_STATE) and detail.isdigit():
+            try:
+                if state == q.FENCED_STATE:
+                    check_fence(addr, int(detail), fence)
+                else:
+                    check_version(addr, int(detail), expected)
+            except errors.StoreError as mapped:
+                return mapped
+        text = self._s.scrub(" ".join((exc.diag.message_primary or str(exc)).split())[:300])
+        kind = type(exc).__name__
+        if state in ("XX001", "XX002"):
+            return errors.CorruptDataError(f"postgres reports corrupt data ({state}): {text}")
+        return errors.UnavailableError(f"postgres: {kind}{f' [{state}]' if state else ''}: {text}")
+
+    @staticmethod
+    def _params(addr: SessionAddr, **more: Any) -> dict[str, Any]:
+        return {"ns": addr.namespace, "sid": addr.session_id, **more}
+
+    async def get_keys(
+        self, addr: SessionAddr, key_type: str, ids: Sequence[str]
+    ) -> dict[str, bytes]:
+        """All ids in one query (``id = ANY(%s)``)."""
+        if not ids:
+            return {}
+        one = len(ids) == 1
+        query = self._q.get_key if one else self._q.get_keys
+        params = (addr.namespace, addr.session_id, key_type, ids[0] if one else list(ids))
+
+        async def fn(conn: Conn, _: _Attempts) -> list[tuple[Any, ...]]:
+            cur = await conn.cursor(binary=True).execute(query, params)
+            return await cur.fetchall()
+
+        rows = await self._run(fn, addr)
+        return {_text(i): _blob(v) for i, v in rows}
+
+    async def write_keys(
+        self, addr: SessionAddr, writes: Sequence[KeyWrite], *, fence: int | None = None
+    ) -> None:
+        """Fence check, upserts and deletes of every type in one pipelined transaction."""
+        latest = {(w.type, w.id): w.blob for w in writes}  # last write of a key wins
+        ups = [(t, i, b) for (t, i), b in latest.items() if b is not None]
+        dels = [(t, i) for (t, i), b in latest.items() if b is None]
+
+        async def fn(conn: Conn, _: _Attempts) -> None:
+            async with _pipelined_tx(conn):
+                await conn.execute(self._q.touch, self._params(addr, fence=fence))
+                if ups:
+                    types, ids, blobs = (list(col) for col in zip(*ups, strict=True))
+                    await conn.execute(
+                        self._q.upsert_keys, self._params(addr, types=types, ids=ids, values=blobs)
+                    )
+                if dels:
+                    types, ids = (list(col) for col in zip(*dels, strict=True))
+                    params = self._params(addr, types=types, ids=ids)
+                    await conn.execute(self._q.delete_keys, params)
+
+        await self._run(fn, addr, fence=fence)
+
+    async def clear_keys(self, addr: SessionAddr, *, fence: int | None = None) -> int:
+        """Delete every key row of the session (fence-checked, one transaction)."""
+
+        async def fn(conn: Conn, _: _Attempts) -> int:
+            async with _pipelined_tx(conn):
+                await conn.execute(self._q.touch, self._params(addr, fence=fence))
+                cur = await conn.execute(self._q.clear_keys, self._params(addr))
+            return max(cur.rowcount, 0)
+
+        return await self._run(fn, addr, fence=fence)
+
+    async def load_creds(self, addr: SessionAddr) -> CredsRecord | None:
+        """The creds row, if any."""
+
+        async def fn(conn: Conn, _: _Attempts) -> tuple[Any, ...] | None:
+            cur = conn.cursor(binary=True)
+            await cur.execute(self._q.load_creds, (addr.namespace, addr.session_id))
+            return await cur.fetchone()
+
+        row = await self._run(fn, addr)
+        return CredsRecord(_blob(row[0]), _int(row[1])) if row else None
+
+    async def save_creds(
+        self,
+        addr: SessionAddr,
+        blob: bytes,
+        *,
+        expected_version: int | None = None,
+        fence: int | None = None,
+    ) -> int:
+        """Compare-and-set on ``version`` inside the transaction that holds the session lock.
+
+        When a connection broke during an earlier attempt, that attempt may have committed:
+        a conflict whose stored creds are exactly ours at ``expected + 1`` is that commit.
+        """
+        params = self._params(addr, fence=fence, blob=blob, expected=expected_version)
+
+        async def fn(conn: Conn, attempts: _Attempts) -> int:
+            try:
+                async with _pipelined_tx(conn):
+                    await conn.execute(self._q.touch, params)
+                    cur = await conn.execute(self._q.save_creds, params)
+            except pgerr.DatabaseError as exc:
+                if not (attempts.connection_lost and exc.sqlstate == q.CONFLICT_STATE):
+                    raise
+                cur = await conn.cursor(binary=True).execute(
+                    self._q.load_creds, (addr.namespace, addr.session_id)
+                )
+                row = await cur.fetchone()
+                if row is None or bytes(row[0]) != blob or row[1] != (expected_version or 0) + 1:
+                    raise
+                return _int(row[1])
+            row = await cur.fetchone()
+            if row is None:
+                raise errors.UnavailableError(f"postgres: session {addr} vanished during save")
+            return _int(row[0])
+
+        return await self._run(fn, addr, fence=fence, expected=expected_version)
+
+    async def delete_session(self, addr: SessionAddr, *, fence: int | None = None) -> bool:
+        """Fence check, then delete keys and the session row, in one transaction."""
+        params = self._params(addr, fence=fence)
+
+        async def fn(conn: Conn, _: _Attempts) -> bool:
+            async with _pipelined_tx(conn):
+                await conn.execute(self._q.fence_for_delete, params)
+                keys = await conn.execute(self._q.clear_keys, params)
+                rows = await conn.execute(self._q.delete_session, params)
+            return keys.rowcount > 0 or rows.rowcount > 0
+
+        return await self._run(fn, addr, fence=fence)
+
+    async def list_sessions(self, namespace: str | None = None) -> AsyncIterator[SessionInfo]:
+        """Keyset pagination: one short query per page, no cursor held open between pages."""
+        last = (namespace or "", "")
+        while True:
+            params: tuple[Any, ...]
+            if namespace is None:
+                query, params = self._q.list_all, (*last, _PAGE)
+            else:
+                query, params = self._q.list_namespace, (*last, namespace, _PAGE)
+
+            async def fn(conn: Conn, _: _Attempts, qq: Any = query, p: Any = params) -> Any:
+                return await (await conn.execute(qq, p)).fetchall()
+
+            rows: list[tuple[Any, ...]] = await self._run(fn)
+            for ns, sid, version, updated in rows:
+                yield SessionInfo(_text(ns), _text(sid), _int(version), float(updated))
+            if len(rows) < _PAGE:
+                return
+            last = (rows[-1][0], rows[-1][1])
+
+    async def check(self) -> TierHealth:
+        """``SELECT 1`` on a pooled connection; never raises for an outage."""
+        pool = self._pool
+        if pool is None:
+            return TierHealth(self.name, "durable", False, 0.0, "closed")
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout), pool.connection() as conn:
+                await conn.execute("SELECT 1")
+        except (TimeoutError, PoolTimeout, psycopg.Error, OSError) as exc:
+            return TierHealth(self.name, "durable", False, 0.0, type(exc).__name__)
+        ms = (time.perf_counter() - start) * 1000
+        return TierHealth(self.name, "durable", True, ms, f"schema={self._s.schema}")
+
+
+def _blob(value: object) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise errors.CorruptDataError(f"postgres returned a {type(value).__name__} blob, not bytes")
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise errors.CorruptDataError(f"postgres returned a {type(value).__name__} name, not text")
+
+
+def _int(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise errors.CorruptDataError(f"postgres returned a {type(value).__name__} version")
+
+
+def from_config(config: StoreConfig, role: str) -> PostgresDurable:
+    """Build the backend named by ``config.durable`` (PostgreSQL is durable-only)."""
+    if role != "durable":
+        raise errors.ConfigError("postgresql:// can only be the durable tier, not the cache")
+    settings = parse_postgres_url(config.durable, op_timeout=config.op_timeout)
+    return PostgresDurable(settings, op_timeout=config.op_timeout)
+
+
+__all__ = ["PgSettings", "PostgresDurable", "from_config", "parse_postgres_url"]
