@@ -15,6 +15,7 @@ _NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,127}")
 _SESSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}")
 _TYPE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_ID_BYTES = 1024
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +73,14 @@ def check_id(key_id: object) -> str:
         return str(int(key_id))  # int(): a subclass's own __str__ (e.g. an enum) is not the id
     if not isinstance(key_id, str):
         raise InvalidInputError(f"invalid key id of type {type(key_id).__name__}")
-    if not key_id or len(key_id.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
-        raise InvalidInputError(f"invalid key id: length must be 1..{MAX_ID_BYTES} bytes")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key_id):
-        raise InvalidInputError("invalid key id: control characters are not allowed")
     try:
-        key_id.encode("utf-8")
+        size = len(key_id.encode("utf-8"))
     except UnicodeEncodeError:
         raise InvalidInputError("invalid key id: not valid UTF-8 (lone surrogate)") from None
+    if not 0 < size <= MAX_ID_BYTES:
+        raise InvalidInputError(f"invalid key id: length must be 1..{MAX_ID_BYTES} bytes")
+    if _CONTROL_RE.search(key_id) is not None:
+        raise InvalidInputError("invalid key id: control characters are not allowed")
     return key_id
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _model
@@ -19,6 +19,17 @@ def _key_aad(addr: SessionAddr, key_type: str, key_id: str) -> bytes:
     return record_aad("k", addr.namespace, addr.session_id, key_type, key_id)
 
 
+def _key_aad_fn(addr: SessionAddr) -> Callable[[str, str], bytes]:
+    """``_key_aad`` for one session, with the session's prefix built once (hot in batches)."""
+    prefix = record_aad("k", addr.namespace, addr.session_id)[:-8]  # drop the two empty fields
+
+    def aad(key_type: str, key_id: str) -> bytes:
+        t, i = key_type.encode(), key_id.encode()
+        return b"".join((prefix, len(t).to_bytes(4, "big"), t, len(i).to_bytes(4, "big"), i))
+
+    return aad
+
+
 def _creds_aad(addr: SessionAddr) -> bytes:
     return record_aad("c", addr.namespace, addr.session_id)
 
@@ -30,11 +41,12 @@ class KeyStore:
     bytes, str, int, float, bool, None, lists, str- or int-keyed dicts; tuples come back as lists).
     """
 
-    __slots__ = ("_addr", "_store")
+    __slots__ = ("_aad", "_addr", "_store")
 
     def __init__(self, store: AuthStore, addr: SessionAddr) -> None:
         self._store = store
         self._addr = addr
+        self._aad = _key_aad_fn(addr)
 
     async def get(self, type: str, ids: Iterable[str | int]) -> dict[str, Any]:
         """Values of the ids found; missing ids are absent. Int ids are read as decimal strings.
@@ -49,11 +61,11 @@ class KeyStore:
         if not wanted:
             return {}
         blobs = await self._store._get_blobs(self._addr, key_type, wanted)
-        codec = self._store.codec
+        codec, aad = self._store.codec, self._aad
         out: dict[str, Any] = {}
         for key_id, blob in blobs.items():
             try:
-                out[key_id] = codec.decode(blob, _key_aad(self._addr, key_type, key_id))
+                out[key_id] = codec.decode(blob, aad(key_type, key_id))
             except StoreError as exc:
                 where = f"{key_type} {key_id!r} of session {self._addr}"
                 raise _rewrap(exc)(f"{where}: {exc}") from None
@@ -72,9 +84,9 @@ class KeyStore:
                 retrying it is safe).
         """
         normalized = _model.normalize_set(data)
-        codec = self._store.codec
+        codec, aad = self._store.codec, self._aad
         writes = [
-            KeyWrite(t, i, None if v is None else codec.encode(v, _key_aad(self._addr, t, i)))
+            KeyWrite(t, i, None if v is None else codec.encode(v, aad(t, i)))
             for t, items in normalized.items()
             for i, v in items.items()
         ]
