@@ -31,6 +31,7 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from baileys_store import StoreConfig
+from tests._services._process import kill_group
 from tests.conftest import Backend
 
 _START_TIMEOUT = 30.0
@@ -129,14 +130,7 @@ class MongoServer:
         """Kill the server's process group (SIGKILL by default, like a crash) and reap it."""
         if self.proc is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        kill_group(self.proc, sig)
         self.proc = None
 
     def discard(self) -> None:

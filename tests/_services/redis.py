@@ -8,7 +8,6 @@ and may ``stop()`` (SIGKILL) and ``start()`` it again on the same port.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import shutil
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from baileys_store import StoreConfig
+from tests._services._process import kill_group
 from tests.conftest import Backend
 
 _START_TIMEOUT = 15.0
@@ -116,13 +116,7 @@ class RedisServer:
         """Kill the server's process group (SIGKILL by default, like a crash) and reap it."""
         if self.proc is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        kill_group(self.proc, sig)
         self.proc = None
 
     @property

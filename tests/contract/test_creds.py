@@ -14,44 +14,17 @@ from pyaileys.auth.utils import init_auth_creds
 from baileys_store import AuthStore, errors, use_auth_state
 from tests.conftest import Backend
 from tests.contract.test_keys import assert_same
+from tests.creds_data import key_pair
+from tests.creds_data import node_creds as shared_node_creds
 
 
 def _pair() -> dict[str, bytes]:
-    return {"public": os.urandom(32), "private": os.urandom(32)}
+    return key_pair()
 
 
 def node_creds() -> dict[str, Any]:
-    """Creds shaped like Baileys' (camelCase, Buffers as bytes)."""
-    return {
-        "noiseKey": _pair(),
-        "pairingEphemeralKeyPair": _pair(),
-        "signedIdentityKey": _pair(),
-        "signedPreKey": {"keyPair": _pair(), "signature": os.urandom(64), "keyId": 1},
-        "registrationId": 12345,
-        "advSecretKey": base64.b64encode(os.urandom(32)).decode(),
-        "me": {"id": "5511999887766:12@s.whatsapp.net", "name": "Clinic", "lid": "1234:12@lid"},
-        "account": {"details": base64.b64encode(os.urandom(40)).decode()},
-        "signalIdentities": [
-            {
-                "identifier": {"name": "5511999887766:12@s.whatsapp.net", "deviceId": 0},
-                "identifierKey": b"\x05" + os.urandom(32),
-            }
-        ],
-        "myAppStateKeyId": "AAAAAB/+cw==",
-        "firstUnuploadedPreKeyId": 813,
-        "nextPreKeyId": 813,
-        "lastAccountSyncTimestamp": 1712345678,
-        "platform": "android",
-        "processedHistoryMessages": [{"key": {"id": "ABC"}, "messageTimestamp": 1712345678}],
-        "accountSyncCounter": 3,
-        "accountSettings": {"unarchiveChats": False},
-        "registered": True,
-        "pairingCode": None,
-        "lastPropHash": "3R5kGz",
-        "routingInfo": os.urandom(12),
-        "additionalData": None,
-        "futureField": {"nested": [1, "two", b"\x03"]},  # unknown fields pass through
-    }
+    """Baileys-shaped creds plus an unknown field (unknown fields pass through)."""
+    return shared_node_creds(futureField={"nested": [1, "two", b"\x03"]})
 
 
 async def test_save_returns_increasing_versions(backend: Backend) -> None:

@@ -16,6 +16,8 @@ from pyaileys.auth.utils import init_auth_creds
 from baileys_store._creds import creds_to_dict, validate_creds
 from baileys_store.codec import Codec, record_aad
 from baileys_store.errors import InvalidInputError
+from tests.creds_data import key_pair
+from tests.creds_data import node_creds as shared_node_creds
 
 Path = tuple[str | int, ...]
 SECRET = os.urandom(32)
@@ -23,40 +25,12 @@ B64 = base64.b64encode(SECRET).decode()
 
 
 def _pair() -> dict[str, bytes]:
-    return {"public": os.urandom(32), "private": os.urandom(32)}
+    return key_pair()
 
 
 def node_creds() -> dict[str, Any]:
-    """Creds shaped like Baileys 7's (camelCase, Buffers as bytes), with every known field."""
-    return {
-        "noiseKey": _pair(),
-        "pairingEphemeralKeyPair": _pair(),
-        "signedIdentityKey": _pair(),
-        "signedPreKey": {"keyPair": _pair(), "signature": os.urandom(64), "keyId": 1},
-        "registrationId": 16383,
-        "advSecretKey": base64.b64encode(os.urandom(32)).decode(),
-        "me": {"id": "5511999887766:12@s.whatsapp.net", "name": "Clinic", "lid": "1234:12@lid"},
-        "account": {"details": base64.b64encode(os.urandom(40)).decode()},
-        "signalIdentities": [
-            {
-                "identifier": {"name": "1234:12@lid", "deviceId": 0},
-                "identifierKey": b"\x05" + os.urandom(32),
-            }
-        ],
-        "myAppStateKeyId": "AAAAAB/+cw==",
-        "firstUnuploadedPreKeyId": 813,
-        "nextPreKeyId": 813,
-        "lastAccountSyncTimestamp": 1712345678,
-        "platform": "android",
-        "processedHistoryMessages": [{"key": {"id": "ABC"}, "messageTimestamp": 1712345678}],
-        "accountSyncCounter": 3,
-        "accountSettings": {"unarchiveChats": False},
-        "registered": True,
-        "pairingCode": None,
-        "lastPropHash": "3R5kGz",
-        "routingInfo": os.urandom(12),
-        "additionalData": None,
-    }
+    """Baileys-shaped creds with every known field."""
+    return shared_node_creds()
 
 
 def pyaileys_creds() -> dict[str, Any]:
