@@ -1,7 +1,7 @@
 """The codec: lossless round trips, address binding, the key ring.
 
 Every combination of compression (with threshold 0 and the default) and cipher is exercised on
-the value shapes Baileys and pyaileys store (``/work/shared/BAILEYS-DATA.md``) and on generic
+the value shapes Baileys and pyaileys store (the shared BAILEYS-DATA.md brief) and on generic
 msgpack-able values. Equality is strict about types: ``bytes`` must come back as ``bytes`` and
 ``str`` as ``str`` (pyaileys checks ``isinstance(v, bytes)`` for sessions and sender keys).
 """
