@@ -25,6 +25,26 @@ local function fence_of(current, token)
   if tonumber(token) < tonumber(current) then return nil end
   return token
 end
+-- Applies one group of ARGV (name, n_upserts, n_deletes, id, blob, ..., id, ...) starting at
+-- index i to the hash `key`; returns the index after the group. Chunked: Lua's unpack() has a
+-- stack limit.
+local function apply_group(key, i)
+  local ups, dels = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  i = i + 3
+  local done = 0
+  while done < ups do
+    local n = math.min(ups - done, 500)
+    redis.call('HSET', key, unpack(ARGV, i, i + 2 * n - 1))
+    i, done = i + 2 * n, done + n
+  end
+  done = 0
+  while done < dels do
+    local n = math.min(dels - done, 1000)
+    redis.call('HDEL', key, unpack(ARGV, i, i + n - 1))
+    i, done = i + n, done + n
+  end
+  return i
+end
 local function foreign(key, want)
   local t = redis.call('TYPE', key)['ok']
   return t ~= want and t ~= 'none'
@@ -52,20 +72,7 @@ end
 redis.call('SADD', types, unpack(names))
 i = 4
 for k = 3, #KEYS do
-  local ups, dels = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  i = i + 3
-  local done = 0
-  while done < ups do  -- chunks: Lua's unpack() has a stack limit
-    local n = math.min(ups - done, 500)
-    redis.call('HSET', KEYS[k], unpack(ARGV, i, i + 2 * n - 1))
-    i, done = i + 2 * n, done + n
-  end
-  done = 0
-  while done < dels do
-    local n = math.min(dels - done, 1000)
-    redis.call('HDEL', KEYS[k], unpack(ARGV, i, i + n - 1))
-    i, done = i + n, done + n
-  end
+  i = apply_group(KEYS[k], i)
 end
 redis.call('HSET', meta, 'f', fence, 'u', ARGV[2])
 if not exists then redis.call('HSET', meta, 'c', ARGV[2]) end
@@ -134,20 +141,8 @@ for k = 2, #KEYS do
 end
 local i, ttl = 2, ARGV[1]
 for k = 2, #KEYS do
-  local name, ups, dels = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  i = i + 3
-  local done = 0
-  while done < ups do
-    local n = math.min(ups - done, 500)
-    redis.call('HSET', KEYS[k], unpack(ARGV, i, i + 2 * n - 1))
-    i, done = i + 2 * n, done + n
-  end
-  done = 0
-  while done < dels do
-    local n = math.min(dels - done, 1000)
-    redis.call('HDEL', KEYS[k], unpack(ARGV, i, i + n - 1))
-    i, done = i + n, done + n
-  end
+  local name, ups = ARGV[i], tonumber(ARGV[i + 1])
+  i = apply_group(KEYS[k], i)
   if ups > 0 then
     redis.call('SADD', types, name)
     redis.call('PEXPIRE', KEYS[k], ttl)
