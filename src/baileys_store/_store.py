@@ -239,25 +239,45 @@ class AuthStore:
         with contextlib.suppress(Exception):
             await self._sync_cache(addr, apply)
 
-    async def _write_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
-        touched = frozenset((w.type, w.id) for w in writes)
+    async def _write(
+        self,
+        addr: SessionAddr,
+        touched: frozenset[tuple[str, str]] | None,
+        durable_op: Callable[[], Awaitable[T]],
+        evict: Callable[[CacheBackend], Awaitable[None]],
+        sync: Callable[[CacheBackend, T], Awaitable[None]],
+    ) -> T:
+        """One write: under the session lock, the durable tier first, then the cache.
+
+        ``evict`` runs when the durable write fails (it may have been applied before failing);
+        ``sync`` brings the cache in line with the durable result.
+        """
         async with self._use(addr, write=True, touched=touched):
             try:
-                await self._guard("durable", self.durable.write_keys(addr, writes))
+                result = await self._guard("durable", durable_op())
             except BaseException:
-                gone = [KeyWrite(w.type, w.id, None) for w in writes]
-                await self._after_failure(addr, lambda c: c.put_keys(addr, gone))
+                await self._after_failure(addr, evict)
                 raise
-            await self._sync_cache(addr, lambda c: c.put_keys(addr, writes))
+            await self._sync_cache(addr, lambda c: sync(c, result))
+            return result
+
+    async def _write_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
+        await self._write(
+            addr,
+            frozenset((w.type, w.id) for w in writes),
+            lambda: self.durable.write_keys(addr, writes),
+            lambda c: c.put_keys(addr, [KeyWrite(w.type, w.id, None) for w in writes]),
+            lambda c, _: c.put_keys(addr, writes),
+        )
 
     async def _clear_keys(self, addr: SessionAddr) -> None:
-        async with self._use(addr, write=True, touched=None):
-            try:
-                await self._guard("durable", self.durable.clear_keys(addr))
-            except BaseException:
-                await self._after_failure(addr, lambda c: c.drop_session(addr))
-                raise
-            await self._sync_cache(addr, lambda c: c.drop_session(addr))
+        await self._write(
+            addr,
+            None,
+            lambda: self.durable.clear_keys(addr),
+            lambda c: c.drop_session(addr),
+            lambda c, _: c.drop_session(addr),
+        )
 
     async def _load_creds(self, addr: SessionAddr) -> CredsRecord | None:
         async with self._use(addr) as state:
@@ -273,27 +293,22 @@ class AuthStore:
             return record
 
     async def _save_creds(self, addr: SessionAddr, blob: bytes, expected: int | None) -> int:
-        async with self._use(addr, write=True, touched=frozenset({_CREDS})):
-            try:
-                version = await self._guard(
-                    "durable", self.durable.save_creds(addr, blob, expected_version=expected)
-                )
-            except BaseException:
-                await self._after_failure(addr, lambda c: c.put_creds(addr, None))
-                raise
-            record = CredsRecord(blob, version)
-            await self._sync_cache(addr, lambda c: c.put_creds(addr, record))
-            return version
+        return await self._write(
+            addr,
+            frozenset({_CREDS}),
+            lambda: self.durable.save_creds(addr, blob, expected_version=expected),
+            lambda c: c.put_creds(addr, None),
+            lambda c, version: c.put_creds(addr, CredsRecord(blob, version)),
+        )
 
     async def _delete_session(self, addr: SessionAddr) -> bool:
-        async with self._use(addr, write=True, touched=None):
-            try:
-                existed = await self._guard("durable", self.durable.delete_session(addr))
-            except BaseException:
-                await self._after_failure(addr, lambda c: c.drop_session(addr))
-                raise
-            await self._sync_cache(addr, lambda c: c.drop_session(addr))
-            return existed
+        return await self._write(
+            addr,
+            None,
+            lambda: self.durable.delete_session(addr),
+            lambda c: c.drop_session(addr),
+            lambda c, _: c.drop_session(addr),
+        )
 
 
 @asynccontextmanager
