@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _model
 from ._creds import creds_to_dict, validate_creds
 from ._model import KeyWrite, SessionAddr
-from .codec import record_aad
+from .codec import record_aad, session_aad
 from .errors import CorruptDataError, InvalidInputError, StoreError
 
 if TYPE_CHECKING:
@@ -17,17 +17,6 @@ if TYPE_CHECKING:
 
 def _key_aad(addr: SessionAddr, key_type: str, key_id: str) -> bytes:
     return record_aad("k", addr.namespace, addr.session_id, key_type, key_id)
-
-
-def _key_aad_fn(addr: SessionAddr) -> Callable[[str, str], bytes]:
-    """``_key_aad`` for one session, with the session's prefix built once (hot in batches)."""
-    prefix = record_aad("k", addr.namespace, addr.session_id)[:-8]  # drop the two empty fields
-
-    def aad(key_type: str, key_id: str) -> bytes:
-        t, i = key_type.encode(), key_id.encode()
-        return b"".join((prefix, len(t).to_bytes(4, "big"), t, len(i).to_bytes(4, "big"), i))
-
-    return aad
 
 
 def _creds_aad(addr: SessionAddr) -> bytes:
@@ -46,7 +35,7 @@ class KeyStore:
     def __init__(self, store: AuthStore, addr: SessionAddr) -> None:
         self._store = store
         self._addr = addr
-        self._aad = _key_aad_fn(addr)
+        self._aad = session_aad("k", addr.namespace, addr.session_id)
 
     async def get(self, type: str, ids: Iterable[str | int]) -> dict[str, Any]:
         """Values of the ids found; missing ids are absent. Int ids are read as decimal strings.

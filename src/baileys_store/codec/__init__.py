@@ -2,7 +2,15 @@
 
 from ._ciphers import Cipher
 from ._compress import Compression
-from ._envelope import Codec, record_aad
+from ._envelope import Codec, record_aad, session_aad
 from ._keyring import KeyRing, parse_master_key
 
-__all__ = ["Cipher", "Codec", "Compression", "KeyRing", "parse_master_key", "record_aad"]
+__all__ = [
+    "Cipher",
+    "Codec",
+    "Compression",
+    "KeyRing",
+    "parse_master_key",
+    "record_aad",
+    "session_aad",
+]
