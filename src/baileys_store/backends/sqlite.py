@@ -273,40 +273,47 @@ class SQLiteDurable:
 
         return await self._write(fn)
 
-    async def list_sessions(self, namespace: str | None = None) -> AsyncIterator[SessionInfo]:
-        """Keyset pagination, so a long listing holds no read transaction open."""
-        last: tuple[str, str] = (namespace or "", "") if namespace else ("", "")
-        ns_filter = "AND namespace = ?" if namespace is not None else ""
-        sql = q.LIST_PAGE.format(ns_filter=ns_filter)
-        while True:
-            ns_param = (namespace,) if namespace is not None else ()
-            params: tuple[Any, ...] = (*last, *ns_param, _PAGE)
+    async def _keyset(
+        self, sql: str, params: Callable[[tuple[str, str]], tuple[Any, ...]], start: tuple[str, str]
+    ) -> AsyncIterator[Any]:
+        """Rows of ``sql`` by keyset pages of ``_PAGE``.
 
-            def fn(conn: sqlite3.Connection, p: tuple[Any, ...] = params) -> list[Any]:
+        Each page starts after the first two columns of the previous page's last row, so a long
+        listing holds no read transaction open.
+        """
+        last = start
+        while True:
+            page = params(last)
+
+            def fn(conn: sqlite3.Connection, p: tuple[Any, ...] = page) -> list[Any]:
                 return conn.execute(sql, p).fetchall()
 
             rows = await self._read(fn)
-            for ns, sid, version, updated in rows:
-                yield SessionInfo(ns, sid, int(version), float(updated))
+            for row in rows:
+                yield row
             if len(rows) < _PAGE:
                 return
             last = (rows[-1][0], rows[-1][1])
+
+    async def list_sessions(self, namespace: str | None = None) -> AsyncIterator[SessionInfo]:
+        """Sessions in (namespace, session_id) order, by keyset pages."""
+        ns_filter = "AND namespace = ?" if namespace is not None else ""
+        ns_param = (namespace,) if namespace is not None else ()
+        rows = self._keyset(
+            q.LIST_PAGE.format(ns_filter=ns_filter),
+            lambda last: (*last, *ns_param, _PAGE),
+            (namespace or "", ""),
+        )
+        async for ns, sid, version, updated in rows:
+            yield SessionInfo(ns, sid, int(version), float(updated))
 
     async def iter_key_ids(self, addr: SessionAddr) -> AsyncIterator[tuple[str, str]]:
         """Every ``(type, id)`` of the session in order, by keyset pages (for export)."""
-        last = ("", "")
-        while True:
-            params = (addr.namespace, addr.session_id, *last, _PAGE)
-
-            def fn(conn: sqlite3.Connection, p: tuple[Any, ...] = params) -> list[Any]:
-                return conn.execute(q.KEY_IDS_PAGE, p).fetchall()
-
-            rows = await self._read(fn)
-            for key_type, key_id in rows:
-                yield str(key_type), str(key_id)
-            if len(rows) < _PAGE:
-                return
-            last = (rows[-1][0], rows[-1][1])
+        rows = self._keyset(
+            q.KEY_IDS_PAGE, lambda last: (addr.namespace, addr.session_id, *last, _PAGE), ("", "")
+        )
+        async for key_type, key_id in rows:
+            yield str(key_type), str(key_id)
 
     async def count_keys(self, addr: SessionAddr) -> dict[str, int]:
         """``{type: count}`` of the session's keys, one aggregate query."""
