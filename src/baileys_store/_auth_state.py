@@ -61,21 +61,17 @@ async def use_auth_state(
     ``save_creds()`` persists ``state.creds``; ``store`` is the opened store, which the caller
     closes with ``await store.close()`` (unless it passed its own ``store``).
     """
+    owned = store is None
     if store is None:
         cfg = StoreConfig(durable=config) if isinstance(config, str) else config
         store = AuthStore(cfg)
         await store.open()
     session = store.session(session_id, namespace=namespace)
     try:
-        # Version and creds are two reads: retry until no save slipped between them, so the
-        # first save_creds() does not raise a spurious ConflictError.
-        while True:
-            version = await session.creds_version()
-            creds = await session.load_creds()
-            if await session.creds_version() == version:
-                break
+        creds, version = await session.load_versioned_creds()
     except BaseException:
-        await store.close()
+        if owned:  # a store the caller passed in stays open: it is theirs
+            await store.close()
         raise
     if creds is None:
         creds = creds_to_dict(init_creds()) if init_creds is not None else {}

@@ -114,14 +114,23 @@ class SessionAuth:
 
     async def load_creds(self) -> dict[str, Any] | None:
         """The creds saved last, as a dict, or ``None`` for a new session."""
+        creds, _ = await self.load_versioned_creds()
+        return creds
+
+    async def load_versioned_creds(self) -> tuple[dict[str, Any] | None, int]:
+        """``(creds, version)`` from one read, so they belong together (``(None, 0)`` when new).
+
+        Pass the version to ``save_creds(expected_version=...)`` to save without overwriting a
+        save made by someone else meanwhile.
+        """
         record = await self._store._load_creds(self._addr)
         if record is None:
-            return None
+            return None, 0
         creds = self._store.codec.decode(record.blob, _creds_aad(self._addr))
         if not isinstance(creds, dict):
             raise CorruptDataError(f"creds of session {self._addr} are not a mapping")
         validate_creds(creds)
-        return creds
+        return creds, record.version
 
     async def creds_version(self) -> int:
         """The version of the stored creds (0 when none were saved)."""

@@ -111,27 +111,22 @@ async def use_pyaileys_auth_state(
     """
     session = store.session(session_id, namespace=namespace)
     where = f"{namespace}/{session_id}"
-    version = 0
     for _ in range(_LOAD_ATTEMPTS):
-        version = await session.creds_version()
-        stored = await session.load_creds()
-        if stored is None:
-            creds = init_auth_creds()
-            try:
-                version = await session.save_creds(creds, expected_version=0)
-                break
-            except ConflictError:
-                continue  # created concurrently by someone else: load theirs
-        # The version and the creds are two reads: they belong together only if no save
-        # landed in between (otherwise the first save_creds would fail on a stale version).
-        if await session.creds_version() == version:
+        stored, version = await session.load_versioned_creds()
+        if stored is not None:
             creds = _to_pyaileys(stored, where)
             break
+        creds = init_auth_creds()
+        try:
+            version = await session.save_creds(creds, expected_version=0)
+            break
+        except ConflictError:
+            continue  # created concurrently by someone else: load theirs
     else:
         raise ConflictError(
-            f"creds of session {where} kept changing while loading "
-            f"({_LOAD_ATTEMPTS} attempts); is another process saving them in a loop?",
-            expected=version,
+            f"creds of session {where} were created and deleted again on every attempt "
+            f"({_LOAD_ATTEMPTS}); is another process deleting the session in a loop?",
+            expected=0,
             actual=await session.creds_version(),
         )
     # KeyStore.set accepts str *or int* ids, a superset of the protocol; mypy cannot see that
