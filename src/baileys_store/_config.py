@@ -33,7 +33,7 @@ def _describe(exc: ValidationError) -> str:
     return "invalid configuration: " + "; ".join(parts)
 
 
-def _mask_url(url: str) -> str:
+def redact_url(url: str) -> str:
     """``url`` with any password replaced by ``***``."""
     try:
         parts = urlsplit(url)
@@ -185,7 +185,7 @@ class StoreConfig(BaseModel):
         # ``postgresql://app:PASSWORD@db/x``), which must not reach logs through repr() either.
         for name, value in super().__repr_args__():
             masked = name in ("durable", "cache") and isinstance(value, str)
-            yield name, (_mask_url(value) if masked else value)
+            yield name, (redact_url(value) if masked else value)
 
 
 __all__ = ["Cipher", "Compression", "StoreConfig"]

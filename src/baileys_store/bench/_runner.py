@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .._config import redact_url
 from ._machine import machine_info
 from ._measure import (
     FULL,
@@ -32,7 +33,7 @@ from ._measure import (
     time_op,
 )
 from ._ops import OPS
-from ._servers import measure_floor, mongo_counter, probe, redact, server_versions
+from ._servers import measure_floor, mongo_counter, probe, server_versions
 from ._signal import signal_run
 from ._stats import median_of, summarize
 from ._stores import SPECS, BenchEnv, SkipError, StoreSpec, Target, open_target
@@ -271,7 +272,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             "quick": opts.quick, "repeat": opts.repeat, "seed": opts.seed,
             "concurrency": list(opts.concurrency), "stores": list(opts.stores),
             "sessions": opts.sessions, "signal": opts.signal,
-            "urls": {k: redact(v) for k, v in opts.urls.items()},
+            "urls": {k: redact_url(v) if v else v for k, v in opts.urls.items()},
             "budget": {k: v for k, v in dataclasses.asdict(budget).items() if k != "profile"},
             "profile": dataclasses.asdict(budget.profile),
         },

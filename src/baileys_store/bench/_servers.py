@@ -22,17 +22,6 @@ _DEFAULT_PORTS = {"redis": 6379, "rediss": 6379, "postgresql": 5432, "postgres":
                   "mongodb": 27017}
 
 
-def redact(url: str | None) -> str | None:
-    """``url`` without its password, for reports."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def with_database(url: str, name: str) -> str:
     """``url`` pointing at database ``name`` (the URL path), query kept."""
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))

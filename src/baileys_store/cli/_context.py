@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 from .._config import StoreConfig
 
@@ -27,13 +26,3 @@ class CliContext:
         """
         durable = self.store_url or default_durable
         return StoreConfig.from_env(None, **({"durable": durable} if durable else {}))
-
-
-def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***``, fit for printing."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -12,10 +12,10 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .._config import StoreConfig
+from .._config import StoreConfig, redact_url
 from .._store import AuthStore
 from ..backends.sqlite import sqlite_path
-from ._context import CliContext, redact
+from ._context import CliContext
 from ._demo_stats import human_bytes, latency_table, summary_table
 
 
@@ -82,7 +82,7 @@ def demo_command(
         f"group messages",
         soft_wrap=True,
     )
-    out.print(f"store: {redact(config.durable)} (namespace {namespace})", soft_wrap=True)
+    out.print(f"store: {redact_url(config.durable)} (namespace {namespace})", soft_wrap=True)
 
     async def run() -> DemoResult:
         async with AuthStore(config) as store:
