@@ -68,6 +68,31 @@ class StoreConfig(BaseModel):
         cache_max_entries: Bound of the in-process ``memory://`` cache (records).
         max_value_bytes: Largest serialized value a write accepts.
         op_timeout: Seconds before one store operation raises ``UnavailableError``.
+        write_mode: With a Redis cache: ``write-through`` (durable first, then the cache; the
+            default) or ``write-behind`` (cache + outbox in one Redis step, acknowledged, then
+            drained to the durable tier by a worker).
+        durable_outage: With a Redis cache, what writes do while the durable tier is down:
+            ``buffer`` them through the outbox (drained when it recovers) or ``fail``.
+        lease: Per-session leases with fencing: ``auto`` (on when the cache is Redis), ``on``
+            (also with the durable tier alone, which then keeps the leases), ``off``.
+        lease_ttl: Seconds a lease lives without renewal (renewed every third of it).
+        lease_wait: Seconds a write waits for a lease held by another process before raising
+            ``LeaseHeldError``.
+        l1_max_entries: Bound of the in-process L1 in front of a Redis cache (records; 0: no
+            L1). Used only while this process holds the session's lease.
+        breaker_failure_pct: A tier's breaker opens when failures are more than this share of
+            the calls in its window.
+        breaker_window: Seconds of the breaker's rolling window.
+        breaker_buckets: Buckets the window is cut into.
+        breaker_min_calls: Calls in the window below which the breaker never opens.
+        breaker_reset_timeout: Seconds an open breaker waits before one trial call.
+        outbox_worker: Run the outbox worker inside the store (else run
+            ``baileys-store outbox worker`` elsewhere).
+        outbox_max_attempts: Failed applies of an outbox entry before it moves to the
+            dead-letter list.
+        outbox_claim_timeout: Seconds after which a worker's claim on a session's outbox
+            expires and another worker redelivers its entries.
+        outbox_batch: Most outbox entries one worker applies in one durable transaction.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -83,6 +108,21 @@ class StoreConfig(BaseModel):
     cache_max_entries: int = Field(default=100_000, ge=0)
     max_value_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     op_timeout: float = Field(default=10.0, gt=0)
+    write_mode: Literal["write-through", "write-behind"] = "write-through"
+    durable_outage: Literal["buffer", "fail"] = "buffer"
+    lease: Literal["auto", "on", "off"] = "auto"
+    lease_ttl: float = Field(default=30.0, ge=1)
+    lease_wait: float = Field(default=0.0, ge=0)
+    l1_max_entries: int = Field(default=10_000, ge=0)
+    breaker_failure_pct: float = Field(default=50.0, gt=0, le=100)
+    breaker_window: float = Field(default=10.0, gt=0)
+    breaker_buckets: int = Field(default=10, ge=1, le=1000)
+    breaker_min_calls: int = Field(default=10, ge=1)
+    breaker_reset_timeout: float = Field(default=30.0, gt=0)
+    outbox_worker: bool = True
+    outbox_max_attempts: int = Field(default=10, ge=1)
+    outbox_claim_timeout: float = Field(default=30.0, ge=1)
+    outbox_batch: int = Field(default=256, ge=1, le=10_000)
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -142,6 +182,18 @@ class StoreConfig(BaseModel):
             raise ConfigError(f"encryption {self.encryption!r} needs master_keys")
         if self.active_key_id is not None and self.active_key_id not in self.master_keys:
             raise ConfigError(f"active_key_id {self.active_key_id} is not in master_keys")
+        if self.write_mode == "write-behind" and not self.redis_cache:
+            raise ConfigError("write_mode 'write-behind' needs a redis:// cache")
+
+    @property
+    def redis_cache(self) -> bool:
+        """True when the cache tier is Redis (the hybrid store)."""
+        return self.cache is not None and urlsplit(self.cache).scheme in ("redis", "rediss")
+
+    @property
+    def leases(self) -> bool:
+        """True when sessions are leased (``lease``, resolved against the cache tier)."""
+        return self.lease == "on" or (self.lease == "auto" and self.redis_cache)
 
     def keyring(self) -> KeyRing:
         """The parsed key ring."""

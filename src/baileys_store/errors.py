@@ -8,12 +8,15 @@ Messages never contain key material, creds or master keys: only addresses, field
 from __future__ import annotations
 
 __all__ = [
+    "BreakerOpenError",
     "ConfigError",
     "ConflictError",
     "CorruptDataError",
     "DecryptError",
     "FencedError",
     "InvalidInputError",
+    "LeaseHeldError",
+    "LeaseLostError",
     "StoreClosedError",
     "StoreError",
     "UnavailableError",
@@ -48,6 +51,20 @@ class UnavailableError(StoreError):
     """
 
 
+class BreakerOpenError(UnavailableError):
+    """A tier's circuit breaker is open: the call was refused without trying the tier.
+
+    The breaker re-tries the tier by itself (one trial call after its reset timeout).
+
+    Attributes:
+        tier: ``durable`` or ``cache``.
+    """
+
+    def __init__(self, message: str, *, tier: str) -> None:
+        super().__init__(message)
+        self.tier = tier
+
+
 class ConflictError(StoreError):
     """A compare-and-set failed: the creds were saved by someone else since they were read.
 
@@ -76,6 +93,22 @@ class FencedError(StoreError):
         super().__init__(message)
         self.token = token
         self.current = current
+
+
+class LeaseLostError(FencedError):
+    """This process held the session's lease and lost it (expired, taken over, or not renewable).
+
+    Raised by the next operation that needs the lease; the process must stop serving the session
+    (another process may own it now). ``current`` is the token seen in the store, or the lost
+    token itself when the store could not be asked.
+    """
+
+
+class LeaseHeldError(StoreError):
+    """Another process holds the session's lease, so this one may not write to it.
+
+    Raised when the lease stays held for longer than ``lease_wait`` seconds.
+    """
 
 
 class DecryptError(StoreError):

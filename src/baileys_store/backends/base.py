@@ -105,6 +105,58 @@ class DurableBackend(Protocol):
     async def check(self) -> TierHealth:
         """A cheap round trip proving the backend answers."""
 
+    async def advance_fence(self, addr: SessionAddr, token: int) -> None:
+        """Record ``token`` as the session's fence (the barrier a new lease holder writes first).
+
+        Raises :class:`FencedError` (with ``current``) when the session has seen a higher
+        token. Creates the session's bookkeeping row if needed (no creds, no keys).
+        """
+
+    async def apply_batch(
+        self,
+        addr: SessionAddr,
+        writes: Sequence[KeyWrite],
+        creds: CredsRecord | None,
+        *,
+        seq: int,
+        fence: int | None = None,
+    ) -> bool:
+        """Apply one drained outbox batch atomically, at most once.
+
+        If the session's last applied outbox sequence is ``>= seq`` nothing happens and the
+        result is False (a redelivery). Otherwise, in one atomic step: check the fence, apply
+        ``writes`` (upserts and ``blob=None`` deletes), store ``creds`` with exactly
+        ``creds.version`` (no compare: the cache tier already ordered the saves), record
+        ``seq`` as the last applied sequence, and return True. The sequence survives
+        ``clear_keys``; ``delete_session`` removes it with the session.
+        """
+
+
+@runtime_checkable
+class LeaseBackend(Protocol):
+    """Per-session leases with fencing tokens (implemented by Redis, and by every durable
+    backend for deployments without Redis).
+
+    A token is strictly greater than every token issued before for the session, and than the
+    session's fence recorded by the durable writes (``floor``), so a write carrying it is
+    accepted and every older holder's write is fenced. Times are the server's clock where the
+    server has one. ``owner`` is a random id per process (never a secret).
+    """
+
+    async def acquire_lease(
+        self, addr: SessionAddr, owner: str, ttl_ms: int, *, floor: int = 0
+    ) -> int | None:
+        """Take the lease if it is free, expired or already ``owner``'s; returns a new token.
+
+        Returns ``None`` when another owner holds an unexpired lease.
+        """
+
+    async def renew_lease(self, addr: SessionAddr, owner: str, token: int, ttl_ms: int) -> bool:
+        """Extend the lease if ``owner`` still holds it with ``token``; False when lost."""
+
+    async def release_lease(self, addr: SessionAddr, owner: str, token: int) -> bool:
+        """Drop the lease if ``owner`` still holds it with ``token``; False otherwise."""
+
 
 @runtime_checkable
 class CacheBackend(Protocol):
