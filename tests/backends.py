@@ -12,6 +12,9 @@ CONTRACT_BACKENDS: list[str] = [
     "redis",
     "redis-cluster",
     "redis-cache",
+    "hybrid-wb",
+    "hybrid-postgres",
+    "hybrid-postgres-wb",
     "mongodb",
     "postgres",
 ]

@@ -6,8 +6,9 @@ The public API is what this module exports; everything in ``_`` modules is priva
 from . import errors
 from ._auth_state import AuthState, CredsSaver, use_auth_state
 from ._config import StoreConfig
+from ._health import StoreHealth
 from ._session import KeyStore, SessionAuth
-from ._store import AuthStore, StoreHealth, open_store
+from ._store import AuthStore, open_store
 from .backends.base import SessionInfo, TierHealth
 
 __all__ = [

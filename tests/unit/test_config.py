@@ -69,6 +69,21 @@ ALL_FIELDS: dict[str, Any] = {
     "cache_max_entries": 0,
     "max_value_bytes": 4096,
     "op_timeout": 0.5,
+    "write_mode": "write-behind",
+    "durable_outage": "fail",
+    "lease": "on",
+    "lease_ttl": 12.0,
+    "lease_wait": 1.5,
+    "l1_max_entries": 7,
+    "breaker_failure_pct": 25.0,
+    "breaker_window": 4.0,
+    "breaker_buckets": 8,
+    "breaker_min_calls": 3,
+    "breaker_reset_timeout": 2.0,
+    "outbox_worker": False,
+    "outbox_max_attempts": 4,
+    "outbox_claim_timeout": 9.0,
+    "outbox_batch": 64,
 }
 
 
@@ -233,6 +248,21 @@ def test_from_env_reads_every_field() -> None:
         "BAILEYS_STORE_CACHE_MAX_ENTRIES": "500",
         "BAILEYS_STORE_MAX_VALUE_BYTES": "2048",
         "BAILEYS_STORE_OP_TIMEOUT": "2.5",
+        "BAILEYS_STORE_WRITE_MODE": "write-behind",
+        "BAILEYS_STORE_DURABLE_OUTAGE": "fail",
+        "BAILEYS_STORE_LEASE": "off",
+        "BAILEYS_STORE_LEASE_TTL": "12",
+        "BAILEYS_STORE_LEASE_WAIT": "0.5",
+        "BAILEYS_STORE_L1_MAX_ENTRIES": "0",
+        "BAILEYS_STORE_BREAKER_FAILURE_PCT": "75",
+        "BAILEYS_STORE_BREAKER_WINDOW": "5",
+        "BAILEYS_STORE_BREAKER_BUCKETS": "5",
+        "BAILEYS_STORE_BREAKER_MIN_CALLS": "4",
+        "BAILEYS_STORE_BREAKER_RESET_TIMEOUT": "3",
+        "BAILEYS_STORE_OUTBOX_WORKER": "false",
+        "BAILEYS_STORE_OUTBOX_MAX_ATTEMPTS": "2",
+        "BAILEYS_STORE_OUTBOX_CLAIM_TIMEOUT": "4",
+        "BAILEYS_STORE_OUTBOX_BATCH": "10",
         "HOME": "/root",
         "BAILEYS_STOREX": "not ours",
         "baileys_store_durable": "ignored: lower case",
@@ -249,6 +279,20 @@ def test_from_env_reads_every_field() -> None:
     assert cfg.active_key_id == 1
     assert cfg.sqlite_synchronous == "normal"
     assert (cfg.cache_max_entries, cfg.max_value_bytes, cfg.op_timeout) == (500, 2048, 2.5)
+    assert (cfg.write_mode, cfg.durable_outage, cfg.lease, cfg.leases) == (
+        "write-behind", "fail", "off", False
+    )
+    assert (cfg.lease_ttl, cfg.lease_wait, cfg.l1_max_entries) == (12.0, 0.5, 0)
+    assert (cfg.breaker_failure_pct, cfg.breaker_window, cfg.breaker_buckets,
+            cfg.breaker_min_calls, cfg.breaker_reset_timeout) == (75.0, 5.0, 5, 4, 3.0)  # fmt: skip
+    assert (cfg.outbox_worker, cfg.outbox_max_attempts, cfg.outbox_claim_timeout,
+            cfg.outbox_batch) == (False, 2, 4.0, 10)  # fmt: skip
+
+
+def test_write_behind_needs_a_redis_cache() -> None:
+    with pytest.raises(errors.ConfigError, match="write-behind"):
+        StoreConfig(write_mode="write-behind")
+    assert StoreConfig(cache="redis://h", write_mode="write-behind").leases
 
 
 def test_from_env_cache_none_and_overrides() -> None:

@@ -159,7 +159,7 @@ async def test_failed_write_that_applied_leaves_no_stale_cache(
         await keys.set({"session": {"a": b"v2", "b": None}})
     durable.fail_after_write = None
     assert await keys.get("session", ["a", "b"]) == {"a": b"v2"}
-    assert store._states == {}
+    assert len(store._engine.states) == 0
 
 
 async def test_failed_creds_save_that_applied_leaves_no_stale_cache(
@@ -190,7 +190,7 @@ async def test_cancelled_write_that_applied_leaves_no_stale_cache(
         await task
     durable.write_pause = None
     assert await keys.get("session", ["a"]) == {"a": b"v2"}
-    assert store._states == {}
+    assert len(store._engine.states) == 0
 
 
 async def test_slow_read_racing_a_write_does_not_fill_the_cache(
@@ -285,7 +285,7 @@ async def test_failed_cache_update_is_never_served(
     assert await keys.get("session", ["a"]) == {"a": b"v2"}
     assert await keys.get("session", ["a"]) == {"a": b"v2"}
     await keys.set({"session": {"b": b"x"}})  # a later write drops the session's entries
-    assert ADDR not in store._untrusted
+    assert ADDR not in store._engine.untrusted
     assert await cached(store, "session", "a") is None
     assert await keys.get("session", ["a", "b"]) == {"a": b"v2", "b": b"x"}
 
@@ -317,12 +317,12 @@ async def test_op_timeout_raises_unavailable(
     with pytest.raises(errors.UnavailableError, match="durable"):
         await sess.keys.set({"session": {"a": b"v2"}})
     durable.hang = False
-    cache.hang = True
-    with pytest.raises(errors.UnavailableError, match="cache"):
-        await sess.keys.get("session", ["a"])
+    cache.hang = True  # a cache that does not answer is read around, never waited for twice
+    assert await sess.keys.get("session", ["a"]) == {"a": b"v2"}  # the timed-out write applied
+    assert store.breakers["cache"].snapshot().failures >= 1
     cache.hang = False
     assert await sess.keys.get("session", ["a"]) == {"a": b"v2"}  # the timed-out write applied
-    assert store._states == {}
+    assert len(store._engine.states) == 0
 
 
 async def test_durable_read_error_raises_not_empty(
@@ -347,14 +347,14 @@ async def test_session_state_is_released_when_idle(
         *(s.keys.get("session", ["0", "1"]) for s in sessions),
         *(s.save_creds(node_creds()) for s in sessions),
     )
-    assert store._states == {}
+    assert len(store._engine.states) == 0
     pause = durable.write_pause = Pause()
     task = asyncio.create_task(sessions[0].keys.set({"session": {"x": b"v"}}))
     await pause.reached.wait()
-    assert set(store._states) == {SessionAddr("default", "s0")}  # alive while in use
+    assert set(store._engine.states._states) == {SessionAddr("default", "s0")}  # alive while in use
     pause.go.set()
     await task
-    assert store._states == {}
+    assert len(store._engine.states) == 0
 
 
 async def test_jittery_durable_tier_keeps_every_transaction_whole() -> None:

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_SCHEMA = "baileys_store"
 FENCED_STATE = "BSF01"  # raised by fence_check(); DETAIL = the session's current fence
 CONFLICT_STATE = "BSC01"  # raised by next_version(); DETAIL = the current creds version
+APPLIED_STATE = "BSS01"  # raised by seq_check(): the outbox batch was applied already
 ADVISORY_CLASS = 0x6273  # "bs": first key of pg_advisory_xact_lock(int, int)
 
 # Version 1. COLLATE "C": byte order, like every other backend's listing, and cheaper B-trees.
@@ -71,7 +72,28 @@ BEGIN
 END $$;
 """
 
-MIGRATIONS: dict[int, str] = {1: _V1}
+# Version 2: the last applied outbox sequence, and leases for deployments without Redis.
+_V2 = """
+ALTER TABLE {s}.sessions ADD COLUMN IF NOT EXISTS outbox_seq bigint NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS {s}.leases (
+    namespace text COLLATE "C" NOT NULL,
+    session_id text COLLATE "C" NOT NULL,
+    owner text NOT NULL,
+    token bigint NOT NULL,
+    expires timestamptz NOT NULL,
+    PRIMARY KEY (namespace, session_id)
+);
+CREATE OR REPLACE FUNCTION {s}.seq_check(current_seq bigint, seq bigint)
+RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    IF seq <= current_seq THEN
+        RAISE EXCEPTION USING ERRCODE = 'BSS01', MESSAGE = 'applied already';
+    END IF;
+    RETURN seq;
+END $$;
+"""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
 
 _META = """
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -132,6 +154,36 @@ SELECT namespace, session_id, version, extract(epoch FROM updated_at)::float8
 FROM {s}.sessions WHERE (namespace, session_id) > (%s, %s) {ns_filter}
 ORDER BY namespace, session_id LIMIT %s
 """
+_SET_SEQ = """
+UPDATE {s}.sessions SET outbox_seq = {s}.seq_check(outbox_seq, %(seq)s::bigint)
+WHERE namespace = %(ns)s AND session_id = %(sid)s
+"""
+_PUT_CREDS = """
+UPDATE {s}.sessions SET creds = %(blob)s, version = %(version)s
+WHERE namespace = %(ns)s AND session_id = %(sid)s
+"""
+# The token is above the last one issued, the session's fence and the caller's floor. ON
+# CONFLICT DO UPDATE locks the row: a concurrent acquirer waits, then sees the new owner.
+_ACQUIRE = """
+INSERT INTO {s}.leases AS l (namespace, session_id, owner, token, expires)
+VALUES (%(ns)s, %(sid)s, %(owner)s, GREATEST(%(floor)s::bigint, COALESCE((
+        SELECT fence FROM {s}.sessions WHERE namespace = %(ns)s AND session_id = %(sid)s), 0)) + 1,
+    clock_timestamp() + %(ttl)s * interval '1 millisecond')
+ON CONFLICT (namespace, session_id) DO UPDATE
+SET owner = EXCLUDED.owner, token = GREATEST(l.token + 1, EXCLUDED.token),
+    expires = EXCLUDED.expires
+WHERE l.owner = EXCLUDED.owner OR l.owner = '' OR l.expires <= clock_timestamp()
+RETURNING token
+"""
+_RENEW = """
+UPDATE {s}.leases SET expires = clock_timestamp() + %(ttl)s * interval '1 millisecond'
+WHERE namespace = %(ns)s AND session_id = %(sid)s AND owner = %(owner)s AND token = %(token)s
+    AND expires > clock_timestamp()
+"""
+_RELEASE = """
+UPDATE {s}.leases SET owner = '', expires = clock_timestamp()
+WHERE namespace = %(ns)s AND session_id = %(sid)s AND owner = %(owner)s AND token = %(token)s
+"""
 META_EXISTS = (
     "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = 'meta'"
 )
@@ -173,6 +225,11 @@ class Queries:
     delete_session: sql.Composed
     list_all: sql.Composed
     list_namespace: sql.Composed
+    set_seq: sql.Composed
+    put_creds: sql.Composed
+    acquire: sql.Composed
+    renew: sql.Composed
+    release: sql.Composed
 
     @classmethod
     def for_schema(cls, schema: str) -> Queries:
@@ -194,11 +251,17 @@ class Queries:
             delete_session=_q(_DELETE_SESSION, schema),
             list_all=_q(_LIST_PAGE, schema, ns_filter=sql.SQL("")),
             list_namespace=_q(_LIST_PAGE, schema, ns_filter=sql.SQL("AND namespace = %s")),
+            set_seq=_q(_SET_SEQ, schema),
+            put_creds=_q(_PUT_CREDS, schema),
+            acquire=_q(_ACQUIRE, schema),
+            renew=_q(_RENEW, schema),
+            release=_q(_RELEASE, schema),
         )
 
 
 __all__ = [
     "ADVISORY_CLASS",
+    "APPLIED_STATE",
     "CONFLICT_STATE",
     "DEFAULT_SCHEMA",
     "FENCED_STATE",

@@ -31,6 +31,8 @@ def _server(config: StoreConfig, url: str, role: str) -> Any:
     if entry is None:
         raise ConfigError(f"{role}: no backend for scheme {scheme!r}")
     module_name, factory, extra = entry
+    if role == "cache" and scheme in ("redis", "rediss"):
+        module_name = "baileys_store.backends._redis_hybrid"
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

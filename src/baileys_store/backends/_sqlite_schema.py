@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # WITHOUT ROWID: the primary key is the clustered index, so a key lookup is one B-tree descent
 # whose cost grows with log(total keys), never with the size of one session.
@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS bs_sessions (
     creds BLOB,
     version INTEGER NOT NULL DEFAULT 0,
     fence INTEGER NOT NULL DEFAULT 0,
+    outbox_seq INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     PRIMARY KEY (namespace, session_id)
@@ -29,9 +30,39 @@ CREATE TABLE IF NOT EXISTS bs_keys (
     value BLOB NOT NULL,
     PRIMARY KEY (namespace, session_id, type, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bs_leases (
+    namespace TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    token INTEGER NOT NULL,
+    expires REAL NOT NULL,
+    PRIMARY KEY (namespace, session_id)
+) WITHOUT ROWID;
 """
 
+# MIGRATIONS[v - 1] upgrades schema v to v + 1 (bs_leases comes with SCHEMA: IF NOT EXISTS).
+MIGRATIONS = (
+    "ALTER TABLE bs_sessions ADD COLUMN outbox_seq INTEGER NOT NULL DEFAULT 0",
+)
+
 SELECT_SESSION = "SELECT fence, version FROM bs_sessions WHERE namespace = ? AND session_id = ?"
+SELECT_SEQ = "SELECT outbox_seq FROM bs_sessions WHERE namespace = ? AND session_id = ?"
+SET_FENCE = "UPDATE bs_sessions SET fence = ? WHERE namespace = ? AND session_id = ?"
+SET_SEQ = "UPDATE bs_sessions SET outbox_seq = ? WHERE namespace = ? AND session_id = ?"
+SELECT_LEASE = "SELECT owner, token, expires FROM bs_leases WHERE namespace = ? AND session_id = ?"
+PUT_LEASE = """
+INSERT INTO bs_leases (namespace, session_id, owner, token, expires) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (namespace, session_id) DO UPDATE SET owner = excluded.owner,
+    token = excluded.token, expires = excluded.expires
+"""
+RENEW_LEASE = """
+UPDATE bs_leases SET expires = ?
+WHERE namespace = ? AND session_id = ? AND owner = ? AND token = ? AND expires > ?
+"""
+RELEASE_LEASE = """
+UPDATE bs_leases SET owner = '', expires = 0
+WHERE namespace = ? AND session_id = ? AND owner = ? AND token = ?
+"""
 TOUCH_SESSION = """
 INSERT INTO bs_sessions (namespace, session_id, fence, created_at, updated_at)
 VALUES (?, ?, ?, ?, ?)

@@ -109,7 +109,8 @@ class DurableBackend(Protocol):
         """Record ``token`` as the session's fence (the barrier a new lease holder writes first).
 
         Raises :class:`FencedError` (with ``current``) when the session has seen a higher
-        token. Creates the session's bookkeeping row if needed (no creds, no keys).
+        token. A session that does not exist is left absent (no empty session appears in
+        listings); its first write records the token.
         """
 
     async def apply_batch(
@@ -134,8 +135,7 @@ class DurableBackend(Protocol):
 
 @runtime_checkable
 class LeaseBackend(Protocol):
-    """Per-session leases with fencing tokens (implemented by Redis, and by every durable
-    backend for deployments without Redis).
+    """Per-session leases with fencing tokens (Redis, and the durable tiers without Redis).
 
     A token is strictly greater than every token issued before for the session, and than the
     session's fence recorded by the durable writes (``floor``), so a write carrying it is

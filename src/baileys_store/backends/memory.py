@@ -20,7 +20,15 @@ class _Session:
     keys: dict[tuple[str, str], bytes] = field(default_factory=dict)
     creds: CredsRecord | None = None
     fence: int = 0
+    seq: int = 0  # last applied outbox sequence
     updated_at: float = 0.0
+
+
+@dataclass(slots=True)
+class _Lease:
+    owner: str = ""
+    token: int = 0  # last token issued: kept after expiry, release and session delete
+    expires: float = 0.0
 
 
 class MemoryDurable:
@@ -33,6 +41,7 @@ class MemoryDurable:
 
     def __init__(self) -> None:
         self._sessions: dict[SessionAddr, _Session] = {}
+        self._leases: dict[SessionAddr, _Lease] = {}
 
     async def open(self) -> None:
         """Nothing to connect."""
@@ -108,6 +117,68 @@ class MemoryDurable:
             return False
         check_fence(addr, sess.fence, fence)
         del self._sessions[addr]
+        return True
+
+    async def advance_fence(self, addr: SessionAddr, token: int) -> None:
+        """Record ``token`` as the session's fence (FencedError if it saw a higher one)."""
+        sess = self._sessions.get(addr)
+        if sess is not None:
+            sess.fence = check_fence(addr, sess.fence, token)
+
+    async def apply_batch(
+        self,
+        addr: SessionAddr,
+        writes: Sequence[KeyWrite],
+        creds: CredsRecord | None,
+        *,
+        seq: int,
+        fence: int | None = None,
+    ) -> bool:
+        """Apply an outbox batch unless its sequence was applied already."""
+        sess = self._sessions.get(addr)
+        if sess is not None and sess.seq >= seq:
+            return False
+        check_fence(addr, sess.fence if sess else 0, fence)
+        sess = self._touch(addr, fence)
+        for w in writes:
+            if w.blob is None:
+                sess.keys.pop((w.type, w.id), None)
+            else:
+                sess.keys[(w.type, w.id)] = w.blob
+        if creds is not None:
+            sess.creds = creds
+        sess.seq = seq
+        return True
+
+    async def acquire_lease(
+        self, addr: SessionAddr, owner: str, ttl_ms: int, *, floor: int = 0
+    ) -> int | None:
+        """Take the lease if free, expired or ``owner``'s: a new, higher token."""
+        lease = self._leases.setdefault(addr, _Lease())
+        now = time.time()
+        if lease.owner and lease.owner != owner and lease.expires > now:
+            return None
+        sess = self._sessions.get(addr)
+        lease.token = max(lease.token, floor, sess.fence if sess else 0) + 1
+        lease.owner, lease.expires = owner, now + ttl_ms / 1000
+        return lease.token
+
+    async def renew_lease(self, addr: SessionAddr, owner: str, token: int, ttl_ms: int) -> bool:
+        """Extend the lease while ``owner`` holds it with ``token``."""
+        lease = self._leases.get(addr)
+        if lease is None or (lease.owner, lease.token) != (owner, token):
+            return False
+        if lease.expires <= time.time():
+            return False
+        lease.expires = time.time() + ttl_ms / 1000
+        return True
+
+    async def release_lease(self, addr: SessionAddr, owner: str, token: int) -> bool:
+        """Drop the lease if ``owner`` still holds it with ``token``."""
+        lease = self._leases.get(addr)
+        if lease is None or (lease.owner, lease.token) != (owner, token):
+            return False
+        lease.owner, lease.expires = "", 0.0
         return True
 
     async def list_sessions(self, namespace: str | None = None) -> AsyncIterator[SessionInfo]:

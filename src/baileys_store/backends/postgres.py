@@ -38,6 +38,7 @@ from tenacity import (
 from .. import errors
 from .._model import KeyWrite, SessionAddr
 from . import _pg_schema as q
+from ._pg_leases import PgLeaseMixin
 from ._pg_url import PgSettings, parse_postgres_url
 from .base import CredsRecord, SessionInfo, TierHealth, check_fence, check_version
 
@@ -108,7 +109,7 @@ class _Attempts:
     connection_lost: bool = False
 
 
-class PostgresDurable:
+class PostgresDurable(PgLeaseMixin):
     """Durable tier in PostgreSQL.
 
     Args:

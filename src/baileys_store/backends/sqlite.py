@@ -45,6 +45,23 @@ def sqlite_path(url: str) -> Path:
     return Path(path)
 
 
+def _migrate(w: sqlite3.Connection) -> None:
+    """Bring the schema to ``SCHEMA_VERSION`` inside the caller's write transaction."""
+    row = w.execute("SELECT value FROM bs_meta WHERE name = 'schema_version'").fetchone()
+    found = q.SCHEMA_VERSION if row is None else int(row[0])
+    if found > q.SCHEMA_VERSION:
+        raise errors.UnavailableError(
+            f"database schema {found} is newer than this baileys-store ({q.SCHEMA_VERSION})"
+        )
+    for step in q.MIGRATIONS[found - 1 :]:
+        w.execute(step)
+    w.execute(
+        "INSERT INTO bs_meta (name, value) VALUES ('schema_version', ?) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        (str(q.SCHEMA_VERSION),),
+    )
+
+
 class SQLiteDurable:
     """Durable tier in one SQLite file.
 
@@ -100,17 +117,13 @@ class SQLiteDurable:
         if str(mode).lower() != "wal":
             raise errors.UnavailableError(f"SQLite refused WAL mode (got {mode})")
         w.executescript(q.SCHEMA)
-        row = w.execute("SELECT value FROM bs_meta WHERE name = 'schema_version'").fetchone()
-        if row is None:
-            w.execute(
-                "INSERT INTO bs_meta (name, value) VALUES ('schema_version', ?)",
-                (str(q.SCHEMA_VERSION),),
-            )
-        elif int(row[0]) > q.SCHEMA_VERSION:
-            raise errors.UnavailableError(
-                f"database schema {row[0]} is newer than this baileys-store "
-                f"({q.SCHEMA_VERSION})"
-            )
+        w.execute("BEGIN IMMEDIATE")  # one migrator at a time; the others then see it done
+        try:
+            _migrate(w)
+        except BaseException:
+            w.execute("ROLLBACK")
+            raise
+        w.execute("COMMIT")
 
     def _open_sync(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -270,6 +283,84 @@ class SQLiteDurable:
             keys = conn.execute(q.CLEAR_KEYS, (addr.namespace, addr.session_id)).rowcount
             rows = conn.execute(q.DELETE_SESSION, (addr.namespace, addr.session_id)).rowcount
             return bool(keys or rows)
+
+        return await self._write(fn)
+
+    async def advance_fence(self, addr: SessionAddr, token: int) -> None:
+        """Record ``token`` as the session's fence (FencedError if it saw a higher one)."""
+        key = (addr.namespace, addr.session_id)
+
+        def fn(conn: sqlite3.Connection) -> None:
+            row = conn.execute(q.SELECT_SESSION, key).fetchone()
+            if row is not None:
+                conn.execute(q.SET_FENCE, (check_fence(addr, row[0], token), *key))
+
+        await self._write(fn)
+
+    async def apply_batch(
+        self,
+        addr: SessionAddr,
+        writes: Sequence[KeyWrite],
+        creds: CredsRecord | None,
+        *,
+        seq: int,
+        fence: int | None = None,
+    ) -> bool:
+        """Apply an outbox batch in one transaction unless its sequence was applied already."""
+        ns, sid = addr.namespace, addr.session_id
+        ups = [(ns, sid, w.type, w.id, w.blob) for w in writes if w.blob is not None]
+        dels = [(ns, sid, w.type, w.id) for w in writes if w.blob is None]
+
+        def fn(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(q.SELECT_SEQ, (ns, sid)).fetchone()
+            if row is not None and int(row[0]) >= seq:
+                return False
+            self._touch(conn, addr, fence)
+            if ups:
+                conn.executemany(q.UPSERT_KEY, ups)
+            if dels:
+                conn.executemany(q.DELETE_KEY, dels)
+            if creds is not None:
+                conn.execute(q.SAVE_CREDS, (creds.blob, creds.version, ns, sid))
+            conn.execute(q.SET_SEQ, (seq, ns, sid))
+            return True
+
+        return await self._write(fn)
+
+    async def acquire_lease(
+        self, addr: SessionAddr, owner: str, ttl_ms: int, *, floor: int = 0
+    ) -> int | None:
+        """Take the lease if free, expired or ``owner``'s: a new, higher token."""
+        key = (addr.namespace, addr.session_id)
+
+        def fn(conn: sqlite3.Connection) -> int | None:
+            now = time.time()
+            row = conn.execute(q.SELECT_LEASE, key).fetchone()
+            if row is not None and row[0] and row[0] != owner and row[2] > now:
+                return None
+            sess = conn.execute(q.SELECT_SESSION, key).fetchone()
+            token = max(row[1] if row else 0, sess[0] if sess else 0, floor) + 1
+            conn.execute(q.PUT_LEASE, (*key, owner, token, now + ttl_ms / 1000))
+            return int(token)
+
+        return await self._write(fn)
+
+    async def renew_lease(self, addr: SessionAddr, owner: str, token: int, ttl_ms: int) -> bool:
+        """Extend the lease while ``owner`` holds it (unexpired) with ``token``."""
+
+        def fn(conn: sqlite3.Connection) -> bool:
+            now = time.time()
+            args = (now + ttl_ms / 1000, addr.namespace, addr.session_id, owner, token, now)
+            return conn.execute(q.RENEW_LEASE, args).rowcount == 1
+
+        return await self._write(fn)
+
+    async def release_lease(self, addr: SessionAddr, owner: str, token: int) -> bool:
+        """Drop the lease if ``owner`` still holds it with ``token``."""
+
+        def fn(conn: sqlite3.Connection) -> bool:
+            args = (addr.namespace, addr.session_id, owner, token)
+            return conn.execute(q.RELEASE_LEASE, args).rowcount == 1
 
         return await self._write(fn)
 

@@ -22,6 +22,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("._demo", "demo_command"),
     "export": ("._folder", "export_command"),
     "import": ("._folder", "import_command"),
+    "outbox": ("._outbox", "outbox_group"),
     "sessions": ("._sessions", "sessions_group"),
 }
 

@@ -50,13 +50,15 @@ def cli_config(store_url: str | None) -> StoreConfig:
     An in-process ``memory://`` cache is dropped: a short command gains nothing from it, and
     without it SQLite is opened shared, so the command refuses (instead of writing behind its
     back) a database an application holds with its own in-process cache. A Redis cache stays:
-    writes must reach it so that applications never read stale entries.
+    writes must reach it so that applications never read stale entries (and with leases on, a
+    session a live process holds is refused with ``LeaseHeldError``).
     """
     parent = click.get_current_context().find_object(CliContext)
     config = CliContext(store_url or (parent.store_url if parent else None)).config()
     if config.cache is not None and urlsplit(config.cache).scheme == "memory":
         config = config.model_copy(update={"cache": None})
-    return config
+    # A one-shot command drains nothing in the background (``outbox worker`` does that).
+    return config.model_copy(update={"outbox_worker": False})
 
 
 def one_line(exc: BaseException) -> str:

@@ -1,0 +1,176 @@
+"""The Redis cache of the hybrid store: stamped reads, guarded fills, fenced updates, the outbox.
+
+See :mod:`._redis_hybrid_scripts` for the layout. A fill carries the write stamp read with the
+data it fills from, so it is skipped when any write happened in between, in any process; every
+write carries the writer's lease token, so a process that lost its lease cannot overwrite what
+the new holder wrote.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from .. import errors
+from .._model import KeyWrite, SessionAddr
+from . import _redis_hybrid_scripts as lua
+from ._cache_types import CachedCreds, CachedKeys
+from ._redis_lease import RedisLeaseMixin
+from ._redis_outbox import RedisOutbox, _token
+from ._redis_url import RedisOptions
+from .base import CredsRecord
+from .redis import _group_args, _groups
+
+if TYPE_CHECKING:
+    from .._config import StoreConfig
+
+_CHUNK = 1000  # ids per read script (Lua's unpack() has a stack limit)
+
+
+class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
+    """Redis cache tier with the guards, the leases and the outbox the hybrid store needs."""
+
+    shared = True  # other processes see this cache (so only a lease holder may trust it)
+    _lease_resets_cache = True
+
+    def _check(self, addr: SessionAddr, reply: list[Any], token: int | None) -> int:
+        code = int(reply[0])
+        if code == lua.FENCED:
+            current = int(reply[1])
+            raise errors.LeaseLostError(
+                f"session {addr}: lease token {token} is older than {current}; "
+                "another process holds the session now",
+                token=token or 0,
+                current=current,
+            )
+        if code == lua.PENDING:
+            raise errors.UnavailableError(f"session {addr}: outbox entries are still pending")
+        if code == lua.WRONG_TYPE:
+            raise errors.CorruptDataError(f"redis: a key of session {addr} holds another type")
+        return code
+
+    async def read_keys(self, addr: SessionAddr, key_type: str, ids: Sequence[str]) -> CachedKeys:
+        """Blobs, tombstones and the stamp, one script per 1,000 ids."""
+        base = self._base(addr)
+        keys = [base + "k:" + key_type, base + "b"]
+        found: dict[str, bytes] = {}
+        absent: set[str] = set()
+        stamp = -1
+        for lo in range(0, len(ids), _CHUNK):
+            part = list(ids[lo : lo + _CHUNK])
+            reply = await self._eval("read_keys", lua.READ, keys, part)
+            if stamp < 0:
+                stamp = int(reply[0])
+            for i, v in zip(part, reply[1], strict=True):
+                if v is None:
+                    continue
+                if v == b"":
+                    absent.add(i)
+                else:
+                    found[i] = bytes(v)
+        return CachedKeys(found, frozenset(absent), max(stamp, 0))
+
+    def _type_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> tuple[list[str], Any]:
+        base, groups = self._base(addr), _groups(writes)
+        return [base + "b", base + "t", *(base + "k:" + t for t in groups)], groups
+
+    async def fill_keys(
+        self, addr: SessionAddr, writes: Sequence[KeyWrite], *, stamp: int, token: int | None
+    ) -> bool:
+        """Warm the cache with durable values unless a write came first; True when stored."""
+        if not writes:
+            return True
+        keys, groups = self._type_keys(addr, writes)
+        args = [_token(token), str(stamp), self.options.ttl * 1000, *_group_args(groups)]
+        reply = await self._eval("fill_keys", lua.FILL, keys, args)
+        return self._check(addr, reply, token) == lua.OK
+
+    async def update_keys(
+        self, addr: SessionAddr, writes: Sequence[KeyWrite], *, token: int | None
+    ) -> None:
+        """Apply a durable write's upserts and deletes to the cache (write-through)."""
+        if not writes:
+            return
+        keys, groups = self._type_keys(addr, writes)
+        args = [_token(token), self.options.ttl * 1000, *_group_args(groups)]
+        self._check(addr, await self._eval("update_keys", lua.UPDATE, keys, args), token)
+
+    async def read_creds(self, addr: SessionAddr) -> CachedCreds:
+        """The cached creds (if the cache knows them) and the stamp."""
+        base = self._base(addr)
+        stamp, blob, version = await self._eval(
+            "read_creds", lua.READ_CREDS, [base + "m", base + "b"], []
+        )
+        if version is None:
+            return CachedCreds(None, False, int(stamp))
+        record = CredsRecord(bytes(blob), int(version)) if blob is not None else None
+        return CachedCreds(record, True, int(stamp))
+
+    async def put_creds_guarded(
+        self,
+        addr: SessionAddr,
+        record: CredsRecord | None,
+        *,
+        token: int | None,
+        stamp: int | None = None,
+    ) -> bool:
+        """Cache creds (``None``: the session has none). With ``stamp``: a fill, else an update."""
+        base = self._base(addr)
+        blob, version = (record.blob, record.version) if record else (b"", 0)
+        args = [_token(token), "" if stamp is None else str(stamp), self.options.ttl * 1000,
+                blob, version]  # fmt: skip
+        reply = await self._eval("put_creds", lua.PUT_CREDS, [base + "m", base + "b"], args)
+        return self._check(addr, reply, token) == lua.OK
+
+    async def drop(self, addr: SessionAddr, *, token: int | None) -> None:
+        """Evict the session's cached data (refused while outbox entries are pending)."""
+        base = self._base(addr)
+        keys = [base + "m", base + "t", base + "b"]
+        self._check(addr, await self._eval("drop", lua.DROP, keys, [_token(token), base + "k:"]),
+                    token)  # fmt: skip
+
+    async def wb_keys(
+        self, addr: SessionAddr, writes: Sequence[KeyWrite], *, token: int | None
+    ) -> tuple[int, int]:
+        """Cache the writes and append them to the outbox atomically: ``(seq, pending)``."""
+        base, groups = self._base(addr), _groups(writes)
+        keys = [base + "b", base + "t", base + "o", base + "z", *(base + "k:" + t for t in groups)]
+        body = msgpack.packb([[w.type, w.id, w.blob] for w in writes], use_bin_type=True)
+        args = [_token(token), int(time.time() * 1000), body, *_group_args(groups)]
+        reply = await self._with_ready("wb_keys", addr, lua.WB_KEYS, keys, args)
+        self._check(addr, reply, token)
+        return int(reply[1]), int(reply[2])
+
+    async def wb_creds(
+        self, addr: SessionAddr, blob: bytes, expected: int | None, *, token: int | None
+    ) -> tuple[int, int, int] | None:
+        """Compare-and-set creds in the cache + outbox append: ``(version, seq, pending)``.
+
+        ``None`` when the cache does not know the current version (fill it, then retry).
+        """
+        base = self._base(addr)
+        keys = [base + "b", base + "m", base + "o"]
+        exp = "" if expected is None else str(expected)
+        args = [_token(token), int(time.time() * 1000), blob, exp]
+        reply = await self._with_ready("wb_creds", addr, lua.WB_CREDS, keys, args)
+        code = self._check(addr, reply, token)
+        if code == lua.NO_VERSION:
+            return None
+        if code == lua.CONFLICT:
+            raise errors.ConflictError(
+                f"creds of session {addr} are at version {int(reply[1])}, "
+                f"caller expected {expected}",
+                expected=expected,
+                actual=int(reply[1]),
+            )
+        return int(reply[1]), int(reply[2]), int(reply[3])
+
+
+def from_config(config: StoreConfig, role: str) -> RedisHybridCache:
+    """The hybrid Redis cache of ``config`` (``role`` must be ``cache``)."""
+    if role != "cache" or config.cache is None:
+        raise errors.ConfigError(f"no redis hybrid backend for role {role!r}")
+    return RedisHybridCache(RedisOptions(config.cache, role=role, op_timeout=config.op_timeout))

@@ -1,0 +1,138 @@
+"""``baileys-store outbox status|drain|worker|dlq``: the write-behind outbox of a Redis cache."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .._store import AuthStore
+from ..errors import ConfigError, StoreError
+from ._sessions import cli_config, one_line, run_with_store, store_option
+
+
+def _outbox(store: AuthStore) -> Any:
+    """The Redis outbox of the store's cache tier, or a ConfigError naming what is missing."""
+    shared = store._engine.shared
+    if shared is None or store._worker is None:
+        raise ConfigError(
+            "this store has no outbox: it needs a redis:// cache (BAILEYS_STORE_CACHE)"
+        )
+    return shared
+
+
+@click.group("outbox")
+def outbox_group() -> None:
+    """Inspect and drain the write-behind outbox (a Redis cache over a durable tier)."""
+
+
+@outbox_group.command("status")
+@click.option("--limit", default=20, show_default=True, help="Sessions to list.")
+@store_option
+def status_command(*, limit: int, store_url: str | None) -> None:
+    """Sessions with pending entries, the lag, and the dead letters."""
+
+    async def fetch(store: AuthStore) -> tuple[Any, list[Any], int]:
+        outbox = _outbox(store)
+        summary = await outbox.ready_summary()
+        rows = []
+        for addr in await outbox.ready_sessions(limit):
+            appended, applied, oldest = await outbox.outbox_counters(addr)
+            rows.append((addr, appended - applied, oldest))
+        dead = [a async for a in outbox.dlq_sessions()]
+        return summary, rows, len(dead)
+
+    (count, oldest), rows, dead = run_with_store(store_url, fetch)
+    out = Console(highlight=False, soft_wrap=True, markup=False)
+    lag = f"{max(time.time() - oldest, 0.0):.1f} s" if oldest is not None else "-"
+    out.print(f"Sessions in the ready index: {count}; lag: {lag}; with dead letters: {dead}")
+    if rows:
+        table = Table("Namespace", "Session", "Pending", "Oldest entry")
+        for addr, pending, since in rows:
+            when = datetime.fromtimestamp(since, UTC).strftime("%H:%M:%S") if since else "-"
+            table.add_row(addr.namespace, addr.session_id, str(pending), when)
+        out.print(table)
+
+
+@outbox_group.command("drain")
+@store_option
+def drain_command(*, store_url: str | None) -> None:
+    """Apply every pending entry to the durable tier now, then exit."""
+
+    async def drain(store: AuthStore) -> int:
+        _outbox(store)
+        total = 0
+        while applied := await store.drain_outbox():
+            total += applied
+        return total
+
+    click.echo(f"Applied {run_with_store(store_url, drain)} outbox entries.")
+
+
+@outbox_group.command("worker")
+@click.option("--once", is_flag=True, help="Drain what is pending, then exit.")
+@store_option
+def worker_command(*, once: bool, store_url: str | None) -> None:
+    """Run an outbox worker until SIGINT/SIGTERM (several may run at once, anywhere)."""
+    if once:
+        drain_command.callback(store_url=store_url)  # type: ignore[misc]
+        return
+
+    async def main() -> None:
+        async with AuthStore(cli_config(store_url)) as store:
+            _outbox(store)
+            worker = store._worker
+            assert worker is not None
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError):
+                    loop.add_signal_handler(sig, stop.set)
+            worker.start()
+            click.echo(f"Outbox worker {worker.worker_id} running; Ctrl-C to stop.")
+            await stop.wait()
+            await worker.stop()
+
+    try:
+        asyncio.run(main())
+    except (StoreError, OSError) as exc:
+        raise click.ClickException(one_line(exc)) from None
+    click.echo("Outbox worker stopped.")
+
+
+@outbox_group.group("dlq")
+def dlq_group() -> None:
+    """Dead letters: entries that failed ``outbox_max_attempts`` times."""
+
+
+@dlq_group.command("list")
+@store_option
+def dlq_list_command(*, store_url: str | None) -> None:
+    """Every dead letter: session, sequence, what it held (no values) and the error."""
+
+    async def fetch(store: AuthStore) -> list[tuple[Any, Any]]:
+        outbox = _outbox(store)
+        return [(addr, await outbox.dead_letters(addr)) async for addr in outbox.dlq_sessions()]
+
+    rows = run_with_store(store_url, fetch)
+    out = Console(highlight=False, soft_wrap=True, markup=False)
+    table = Table("Session", "Seq", "Holds", "Error", "When")
+    n = 0
+    for addr, letters in rows:
+        for letter in letters:
+            entry = letter.entry
+            holds = "creds" if entry.kind == "c" else f"{len(entry.writes)} key write(s)"
+            when = datetime.fromtimestamp(letter.time_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+            table.add_row(str(addr), str(entry.seq), holds, letter.error, when)
+            n += 1
+    if not n:
+        out.print("No dead letters.")
+        return
+    out.print(table)

@@ -1,0 +1,80 @@
+"""Assemble the engine for a configuration: cache tier, L1, leases, outbox worker."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from .._model import SessionAddr
+from ..backends.base import CacheBackend, DurableBackend, LeaseBackend
+from ..backends.memory import MemoryCache
+from ..errors import ConfigError
+from ._cache_tier import CacheTier
+from ._guard import TierGuard
+from ._lease import LeaseManager
+from ._memory_tier import MemoryTier
+from ._worker import OutboxWorker
+from ._writes import Engine
+
+if TYPE_CHECKING:
+    from .._config import StoreConfig
+    from ..backends._redis_outbox import RedisOutbox
+
+
+def _tier(cache: CacheBackend | None) -> CacheTier | None:
+    if cache is None:
+        return None
+    if isinstance(cache, MemoryCache):
+        return MemoryTier(cache)
+    if not hasattr(cache, "read_keys"):
+        raise ConfigError(f"cache backend {cache.name!r} does not support the cache tier API")
+    return cast(CacheTier, cache)
+
+
+def build_engine(
+    config: StoreConfig, durable: DurableBackend, cache: CacheBackend | None, guard: TierGuard
+) -> tuple[Engine, OutboxWorker | None]:
+    """The engine and, with a Redis cache, the outbox worker (started by the store)."""
+    tier = _tier(cache)
+    shared = tier is not None and tier.shared
+    engine = Engine(
+        durable,
+        tier,
+        guard=guard,
+        write_behind=config.write_mode == "write-behind",
+        buffer_on_outage=config.durable_outage == "buffer",
+    )
+    if config.leases:
+        backend: object = tier if shared else durable
+        if not isinstance(backend, LeaseBackend):
+            name = getattr(backend, "name", "?")
+            raise ConfigError(f"backend {name!r} cannot keep leases; set lease='off'")
+        engine.leases = LeaseManager(
+            backend,
+            durable,
+            tier="cache" if shared else "durable",
+            ttl=config.lease_ttl,
+            wait=config.lease_wait,
+            guard=guard,
+            on_lost=engine.lost,
+        )
+        if shared and config.l1_max_entries:
+            engine.l1 = MemoryTier(MemoryCache(config.l1_max_entries))
+    if not shared:
+        return engine, None
+    worker = OutboxWorker(
+        cast("RedisOutbox", tier),
+        durable,
+        guard=guard,
+        batch=config.outbox_batch,
+        max_attempts=config.outbox_max_attempts,
+        claim_timeout=config.outbox_claim_timeout,
+        on_drained=engine.drained,
+        on_idle=engine.refresh_behind,
+    )
+    engine.on_append = worker.notify
+
+    async def drain(addr: SessionAddr) -> None:
+        await worker.drain(addr, wait=config.op_timeout)
+
+    engine.drain = drain
+    return engine, worker

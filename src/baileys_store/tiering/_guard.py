@@ -1,0 +1,56 @@
+"""The call guard every tier call goes through: circuit breaker + per-operation timeout."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+from ..errors import UnavailableError
+from ..resilience import CircuitBreaker
+
+T = TypeVar("T")
+
+
+class Guard(Protocol):
+    """``await guard(tier, fn)``: run ``fn()`` against ``tier`` under its breaker and timeout."""
+
+    def __call__(self, tier: str, fn: Callable[[], Awaitable[T]], /) -> Awaitable[T]: ...
+
+
+class TierGuard:
+    """Breakers per tier (``durable``, ``cache``) and one timeout for every call.
+
+    A timeout becomes :class:`UnavailableError` (and counts as a breaker failure); an open
+    breaker refuses with :class:`~baileys_store.errors.BreakerOpenError` without calling.
+    """
+
+    __slots__ = ("breakers", "timeout")
+
+    def __init__(self, breakers: dict[str, CircuitBreaker], timeout: float) -> None:
+        self.breakers = breakers
+        self.timeout = timeout
+
+    async def __call__(self, tier: str, fn: Callable[[], Awaitable[T]], /) -> T:
+        breaker = self.breakers.get(tier)
+        if breaker is not None:
+            breaker.before_call()
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await fn()
+        except TimeoutError:
+            exc = UnavailableError(f"{tier} tier did not answer within {self.timeout}s")
+            if breaker is not None:
+                breaker.on_failure(exc)
+            raise exc from None
+        except asyncio.CancelledError:
+            if breaker is not None:
+                breaker.on_cancel()
+            raise
+        except BaseException as exc:
+            if breaker is not None:
+                breaker.on_failure(exc)
+            raise
+        if breaker is not None:
+            breaker.on_success()
+        return result

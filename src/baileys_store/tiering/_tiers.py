@@ -1,0 +1,232 @@
+"""The read and write paths through the tiers: L1 -> cache -> durable, write-through/-behind.
+
+One engine serves every configuration: durable alone, durable + in-process cache (the embedded
+default), and the hybrid store (Redis cache over a durable tier, with leases, an optional L1 and
+the outbox). What changes between them is which caches a session may trust:
+
+- an in-process cache is trusted unless a cache update failed after a durable write
+  (``untrusted``: bypassed until a write manages to drop the session's entries);
+- a shared (Redis) cache only by the session's lease holder: the holder orders every write
+  (durable first, then cache), a new holder drops what a previous one may have left stale, and
+  a fenced holder can no longer write anything. Other processes read the durable tier — except
+  in write-behind, where Redis is the primary until the outbox is drained, so everyone reads it;
+- L1 only while the lease is fresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, cast
+
+from .._model import KeyWrite, SessionAddr
+from ..backends.base import CredsRecord, DurableBackend
+from ..errors import LeaseLostError, UnavailableError
+from ._cache_tier import CacheTier, SharedCacheTier
+from ._guard import Guard
+from ._lease import Lease, LeaseManager
+from ._memory_tier import MemoryTier
+from ._state import CREDS, SessionState, SessionStates
+
+T = TypeVar("T")
+log = logging.getLogger("baileys_store.tiers")
+
+
+class Tiers:
+    """Read/write paths; :class:`~baileys_store.AuthStore` forwards every operation here."""
+
+    def __init__(
+        self,
+        durable: DurableBackend,
+        cache: CacheTier | None,
+        *,
+        guard: Guard,
+        l1: MemoryTier | None = None,
+        leases: LeaseManager | None = None,
+        write_behind: bool = False,
+        buffer_on_outage: bool = False,
+    ) -> None:
+        self.durable, self.cache, self.l1, self.leases = durable, cache, l1, leases
+        self.guard = guard
+        self.write_behind = write_behind
+        self.buffer = buffer_on_outage and cache is not None and cache.shared
+        self.states = SessionStates()
+        self.shared = cast(SharedCacheTier, cache) if cache is not None and cache.shared else None
+        self.untrusted: set[SessionAddr] = set()
+        # Sessions with outbox entries pending -> the last sequence known appended. While a
+        # session is here its writes go through the outbox too (never overtaking an entry).
+        self.behind: dict[SessionAddr, int] = {}
+        self.on_append: Callable[[], None] = lambda: None
+
+    def drained(self, addr: SessionAddr, applied: int) -> None:
+        """The outbox of ``addr`` is applied up to ``applied`` (called by the worker)."""
+        if self.behind.get(addr, 0) <= applied:
+            self.behind.pop(addr, None)
+
+    async def refresh_behind(self) -> None:
+        """Forget sessions another worker drained (their counters say so)."""
+        shared = self.shared
+        if shared is None:
+            return
+        for addr in list(self.behind):
+            appended, applied, _ = await self.guard(
+                "cache", lambda a=addr: shared.outbox_counters(a)  # type: ignore[misc]
+            )
+            if appended <= applied:
+                self.drained(addr, applied)
+
+    # -- which tiers a session may use ------------------------------------------------------
+
+    async def _lease(self, addr: SessionAddr, *, write: bool) -> Lease | None:
+        if self.leases is None:
+            return None
+        lease = await self.leases.get(addr, write=write)
+        if lease is not None and not lease.checked and self.shared is not None:
+            # A previous holder may have left outbox entries: keep their order.
+            shared = self.shared
+            try:
+                appended, applied, _ = await self.guard("cache", lambda: shared.outbox_counters(
+                    addr))  # fmt: skip
+            except UnavailableError:
+                if write:
+                    raise
+                return None
+            if appended > applied:
+                self.behind[addr] = max(self.behind.get(addr, 0), appended)
+            lease.checked = True
+        return lease
+
+    def _owner_cache(self, addr: SessionAddr, lease: Lease | None) -> CacheTier | None:
+        """The cache this process may read, fill and update for the session."""
+        cache = self.cache
+        if cache is None or addr in self.untrusted:
+            return None
+        if cache.shared and self.leases is not None and lease is None:
+            return None
+        return cache
+
+    def _l1(self, addr: SessionAddr, lease: Lease | None) -> MemoryTier | None:
+        if self.l1 is None or lease is None or not lease.fresh() or addr in self.untrusted:
+            return None
+        return self.l1
+
+    def _primary(self, addr: SessionAddr) -> bool:
+        """True when the shared cache holds data the durable tier may not have yet."""
+        return self.cache is not None and self.cache.shared and (
+            self.write_behind or addr in self.behind
+        )
+
+    def lost(self, addr: SessionAddr) -> None:
+        """Lease lost: forget what L1 holds for the session."""
+        if self.l1 is not None:
+            self.l1.forget(addr)
+
+    def _distrust(self, addr: SessionAddr) -> None:
+        self.untrusted.add(addr)
+        self.lost(addr)
+
+    async def _fenced(self, addr: SessionAddr, aw: Awaitable[T]) -> T:
+        try:
+            return await aw
+        except LeaseLostError:
+            if self.leases is not None:
+                self.leases.mark_lost(addr)
+            self.lost(addr)
+            raise
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get_blobs(
+        self, addr: SessionAddr, key_type: str, ids: list[str]
+    ) -> dict[str, bytes]:
+        """Blobs of the ids found: L1, then the cache, then the durable tier for the rest."""
+        async with self.states.use(addr) as state:
+            lease = await self._lease(addr, write=False)
+            found: dict[str, bytes] = {}
+            # Records of a write in flight are skipped in L1 (updated last) and, in
+            # write-through, in the cache too (updated after the durable tier); a write-behind
+            # cache changes in one step with its outbox, so nothing there can be torn.
+            cached = state.cached(key_type, ids)
+            l1 = self._l1(addr, lease)
+            if l1 is not None and cached:
+                found = (await l1.read_keys(addr, key_type, cached)).found
+                if len(found) == len(ids):
+                    return found
+            if self._primary(addr):
+                cached = ids
+            owner = self._owner_cache(addr, lease)
+            reader = owner or (self.cache if self._primary(addr) or self.write_behind else None)
+            absent: frozenset[str] = frozenset()
+            stamp = None
+            rest = [i for i in cached if i not in found]
+            if reader is not None and rest:
+                hit = await self._read_cache(addr, lambda: reader.read_keys(
+                    addr, key_type, rest))  # fmt: skip
+                if hit is not None:
+                    found.update(hit.found)
+                    absent, stamp = hit.absent, hit.stamp
+                    if l1 is not None and hit.found:
+                        await l1.fill_keys(addr, _upserts(key_type, hit.found), stamp=0, token=None)
+            misses = [i for i in ids if i not in found and i not in absent]
+            if not misses:
+                return found
+            gen = state.gen
+            loaded = await self.guard("durable", lambda: self.durable.get_keys(
+                addr, key_type, misses))  # fmt: skip
+            if loaded and owner is not None and stamp is not None and state.quiet_since(gen):
+                await self._fill(addr, _upserts(key_type, loaded), cache=owner, l1=l1,
+                                 lease=lease, state=state, gen=gen, stamp=stamp)  # fmt: skip
+            found.update(loaded)
+            return found
+
+    async def _read_cache(self, addr: SessionAddr, fn: Callable[[], Awaitable[T]]) -> T | None:
+        try:
+            return await self.guard("cache", fn)
+        except UnavailableError:
+            if self._primary(addr):
+                raise  # the durable tier may be behind: never serve it as current
+            return None  # the durable tier has everything: read around the cache
+
+    async def _fill(self, addr: SessionAddr, writes: list[KeyWrite], *, cache: CacheTier,
+                    l1: MemoryTier | None, lease: Lease | None, state: SessionState, gen: int,
+                    stamp: int) -> None:  # fmt: skip
+        token = lease.token if lease else None
+        try:
+            stored = await self.guard("cache", lambda: cache.fill_keys(
+                addr, writes, stamp=stamp, token=token))  # fmt: skip
+        except LeaseLostError:
+            if self.leases is not None:
+                self.leases.mark_lost(addr)
+            return
+        except UnavailableError:
+            return  # a cache that cannot be warmed is only slower
+        if stored and l1 is not None and state.quiet_since(gen):
+            await l1.fill_keys(addr, writes, stamp=0, token=None)
+
+    async def load_creds(self, addr: SessionAddr) -> CredsRecord | None:
+        """The creds record: cache, then durable (and fill)."""
+        async with self.states.use(addr) as state:
+            lease = await self._lease(addr, write=False)
+            owner = self._owner_cache(addr, lease)
+            reader = owner or (self.cache if self._primary(addr) or self.write_behind else None)
+            stamp = None
+            if reader is not None and (self._primary(addr) or state.cached(CREDS[0], [CREDS[1]])):
+                hit = await self._read_cache(addr, lambda: reader.read_creds(addr))
+                if hit is not None:
+                    if hit.known:
+                        return hit.record
+                    stamp = hit.stamp
+            gen = state.gen
+            record = await self.guard("durable", lambda: self.durable.load_creds(addr))
+            if owner is not None and stamp is not None and state.quiet_since(gen):
+                token = lease.token if lease else None
+                with contextlib.suppress(UnavailableError, LeaseLostError):  # only slower
+                    await self.guard("cache", lambda: owner.put_creds_guarded(
+                        addr, record, token=token, stamp=stamp))  # fmt: skip
+            return record
+
+
+def _upserts(key_type: str, blobs: dict[str, bytes]) -> list[KeyWrite]:
+    return [KeyWrite(key_type, i, b) for i, b in blobs.items()]
+

@@ -1,0 +1,199 @@
+"""The outbox worker: drains write-behind entries to the durable tier, in order per session.
+
+Per session: claim the outbox (one worker at a time; a claim expires, so a dead worker's
+entries are redelivered by another), read up to ``batch`` head entries, coalesce them (the
+last write of each record wins), apply them in ONE durable transaction that also records the
+batch's last sequence (so a redelivered batch is skipped, never applied twice or out of order),
+then trim them. Failures: an unavailable durable tier is waited out (entries are never dropped
+for an outage); any other error is counted against the head entry, which is retried alone and
+moves to the dead-letter list after ``max_attempts``. Several workers may run at once, in this
+process (started by the store) or in others (``baileys-store outbox worker``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
+
+from .._model import KeyWrite, SessionAddr
+from ..backends.base import CredsRecord, DurableBackend
+from ..errors import StoreError, UnavailableError
+from ._guard import Guard
+
+if TYPE_CHECKING:  # the Redis modules need the optional redis extra
+    from ..backends._redis_outbox import OutboxEntry, RedisOutbox
+
+log = logging.getLogger("baileys_store.outbox")
+
+
+
+def coalesce(entries: Sequence[OutboxEntry]) -> tuple[list[KeyWrite], CredsRecord | None]:
+    """The net effect of consecutive entries: last write per record, last creds."""
+    last: dict[tuple[str, str], bytes | None] = {}
+    creds: CredsRecord | None = None
+    for entry in entries:
+        if entry.creds is not None:
+            creds = entry.creds
+        for w in entry.writes:
+            last[(w.type, w.id)] = w.blob
+    return [KeyWrite(t, i, b) for (t, i), b in last.items()], creds
+
+
+class OutboxWorker:
+    """Drains the outbox of every session in the ready index (see the module doc)."""
+
+    def __init__(
+        self,
+        cache: RedisOutbox,
+        durable: DurableBackend,
+        *,
+        guard: Guard,
+        batch: int = 256,
+        max_attempts: int = 10,
+        claim_timeout: float = 30.0,
+        on_drained: Callable[[SessionAddr, int], None] = lambda addr, seq: None,
+        on_idle: Callable[[], Awaitable[None]] | None = None,
+        on_event: Callable[[str, int], None] = lambda event, n: None,
+    ) -> None:
+        self.worker_id = secrets.token_hex(8)
+        self._cache, self._durable, self._guard = cache, durable, guard
+        self._batch, self._max_attempts = batch, max_attempts
+        self._claim_ms = int(claim_timeout * 1000)
+        self._on_drained, self._on_idle, self._event = on_drained, on_idle, on_event
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        """Run the drain loop in the background."""
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.get_running_loop().create_task(self.run())
+
+    async def stop(self) -> None:
+        """Stop the loop (entries left stay in the outbox for the next worker)."""
+        task, self._task = self._task, None
+        if task is not None:
+            # The flag, not only cancel(): a client library may swallow a cancellation that
+            # lands inside one of its calls, and the loop must end all the same.
+            self._stopping = True
+            self._wake.set()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def notify(self) -> None:
+        """Wake the loop now (an entry was appended)."""
+        self._wake.set()
+
+    async def run(self, *, idle: float = 1.0) -> None:
+        """Drain until cancelled; back off while the durable tier is down."""
+        backoff = 0.05
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                applied = await self.run_once()
+                backoff = 0.05
+            except UnavailableError:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            except Exception:  # a bug must not stop the drain for good
+                log.exception("outbox worker round failed")
+                await asyncio.sleep(1.0)
+                continue
+            if applied == 0:
+                if self._on_idle is not None:
+                    with contextlib.suppress(StoreError):
+                        await self._on_idle()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(idle):
+                        await self._wake.wait()
+
+    async def run_once(self) -> int:
+        """One pass over the ready index; returns how many entries were applied."""
+        sessions = await self._guard("cache", self._cache.ready_sessions)
+        applied = 0
+        for addr in sessions:
+            applied += await self.drain(addr)
+        return applied
+
+    async def drain(self, addr: SessionAddr, *, wait: float = 0.0) -> int:
+        """Drain one session's outbox; returns entries applied.
+
+        ``wait``: seconds to wait for another worker's claim to end (used by ``clear`` and
+        ``delete``, which must see an empty outbox); :class:`UnavailableError` if it does not.
+        """
+        deadline = time.monotonic() + wait
+        applied = 0
+        while True:
+            claim = await self._guard("cache", lambda: self._cache.claim(
+                addr, self.worker_id, self._claim_ms, self._batch))  # fmt: skip
+            if claim is None:
+                if time.monotonic() >= deadline:
+                    if wait:
+                        raise UnavailableError(f"session {addr}: outbox busy in another worker")
+                    return applied
+                await asyncio.sleep(0.02)
+                continue
+            if not claim.entries:
+                await self._finish(addr, claim.applied)
+                return applied
+            entries = claim.entries if claim.attempts == 0 else claim.entries[:1]
+            done = await self._apply(addr, entries)
+            if done is None:  # claim lost to another worker: it carries on
+                return applied
+            if done < 0:  # the head entry failed: retried on a later round
+                await self._guard("cache", lambda: self._cache.release(addr, self.worker_id))
+                return applied
+            applied += len(entries)
+            if done == 0:
+                self._on_drained(addr, entries[-1].seq)
+                await self._guard("cache", lambda: self._cache.unready(addr))
+                return applied
+
+    async def _finish(self, addr: SessionAddr, applied_seq: int) -> None:
+        await self._guard("cache", lambda: self._cache.ack(addr, self.worker_id, 0, applied_seq))
+        await self._guard("cache", lambda: self._cache.unready(addr))
+        self._on_drained(addr, applied_seq)
+
+    async def _apply(self, addr: SessionAddr, entries: Sequence[OutboxEntry]) -> int | None:
+        """Apply and trim a batch: entries left, None when the claim was lost, -1 on failure."""
+        writes, creds = coalesce(entries)
+        last = entries[-1].seq
+        try:
+            await self._guard("durable", lambda: self._durable.apply_batch(
+                addr, writes, creds, seq=last))  # fmt: skip
+        except UnavailableError:
+            # Not the entry's fault: keep it, let the claim go so any worker retries later.
+            self._event("retry", 1)
+            with contextlib.suppress(StoreError):
+                await self._guard("cache", lambda: self._cache.release(addr, self.worker_id))
+            raise
+        except StoreError as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            outcome = await self._guard("cache", lambda: self._cache.fail(
+                addr, self.worker_id, reason, self._max_attempts))  # fmt: skip
+            if outcome is None:
+                return None
+            dead, seq = outcome
+            self._event("retry", 1)
+            if dead:
+                self._event("dead_letter", 1)
+                log.error(  # noqa: TRY400 - the error is kept with the entry; no traceback
+                    "outbox entry moved to the dead letters",
+                    extra={"event": "outbox_dead_letter", "seq": seq},
+                )
+                return await self._guard("cache", lambda: self._cache.ack(
+                    addr, self.worker_id, 0, seq))  # fmt: skip
+            return -1
+        left = await self._guard("cache", lambda: self._cache.ack(
+            addr, self.worker_id, len(entries), last))  # fmt: skip
+        if left is not None:
+            self._event("applied", len(entries))
+        return left

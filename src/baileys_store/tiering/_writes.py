@@ -1,0 +1,230 @@
+"""The write paths: write-through (durable first, then caches) and write-behind (cache + outbox).
+
+Write-through: under the session lock, the durable write carries the lease token; then the
+cache is brought in line. If that fails the write still stands (it is durable): the session's
+cache is distrusted and bypassed until a later write drops its entries. If the durable write
+fails it may still have been applied, so the session's cache entries are evicted; with
+``durable_outage="buffer"`` and a Redis cache an unavailable durable tier turns the write into
+a write-behind one instead (the outbox re-applies it, idempotently).
+
+Write-behind: one Redis script updates the cache and appends the outbox entry; the write is
+acknowledged once that returns. While a session has entries pending, all its writes take this
+path, so no write ever overtakes an entry still waiting for the durable tier. ``clear`` and
+``delete`` first drain the session's outbox, then run write-through.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from .._model import KeyWrite, SessionAddr
+from ..backends.base import CredsRecord
+from ..errors import FencedError, LeaseLostError, UnavailableError
+from ._cache_tier import CacheTier
+from ._lease import Lease
+from ._state import CREDS
+from ._tiers import Tiers
+
+T = TypeVar("T")
+log = logging.getLogger("baileys_store.tiers")
+
+
+class Engine(Tiers):
+    """:class:`Tiers` plus the write paths."""
+
+    drain: Callable[[SessionAddr], Awaitable[None]] | None = None  # set when there is an outbox
+
+    async def _durable(self, addr: SessionAddr, fn: Callable[[], Awaitable[T]]) -> T:
+        """A durable write; a fence rejection means this process lost the lease."""
+        try:
+            return await self.guard("durable", fn)
+        except FencedError:
+            if self.leases is not None:
+                self.leases.mark_lost(addr)
+            self.lost(addr)
+            raise
+
+    def _may_buffer(self, addr: SessionAddr) -> bool:
+        return self.buffer and addr not in self.untrusted
+
+    async def _evict(self, addr: SessionAddr, token: int | None) -> None:
+        """After a failed durable write (maybe applied): never serve the old cached values."""
+        self.lost(addr)
+        if self.cache is None or addr in self.untrusted:
+            return
+        cache = self.cache
+        try:
+            await self.guard("cache", lambda: cache.drop(addr, token=token))
+        except Exception:
+            self._distrust(addr)
+
+    async def _repair(self, addr: SessionAddr, cache: CacheTier, token: int | None) -> bool:
+        """Drop a distrusted session's cache entries; True when the cache may be used again."""
+        if addr not in self.untrusted:
+            return True
+        try:
+            await self._fenced(addr, self.guard("cache", lambda: cache.drop(addr, token=token)))
+        except UnavailableError:
+            return False
+        self.untrusted.discard(addr)
+        return True
+
+    async def _sync(self, addr: SessionAddr, lease: Lease | None,
+                    apply: Callable[[CacheTier], Awaitable[object]],
+                    l1_apply: Callable[[CacheTier], Awaitable[object]]) -> None:  # fmt: skip
+        """Bring the caches in line after a durable write; a failure distrusts the session."""
+        cache = self.cache
+        if cache is None or (cache.shared and self.leases is not None and lease is None):
+            return
+        token = lease.token if lease else None
+        try:
+            if await self._repair(addr, cache, token):
+                await self._fenced(addr, self.guard("cache", lambda: apply(cache)))
+            else:
+                return
+        except LeaseLostError:
+            raise  # applied durably, but another process owns the session now: say so
+        except BaseException:
+            self._distrust(addr)
+            # An in-process cache cannot fail for an outage; a write-behind cache is the
+            # primary, so a durable change it did not take must not be reported as done.
+            if self.shared is None or self.write_behind:
+                raise
+            log.warning("cache update failed; session bypasses the cache until repaired",
+                        extra={"event": "cache_distrusted"})  # fmt: skip
+            return
+        l1 = self._l1(addr, lease)
+        if l1 is not None:
+            await l1_apply(l1)
+
+    async def write_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
+        """One atomic ``keys.set``."""
+        touched = frozenset((w.type, w.id) for w in writes)
+        async with self.states.use(addr, write=True, touched=touched):
+            lease = await self._lease(addr, write=True)
+            token = lease.token if lease else None
+            if self._primary(addr):
+                await self._behind_keys(addr, lease, writes)
+                return
+            try:
+                await self._durable(addr, lambda: self.durable.write_keys(
+                    addr, writes, fence=token))  # fmt: skip
+            except UnavailableError:
+                if not self._may_buffer(addr):
+                    await self._evict(addr, token)
+                    raise
+                await self._behind_keys(addr, lease, writes)
+                return
+            except BaseException:
+                await self._evict(addr, token)
+                raise
+            await self._sync(addr, lease, lambda c: c.update_keys(addr, writes, token=token),
+                             lambda c: c.update_keys(addr, writes, token=None))  # fmt: skip
+
+    async def _behind_keys(
+        self, addr: SessionAddr, lease: Lease | None, writes: Sequence[KeyWrite]
+    ) -> None:
+        shared = self.shared
+        assert shared is not None
+        token = lease.token if lease else None
+        if not await self._repair(addr, shared, token):
+            raise UnavailableError(f"session {addr}: the cache tier is unavailable")
+        seq, _ = await self._fenced(addr, self.guard("cache", lambda: shared.wb_keys(
+            addr, writes, token=token)))  # fmt: skip
+        self.behind[addr] = max(self.behind.get(addr, 0), seq)
+        self.on_append()
+        l1 = self._l1(addr, lease)
+        if l1 is not None:
+            await l1.update_keys(addr, writes, token=None)
+
+    async def save_creds(self, addr: SessionAddr, blob: bytes, expected: int | None) -> int:
+        """Compare-and-set the creds; returns the new version."""
+        async with self.states.use(addr, write=True, touched=frozenset({CREDS})):
+            lease = await self._lease(addr, write=True)
+            token = lease.token if lease else None
+            if self._primary(addr):
+                return await self._behind_creds(addr, lease, blob, expected)
+            try:
+                version = await self._durable(addr, lambda: self.durable.save_creds(
+                    addr, blob, expected_version=expected, fence=token))  # fmt: skip
+            except UnavailableError:
+                if not self._may_buffer(addr):
+                    await self._evict(addr, token)
+                    raise
+                return await self._behind_creds(addr, lease, blob, expected)
+            except BaseException:
+                await self._evict(addr, token)
+                raise
+            record = CredsRecord(blob, version)
+            await self._sync(addr, lease,
+                             lambda c: c.put_creds_guarded(addr, record, token=token),
+                             lambda c: c.put_creds_guarded(addr, record, token=None))  # fmt: skip
+            return version
+
+    async def _behind_creds(
+        self, addr: SessionAddr, lease: Lease | None, blob: bytes, expected: int | None
+    ) -> int:
+        shared = self.shared
+        assert shared is not None
+        token = lease.token if lease else None
+        if not await self._repair(addr, shared, token):
+            raise UnavailableError(f"session {addr}: the cache tier is unavailable")
+        for _ in range(2):
+            done = await self._fenced(addr, self.guard("cache", lambda: shared.wb_creds(
+                addr, blob, expected, token=token)))  # fmt: skip
+            if done is not None:
+                version, seq, _ = done
+                self.behind[addr] = max(self.behind.get(addr, 0), seq)
+                self.on_append()
+                l1 = self._l1(addr, lease)
+                if l1 is not None:
+                    await l1.put_creds_guarded(addr, CredsRecord(blob, version), token=None)
+                return version
+            # The cache does not know the current version: load it from the durable tier.
+            await self._learn_version(addr, shared, token)
+        raise UnavailableError(f"session {addr}: could not learn the creds version")
+
+    async def _learn_version(
+        self, addr: SessionAddr, shared: CacheTier, token: int | None
+    ) -> None:
+        stamp = (await self.guard("cache", lambda: shared.read_creds(addr))).stamp
+        record = await self.guard("durable", lambda: self.durable.load_creds(addr))
+        await self._fenced(addr, self.guard("cache", lambda: shared.put_creds_guarded(
+            addr, record, token=token, stamp=stamp)))  # fmt: skip
+
+    async def _drain_first(self, addr: SessionAddr) -> None:
+        if self._primary(addr) and self.drain is not None:
+            await self.drain(addr)
+
+    async def clear_keys(self, addr: SessionAddr) -> None:
+        """``keys.clear()``: drain the outbox, clear durably, drop the cached keys."""
+        async with self.states.use(addr, write=True, touched=None):
+            lease = await self._lease(addr, write=True)
+            token = lease.token if lease else None
+            await self._drain_first(addr)
+            try:
+                await self._durable(addr, lambda: self.durable.clear_keys(addr, fence=token))
+            except BaseException:
+                await self._evict(addr, token)
+                raise
+            await self._sync(addr, lease, lambda c: c.drop(addr, token=token),
+                             lambda c: c.drop(addr, token=None))  # fmt: skip
+
+    async def delete_session(self, addr: SessionAddr) -> bool:
+        """Delete creds and keys everywhere; True if anything existed."""
+        async with self.states.use(addr, write=True, touched=None):
+            lease = await self._lease(addr, write=True)
+            token = lease.token if lease else None
+            await self._drain_first(addr)
+            try:
+                existed = await self._durable(addr, lambda: self.durable.delete_session(
+                    addr, fence=token))  # fmt: skip
+            except BaseException:
+                await self._evict(addr, token)
+                raise
+            await self._sync(addr, lease, lambda c: c.drop(addr, token=token),
+                             lambda c: c.drop(addr, token=None))  # fmt: skip
+            return existed
+

@@ -1,0 +1,257 @@
+"""The hybrid store on a real Redis over SQLite: leases, fencing, guarded fills, the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from baileys_store import AuthStore, StoreConfig, errors
+from baileys_store._model import KeyWrite, SessionAddr
+from baileys_store._session import _key_aad
+from baileys_store.backends._redis_hybrid import RedisHybridCache
+from baileys_store.backends._registry import make_cache
+from baileys_store.backends.sqlite import SQLiteDurable
+from tests._services.redis import RedisServer, unique_prefix, with_query
+
+SID = "5511@s.whatsapp.net"
+ADDR = SessionAddr("default", SID)
+
+
+@pytest.fixture
+def make(redis_server: RedisServer, tmp_path: Path) -> Callable[..., AuthStore]:
+    """Stores ("processes") sharing one Redis prefix and one SQLite file."""
+    cache = with_query(redis_server.url, prefix=unique_prefix(), ttl="600")
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+
+    def build(**cfg: Any) -> AuthStore:
+        return AuthStore(StoreConfig(durable=db, cache=cache, op_timeout=5.0, **cfg))
+
+    return build
+
+
+@asynccontextmanager
+async def opened(store: AuthStore) -> AsyncIterator[AuthStore]:
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def durable_value(store: AuthStore, key_type: str, key_id: str) -> object:
+    """What the durable tier holds for one key (decoded), bypassing every cache."""
+    blob = (await store.durable.get_keys(ADDR, key_type, [key_id])).get(key_id)
+    return None if blob is None else store.codec.decode(blob, _key_aad(ADDR, key_type, key_id))
+
+
+def redis_cache(store: AuthStore) -> RedisHybridCache:
+    assert isinstance(store.cache, RedisHybridCache)
+    return store.cache
+
+
+async def test_second_process_cannot_write_a_leased_session(
+    make: Callable[..., AuthStore],
+) -> None:
+    async with opened(make()) as a, opened(make()) as b:
+        await a.session(SID).keys.set({"session": {"1.0": b"a"}})
+        with pytest.raises(errors.LeaseHeldError):
+            await b.session(SID).keys.set({"session": {"1.0": b"b"}})
+        # B still reads the current value (from the durable tier: it is not the owner).
+        assert await b.session(SID).keys.get("session", ["1.0"]) == {"1.0": b"a"}
+        assert await a.release(SID)
+        await b.session(SID).keys.set({"session": {"1.0": b"b"}})
+        with pytest.raises(errors.LeaseHeldError):
+            await a.session(SID).keys.set({"session": {"1.0": b"stale"}})
+        assert await a.session(SID).keys.get("session", ["1.0"]) == {"1.0": b"b"}
+
+
+async def test_expired_holder_is_fenced_and_told(make: Callable[..., AuthStore]) -> None:
+    async with opened(make(lease_ttl=1)) as a, opened(make(lease_ttl=1)) as b:
+        await a.session(SID).keys.set({"session": {"1.0": b"a1"}})
+        leases = a._engine.leases
+        assert leases is not None
+        await leases.stop_renewing()  # a long pause: no renewals, the lease expires
+        await asyncio.sleep(1.3)
+        await b.session(SID).keys.set({"session": {"1.0": b"b1"}})
+        # A still believes it holds the lease: the durable tier fences its token.
+        with pytest.raises(errors.FencedError):
+            await a.session(SID).keys.set({"session": {"1.0": b"a2"}})
+        with pytest.raises(errors.LeaseLostError):  # told once...
+            await a.session(SID).keys.set({"session": {"1.0": b"a3"}})
+        with pytest.raises(errors.LeaseHeldError):  # ...then it is just another process
+            await a.session(SID).keys.set({"session": {"1.0": b"a3"}})
+        assert await b.session(SID).keys.get("session", ["1.0"]) == {"1.0": b"b1"}
+        assert await a.session(SID).keys.get("session", ["1.0"]) == {"1.0": b"b1"}
+
+
+async def test_fill_prepared_before_a_write_is_skipped(make: Callable[..., AuthStore]) -> None:
+    async with opened(make(l1_max_entries=0)) as store:
+        cache = redis_cache(store)
+        await store.session(SID).keys.set({"pre-key": {"1": b"new"}})
+        lease = store._engine.leases.held[ADDR]  # type: ignore[union-attr]
+        await cache.drop(ADDR, token=lease.token)
+        stamp = (await cache.read_keys(ADDR, "pre-key", ["1"])).stamp
+        await store.session(SID).keys.set({"pre-key": {"1": b"newer"}})
+        old = [KeyWrite("pre-key", "1", b"new")]
+        assert not await cache.fill_keys(ADDR, old, stamp=stamp, token=lease.token)
+        got = await cache.read_keys(ADDR, "pre-key", ["1"])
+        assert got.found.get("1", b"newer") != b"new"
+        with pytest.raises(errors.LeaseLostError):
+            await cache.fill_keys(ADDR, old, stamp=got.stamp, token=lease.token - 1)
+
+
+async def test_new_holder_drops_what_the_old_one_cached(make: Callable[..., AuthStore]) -> None:
+    async with opened(make()) as a:
+        await a.session(SID).keys.set({"session": {"1.0": b"v1"}})
+        assert (await redis_cache(a).read_keys(ADDR, "session", ["1.0"])).found
+        assert await a.release(SID)
+    async with opened(make()) as b:
+        cache = redis_cache(b)
+        await b.session(SID).keys.get("session", ["x"])  # acquires the lease
+        # the old holder's entries are gone (they may have been stale), the durable value stays
+        assert (await cache.read_keys(ADDR, "session", ["1.0"])).found == {}
+        assert await b.session(SID).keys.get("session", ["1.0"]) == {"1.0": b"v1"}
+
+
+async def test_write_behind_serves_from_cache_then_drains(make: Callable[..., AuthStore]) -> None:
+    async with opened(make(write_mode="write-behind", outbox_worker=False)) as store:
+        keys = store.session(SID).keys
+        await keys.set({"session": {"1.0": b"s1", "2.0": b"s2"}, "pre-key": {"7": b"p"}})
+        await keys.set({"session": {"2.0": None}})  # a tombstone until drained
+        version = await store.session(SID).save_creds({"registrationId": 7})
+        durable: SQLiteDurable = store.durable  # type: ignore[assignment]
+        assert await durable.get_keys(ADDR, "session", ["1.0"]) == {}  # not drained yet
+        assert await keys.get("session", ["1.0", "2.0"]) == {"1.0": b"s1"}
+        assert await store.session(SID).creds_version() == version
+        assert await store.drain_outbox() == 3
+        assert set(await durable.get_keys(ADDR, "session", ["1.0", "2.0"])) == {"1.0"}
+        record = await durable.load_creds(ADDR)
+        assert record is not None
+        assert record.version == version
+        client = redis_cache(store)._c()
+        base = redis_cache(store)._base(ADDR)
+        assert await client.pttl(base + "k:session") > 0  # expires again once drained
+        assert await client.hget(base + "k:session", "2.0") is None  # tombstone removed
+        assert await keys.get("session", ["1.0", "2.0"]) == {"1.0": b"s1"}
+
+
+async def test_write_behind_redelivery_is_applied_once(make: Callable[..., AuthStore]) -> None:
+    async with opened(make(write_mode="write-behind", outbox_worker=False,
+                           outbox_claim_timeout=1)) as store:  # fmt: skip
+        keys = store.session(SID).keys
+        for n in range(5):
+            await keys.set({"sender-key": {"g::u::0": bytes([n])}})
+        cache = redis_cache(store)
+        dead = await cache.claim(ADDR, "dead-worker", 1000, 10)  # a worker that dies holding it
+        assert dead is not None
+        assert len(dead.entries) == 5
+        assert await store.drain_outbox() == 0  # claimed by the dead worker
+        await asyncio.sleep(1.1)
+        assert await store.drain_outbox() == 5
+        durable: SQLiteDurable = store.durable  # type: ignore[assignment]
+        blob = (await durable.get_keys(ADDR, "sender-key", ["g::u::0"]))["g::u::0"]
+        assert store.codec.decode(blob, _key_aad(ADDR, "sender-key", "g::u::0")) == bytes([4])
+        # the dead worker wakes up and applies its old batch: the sequence guard skips it
+        assert not await durable.apply_batch(ADDR, [KeyWrite("sender-key", "g::u::0", b"\0")],
+                                             None, seq=dead.entries[-1].seq)  # fmt: skip
+        assert await cache.ack(ADDR, "dead-worker", 5, dead.entries[-1].seq) is None
+
+
+class _FlakyDurable(SQLiteDurable):
+    """SQLite failing on demand: the engine's and worker's error handling are ours to test.
+
+    The real outages are in ``tests/fault``; this double makes each branch deterministic.
+    """
+
+    fail_with: errors.StoreError | None = None
+
+    async def apply_batch(self, *args: Any, **kwargs: Any) -> bool:
+        if self.fail_with is not None:
+            raise self.fail_with
+        return await super().apply_batch(*args, **kwargs)
+
+    async def write_keys(self, *args: Any, **kwargs: Any) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        await super().write_keys(*args, **kwargs)
+
+    async def get_keys(self, *args: Any, **kwargs: Any) -> dict[str, bytes]:
+        if self.fail_with is not None:
+            raise self.fail_with
+        return await super().get_keys(*args, **kwargs)
+
+
+async def test_poison_entry_goes_to_dead_letters_outage_does_not(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    cache_url = with_query(redis_server.url, prefix=unique_prefix(), ttl="600")
+    config = StoreConfig(durable=f"sqlite:///{tmp_path / 's.db'}", cache=cache_url,
+                         write_mode="write-behind", outbox_worker=False,
+                         outbox_max_attempts=3)  # fmt: skip
+    durable = _FlakyDurable(tmp_path / "s.db")
+    store = AuthStore(config, durable=durable, cache=make_cache(config))
+    async with opened(store):
+        await store.session(SID).keys.set({"session": {"1.0": b"x"}})
+        durable.fail_with = errors.UnavailableError("durable down")
+        for _ in range(5):
+            with pytest.raises(errors.UnavailableError):
+                await store.drain_outbox()
+        assert await redis_cache(store).dead_letters(ADDR) == []  # an outage never poisons
+        durable.fail_with = errors.CorruptDataError("rejected")
+        for _ in range(3):
+            await store.drain_outbox()
+        letters = await redis_cache(store).dead_letters(ADDR)
+        assert len(letters) == 1
+        assert "CorruptDataError" in letters[0].error
+        assert [(w.type, w.id) for w in letters[0].entry.writes] == [("session", "1.0")]
+
+
+async def test_durable_outage_buffers_then_drains(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    cache_url = with_query(redis_server.url, prefix=unique_prefix(), ttl="600")
+    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'b.db'}", cache=cache_url,
+                         outbox_worker=False)  # fmt: skip
+    durable = _FlakyDurable(tmp_path / "b.db")
+    store = AuthStore(config, durable=durable, cache=make_cache(config))
+    async with opened(store):
+        keys = store.session(SID).keys
+        await keys.set({"session": {"1.0": b"before"}})
+        durable.fail_with = errors.UnavailableError("durable down")
+        await keys.set({"session": {"1.0": b"during"}})  # buffered in the outbox: acknowledged
+        await keys.set({"pre-key": {"1": b"p"}})
+        assert ADDR in store._engine.behind
+        assert await keys.get("session", ["1.0"]) == {"1.0": b"during"}
+        with pytest.raises(errors.UnavailableError):  # a miss cannot be served: never "absent"
+            await keys.get("session", ["9.9"])
+        durable.fail_with = None
+        assert await store.drain_outbox() == 2
+        assert ADDR not in store._engine.behind
+        assert await durable_value(store, "session", "1.0") == b"during"
+        await keys.set({"session": {"1.0": b"after"}})  # write-through again
+        assert await durable_value(store, "session", "1.0") == b"after"
+
+
+async def test_durable_outage_fails_writes_when_configured(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    cache_url = with_query(redis_server.url, prefix=unique_prefix(), ttl="600")
+    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'f.db'}", cache=cache_url,
+                         durable_outage="fail")  # fmt: skip
+    durable = _FlakyDurable(tmp_path / "f.db")
+    store = AuthStore(config, durable=durable, cache=make_cache(config))
+    async with opened(store):
+        keys = store.session(SID).keys
+        await keys.set({"session": {"1.0": b"v1"}})
+        assert await keys.get("session", ["1.0"]) == {"1.0": b"v1"}
+        durable.fail_with = errors.UnavailableError("durable down")
+        with pytest.raises(errors.UnavailableError):
+            await keys.set({"session": {"1.0": b"v2"}})
+        durable.fail_with = None
+        # the failed write may have landed: its cached predecessor must not be served
+        assert await keys.get("session", ["1.0"]) == {"1.0": b"v1"}
