@@ -37,23 +37,24 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from pymongo import DeleteMany, ReplaceOne, ReturnDocument
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from .. import errors
 from .._config import StoreConfig
 from .._model import KeyWrite, SessionAddr
 from . import _mongo_schema as s
-from ._mongo_core import MongoBase, Session, as_bytes, as_int
+from ._mongo_core import Session, as_bytes, as_int
 from ._mongo_errors import LostRace
+from ._mongo_leases import CHUNK, MongoLeaseMixin, key_ops
 from .base import CredsRecord, SessionInfo, check_fence, check_version
 
 Doc = s.Doc
-_CHUNK = 5000  # ids per query: far below the 16 MiB command limit even with 1 KiB ids
+_CHUNK = CHUNK
 _PAGE = 500
 
 
-class MongoDurable(MongoBase):
+class MongoDurable(MongoLeaseMixin):
     """Durable tier on MongoDB; constructor arguments: see :class:`MongoBase`."""
 
     # -- keys --------------------------------------------------------------------------------
@@ -84,23 +85,7 @@ class MongoDurable(MongoBase):
         self, addr: SessionAddr, writes: Sequence[KeyWrite], *, fence: int | None = None
     ) -> None:
         """One ordered ``bulk_write`` (upserts, then deletes) in one transaction with the fence."""
-        latest: dict[tuple[str, str], bytes | None] = {}
-        for w in writes:  # last write of an id wins, as if applied in order
-            latest[(w.type, w.id)] = w.blob
-        scope = s.keys_filter(addr)
-        ops: list[ReplaceOne[Doc] | DeleteMany] = []
-        gone: list[str] = []
-        for (key_type, key_id), blob in latest.items():
-            doc_id = s.key_doc_id(addr, key_type, key_id)
-            if blob is None:
-                gone.append(doc_id)
-                continue
-            doc = {**scope, "type": key_type, "id": key_id, "value": blob}
-            ops.append(ReplaceOne({"_id": doc_id, **scope}, doc, upsert=True))
-        ops += [
-            DeleteMany({"_id": {"$in": gone[i : i + _CHUNK]}, **scope})
-            for i in range(0, len(gone), _CHUNK)
-        ]
+        ops = key_ops(addr, writes)
 
         async def body(session: Session) -> None:
             if ops:

@@ -52,6 +52,8 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from .. import errors
 from .._model import KeyWrite, SessionAddr
 from . import _redis_scripts as lua
+from ._redis_batch import RedisBatchMixin
+from ._redis_lease import RedisLeaseMixin
 from ._redis_url import RedisOptions
 from .base import CredsRecord, SessionInfo, TierHealth, check_fence, check_version
 
@@ -224,7 +226,7 @@ def _reply_error(
         raise errors.CorruptDataError(f"redis: unexpected script reply {code} for session {addr}")
 
 
-class RedisDurable(_RedisBase):
+class RedisDurable(RedisBatchMixin, RedisLeaseMixin, _RedisBase):
     """Redis-only durable tier (no TTL anywhere). See the module doc for the layout."""
 
     tier = "durable"

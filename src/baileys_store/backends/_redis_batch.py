@@ -1,0 +1,96 @@
+"""Redis-only durable tier: the fence barrier and outbox batches applied at most once.
+
+A mixin of :class:`~baileys_store.backends.redis.RedisDurable`. The last applied sequence is the
+meta hash's ``s`` field, checked and set by the same script that writes the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .._model import KeyWrite, SessionAddr
+from ._redis_scripts import _PRELUDE
+from .base import CredsRecord
+
+# KEYS: meta. ARGV: token. Reply {0} or {1, current}.
+ADVANCE_FENCE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+local cur = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
+if tonumber(ARGV[1]) < cur then return {1, cur} end
+redis.call('HSET', KEYS[1], 'f', ARGV[1])
+return {0}
+"""
+
+# KEYS: meta, types, then one hash per written type. ARGV: fence, now, may_create, seq,
+# creds blob ('' = none), creds version, then the groups as in WRITE_KEYS.
+# Reply {0, 1 applied / 0 skipped}, {1, fence}, {2} (index first), {4, key}.
+APPLY_BATCH = _PRELUDE + """
+local meta, types = KEYS[1], KEYS[2]
+local exists = redis.call('EXISTS', meta) == 1
+if exists and tonumber(redis.call('HGET', meta, 's') or '0') >= tonumber(ARGV[4]) then
+  return {0, 0}
+end
+if not exists and ARGV[3] ~= '1' then return {2} end
+local cur = redis.call('HGET', meta, 'f') or '0'
+local fence = fence_of(cur, ARGV[1])
+if not fence then return {1, cur} end
+if foreign(types, 'set') then return {4, types} end
+for k = 3, #KEYS do
+  if foreign(KEYS[k], 'hash') then return {4, KEYS[k]} end
+end
+local i = 7
+for k = 3, #KEYS do
+  redis.call('SADD', types, ARGV[i])
+  i = apply_group(KEYS[k], i)
+end
+if ARGV[5] ~= '' then redis.call('HSET', meta, 'creds', ARGV[5], 'v', ARGV[6]) end
+redis.call('HSET', meta, 'f', fence, 'u', ARGV[2], 's', ARGV[4])
+if not exists then redis.call('HSET', meta, 'c', ARGV[2]) end
+return {0, 1}
+"""
+
+
+class RedisBatchMixin:
+    """``advance_fence`` and ``apply_batch`` for the Redis-only durable tier."""
+
+    if TYPE_CHECKING:  # provided by RedisDurable
+
+        def _base(self, addr: SessionAddr) -> str: ...
+
+        async def _eval(
+            self, op: str, source: str, keys: list[str], args: list[Any]
+        ) -> list[Any]: ...
+
+        async def _creating(
+            self, op: str, source: str, addr: SessionAddr, keys: list[str], *,
+            fence: int | None, args: list[Any], expected: int | None = None,
+        ) -> list[Any]: ...  # fmt: skip
+
+    async def advance_fence(self, addr: SessionAddr, token: int) -> None:
+        """Record ``token`` as the session's fence (FencedError if it saw a higher one)."""
+        from .redis import _reply_error  # noqa: PLC0415 - the module imports this one
+
+        reply = await self._eval("fence", ADVANCE_FENCE, [self._base(addr) + "m"], [token])
+        _reply_error(addr, reply, token, None)
+
+    async def apply_batch(
+        self,
+        addr: SessionAddr,
+        writes: Sequence[KeyWrite],
+        creds: CredsRecord | None,
+        *,
+        seq: int,
+        fence: int | None = None,
+    ) -> bool:
+        """One script: sequence check, fence check, keys, creds and the new sequence."""
+        from .redis import _group_args, _groups  # noqa: PLC0415
+
+        base, groups = self._base(addr), _groups(writes)
+        keys = [base + "m", base + "t", *(base + "k:" + t for t in groups)]
+        blob, version = (creds.blob, creds.version) if creds else (b"", 0)
+        args: list[Any] = [seq, blob, version, *_group_args(groups)]
+        reply = await self._creating("apply_batch", APPLY_BATCH, addr, keys, fence=fence,
+                                     args=args)  # fmt: skip
+        return bool(int(reply[1]))
+
