@@ -120,11 +120,15 @@ class AuthStore:
             session_addr(namespace, session_id))  # fmt: skip
 
     async def drain_outbox(self) -> int:
-        """Apply every pending outbox entry now (all sessions); returns entries applied."""
+        """Apply the pending outbox entries now (all sessions); returns entries applied here.
+
+        Sessions another worker is draining are waited for (up to ``op_timeout`` each), so
+        once this returns, everything appended before the call is in the durable tier.
+        """
         self._check_open()
         if self._worker is None:
             return 0
-        return await self._worker.run_once()
+        return await self._worker.run_once(wait=self.config.op_timeout)
 
     async def check(self) -> StoreHealth:
         """Ask every tier for a round trip and aggregate (see :class:`StoreHealth`)."""

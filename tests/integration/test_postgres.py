@@ -310,7 +310,7 @@ async def test_schema_creation_idempotent_and_concurrent(
     tables = await fetch(
         admin, "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", schema
     )
-    assert tables == [("keys",), ("meta",), ("sessions",)]
+    assert tables == [("keys",), ("leases",), ("meta",), ("sessions",)]
     await admin.execute(f"UPDATE {schema}.meta SET value = '{SCHEMA_VERSION + 1}'".encode())
     with pytest.raises(errors.UnavailableError, match="newer than this baileys-store"):
         await durable(postgres_db.dsn, schema).open()

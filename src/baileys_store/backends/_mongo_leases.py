@@ -20,7 +20,7 @@ from .._model import KeyWrite, SessionAddr
 from . import _mongo_schema as s
 from ._mongo_core import MongoBase, Session, as_int
 from ._mongo_errors import LostRace
-from .base import CredsRecord, check_fence
+from .base import CredsRecord, check_fence, lease_token_of
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.collection import AsyncCollection
@@ -123,7 +123,7 @@ class MongoLeaseMixin(MongoBase):
             if doc is not None and doc.get("owner") not in ("", owner) and doc["expires"] > now:
                 return None
             sess = await sessions.find_one(filt, {"fence": 1})
-            fence = as_int(sess.get("fence", 0), "session fence") if sess else 0
+            fence = lease_token_of(as_int(sess.get("fence", 0), "session fence")) if sess else 0
             last = as_int(doc.get("token", 0), "lease token") if doc else 0
             token = max(last, fence, floor) + 1
             cas: Doc = {**filt, "token": last} if doc else filt

@@ -167,7 +167,8 @@ WHERE namespace = %(ns)s AND session_id = %(sid)s
 _ACQUIRE = """
 INSERT INTO {s}.leases AS l (namespace, session_id, owner, token, expires)
 VALUES (%(ns)s, %(sid)s, %(owner)s, GREATEST(%(floor)s::bigint, COALESCE((
-        SELECT fence FROM {s}.sessions WHERE namespace = %(ns)s AND session_id = %(sid)s), 0)) + 1,
+        SELECT fence >> 32 FROM {s}.sessions
+        WHERE namespace = %(ns)s AND session_id = %(sid)s), 0)) + 1,
     clock_timestamp() + %(ttl)s * interval '1 millisecond')
 ON CONFLICT (namespace, session_id) DO UPDATE
 SET owner = EXCLUDED.owner, token = GREATEST(l.token + 1, EXCLUDED.token),

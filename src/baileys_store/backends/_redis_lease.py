@@ -24,7 +24,8 @@ if holder and holder ~= ARGV[1] then return {0, redis.call('PTTL', l)} end
 local token = tonumber(redis.call('HGET', b, 'f') or '0')
 token = math.max(token, tonumber(ARGV[3]))
 if ARGV[4] == '0' and redis.call('TYPE', m)['ok'] == 'hash' then
-  token = math.max(token, tonumber(redis.call('HGET', m, 'f') or '0'))
+  -- the durable fence is (token << 32) | counter
+  token = math.max(token, math.floor(tonumber(redis.call('HGET', m, 'f') or '0') / 4294967296))
 end
 token = token + 1
 redis.call('HSET', b, 'f', token)

@@ -191,6 +191,14 @@ class CacheBackend(Protocol):
         """A cheap round trip proving the cache answers."""
 
 
+FENCE_SHIFT = 32  # a durable fence is (lease token << 32) | write counter
+
+
+def lease_token_of(fence: int) -> int:
+    """The lease token part of a durable fence value."""
+    return fence >> FENCE_SHIFT
+
+
 def check_fence(addr: SessionAddr, current: int, token: int | None) -> int:
     """Return the fence to record, or raise :class:`FencedError` when ``token`` is stale."""
     if token is None:

@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from .._model import KeyWrite, SessionAddr
-from .base import CredsRecord, SessionInfo, TierHealth, check_fence, check_version
+from .base import (
+    CredsRecord,
+    SessionInfo,
+    TierHealth,
+    check_fence,
+    check_version,
+    lease_token_of,
+)
 
 
 @dataclass(slots=True)
@@ -159,7 +166,7 @@ class MemoryDurable:
         if lease.owner and lease.owner != owner and lease.expires > now:
             return None
         sess = self._sessions.get(addr)
-        lease.token = max(lease.token, floor, sess.fence if sess else 0) + 1
+        lease.token = max(lease.token, floor, lease_token_of(sess.fence) if sess else 0) + 1
         lease.owner, lease.expires = owner, now + ttl_ms / 1000
         return lease.token
 

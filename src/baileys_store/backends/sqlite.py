@@ -23,7 +23,14 @@ from urllib.parse import unquote, urlsplit
 from .. import errors
 from .._model import KeyWrite, SessionAddr
 from . import _sqlite_schema as q
-from .base import CredsRecord, SessionInfo, TierHealth, check_fence, check_version
+from .base import (
+    CredsRecord,
+    SessionInfo,
+    TierHealth,
+    check_fence,
+    check_version,
+    lease_token_of,
+)
 
 T = TypeVar("T")
 _CHUNK = 500  # ids per IN (...) query; far below SQLite's variable limit
@@ -339,7 +346,8 @@ class SQLiteDurable:
             if row is not None and row[0] and row[0] != owner and row[2] > now:
                 return None
             sess = conn.execute(q.SELECT_SESSION, key).fetchone()
-            token = max(row[1] if row else 0, sess[0] if sess else 0, floor) + 1
+            fence = lease_token_of(sess[0]) if sess else 0
+            token = max(row[1] if row else 0, fence, floor) + 1
             conn.execute(q.PUT_LEASE, (*key, owner, token, now + ttl_ms / 1000))
             return int(token)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..errors import UnavailableError
 from ..resilience import CircuitBreaker
@@ -36,8 +36,11 @@ class TierGuard:
         if breaker is not None:
             breaker.before_call()
         try:
-            async with asyncio.timeout(self.timeout):
-                result = await fn()
+            if tier == "durable":
+                result = await self._abandoning(fn)
+            else:
+                async with asyncio.timeout(self.timeout):
+                    result = await fn()
         except TimeoutError:
             exc = UnavailableError(f"{tier} tier did not answer within {self.timeout}s")
             if breaker is not None:
@@ -54,3 +57,30 @@ class TierGuard:
         if breaker is not None:
             breaker.on_success()
         return result
+
+    async def _abandoning(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """``fn()`` with the deadline, not waiting for the call's own cancellation.
+
+        A driver may take long to cancel (psycopg waits up to 10 s for a cancel request to a
+        server that does not answer): the caller gets its error at the deadline and the call
+        is cancelled in the background. A write that still lands later is harmless: it carries
+        a fence (or outbox sequence) older than any write made after it, and is rejected.
+        """
+        task = asyncio.ensure_future(fn())
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            task.add_done_callback(_consume)
+            raise
+        if not done:
+            task.cancel()
+            task.add_done_callback(_consume)
+            raise TimeoutError
+        return task.result()
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned call's outcome so asyncio does not report it as never retrieved."""
+    if not task.cancelled():
+        task.exception()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from .._model import SessionAddr
-from ..backends.base import DurableBackend, LeaseBackend
+from ..backends.base import FENCE_SHIFT, DurableBackend, LeaseBackend, lease_token_of
 from ..errors import FencedError, LeaseHeldError, LeaseLostError, UnavailableError
 from ._guard import Guard
 
@@ -40,6 +40,17 @@ class Lease:
     valid_until: float
     lost: bool = False
     checked: bool = False  # the engine looked for a previous holder's pending outbox entries
+    writes: int = 0
+
+    def fence(self) -> int:
+        """A fence for the next durable write: the token, then a counter of this term's writes.
+
+        Every write carries a higher fence than the one before, so a write that lands late
+        (its request was delayed past its deadline) is rejected instead of overwriting newer
+        data; a new holder's token outranks every counter of the old one.
+        """
+        self.writes += 1
+        return (self.token << FENCE_SHIFT) | self.writes
 
     def fresh(self) -> bool:
         """True while the lease is held and was renewed recently enough for L1 reads."""
@@ -161,9 +172,10 @@ class LeaseManager:
                 delay = min(delay * 2, 0.5)
                 continue
             try:
-                await self._guard("durable", lambda t=token: self._durable.advance_fence(addr, t))  # type: ignore[misc]
+                await self._guard("durable", lambda t=token: self._durable.advance_fence(
+                    addr, t << FENCE_SHIFT))  # type: ignore[misc]  # fmt: skip
             except FencedError as exc:  # the durable tier saw a higher token: ask for more
-                floor = exc.current
+                floor = lease_token_of(exc.current)
                 continue
             except UnavailableError:
                 # The durable tier is down: our writes carry the token, which raises the fence

@@ -115,12 +115,15 @@ class OutboxWorker:
                     async with asyncio.timeout(idle):
                         await self._wake.wait()
 
-    async def run_once(self) -> int:
-        """One pass over the ready index; returns how many entries were applied."""
+    async def run_once(self, *, wait: float = 0.0) -> int:
+        """One pass over the ready index; returns how many entries were applied.
+
+        ``wait``: seconds to wait for a session another worker is draining (0: skip it).
+        """
         sessions = await self._guard("cache", self._cache.ready_sessions)
         applied = 0
         for addr in sessions:
-            applied += await self.drain(addr)
+            applied += await self.drain(addr, wait=wait)
         return applied
 
     async def drain(self, addr: SessionAddr, *, wait: float = 0.0) -> int:

@@ -109,8 +109,9 @@ class Engine(Tiers):
                 await self._behind_keys(addr, lease, writes)
                 return
             try:
+                fence = lease.fence() if lease else None
                 await self._durable(addr, lambda: self.durable.write_keys(
-                    addr, writes, fence=token))  # fmt: skip
+                    addr, writes, fence=fence))  # fmt: skip
             except UnavailableError:
                 if not self._may_buffer(addr):
                     await self._evict(addr, token)
@@ -147,8 +148,9 @@ class Engine(Tiers):
             if self._primary(addr):
                 return await self._behind_creds(addr, lease, blob, expected)
             try:
+                fence = lease.fence() if lease else None
                 version = await self._durable(addr, lambda: self.durable.save_creds(
-                    addr, blob, expected_version=expected, fence=token))  # fmt: skip
+                    addr, blob, expected_version=expected, fence=fence))  # fmt: skip
             except UnavailableError:
                 if not self._may_buffer(addr):
                     await self._evict(addr, token)
@@ -205,7 +207,8 @@ class Engine(Tiers):
             token = lease.token if lease else None
             await self._drain_first(addr)
             try:
-                await self._durable(addr, lambda: self.durable.clear_keys(addr, fence=token))
+                fence = lease.fence() if lease else None
+                await self._durable(addr, lambda: self.durable.clear_keys(addr, fence=fence))
             except BaseException:
                 await self._evict(addr, token)
                 raise
@@ -219,8 +222,9 @@ class Engine(Tiers):
             token = lease.token if lease else None
             await self._drain_first(addr)
             try:
+                fence = lease.fence() if lease else None
                 existed = await self._durable(addr, lambda: self.durable.delete_session(
-                    addr, fence=token))  # fmt: skip
+                    addr, fence=fence))  # fmt: skip
             except BaseException:
                 await self._evict(addr, token)
                 raise

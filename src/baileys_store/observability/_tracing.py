@@ -1,0 +1,111 @@
+"""OpenTelemetry spans through ``opentelemetry-api`` (the optional ``otel`` extra).
+
+Tracing is on when ``opentelemetry`` is importable, unless turned off with
+:func:`set_tracing`. When off, :func:`span` returns one shared no-op context manager: no
+allocation, no import, a few tens of nanoseconds. Without an SDK configured, OpenTelemetry's own
+spans are no-ops too but cost microseconds, so a store that does not trace should turn tracing
+off.
+
+Attributes follow the database semantic conventions: ``db.system``, ``db.operation.name``,
+``db.namespace`` (the store namespace only, never a session id) and ``baileys_store.tier``. An
+exception marks the span ERROR with the exception's type only: messages may name sessions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer, TracerProvider
+
+__all__ = ["TRACER_NAME", "set_tracing", "span", "tracing_enabled"]
+
+TRACER_NAME = "baileys_store"
+_NOOP: AbstractContextManager[None] = nullcontext()
+
+
+def _otel_available() -> bool:
+    try:
+        return importlib.util.find_spec("opentelemetry.trace") is not None
+    except (ImportError, ValueError):  # a parent package blocked or half-installed
+        return False
+
+
+_OTEL_AVAILABLE = _otel_available()
+_enabled = _OTEL_AVAILABLE
+_tracer: Tracer | None = None
+
+
+def set_tracing(enabled: bool, *, provider: TracerProvider | None = None) -> bool:
+    """Turn tracing on or off; it can only be on when ``opentelemetry-api`` is installed.
+
+    Args:
+        enabled: Whether :func:`span` should create spans.
+        provider: Tracer provider to use instead of the global one (tests, or an application
+            that keeps its provider out of the global).
+
+    Returns:
+        Whether tracing is now on.
+    """
+    global _enabled, _tracer  # noqa: PLW0603 - one process-wide switch, read on every span
+    _enabled = enabled and _OTEL_AVAILABLE
+    # Fetched again lazily, from the provider given or the global one at that time.
+    _tracer = provider.get_tracer(TRACER_NAME) if _enabled and provider is not None else None
+    return _enabled
+
+
+def tracing_enabled() -> bool:
+    """Whether :func:`span` creates real spans."""
+    return _enabled
+
+
+def _get_tracer() -> Tracer:
+    global _tracer  # noqa: PLW0603 - cached after the first span
+    if _tracer is None:
+        from opentelemetry import trace  # noqa: PLC0415 - optional dependency
+
+        # get_tracer returns a proxy that follows a provider installed later.
+        _tracer = trace.get_tracer(TRACER_NAME)
+    return _tracer
+
+
+def span(name: str, **attributes: Any) -> AbstractContextManager[Any]:
+    """A span named ``name`` around a block, or a shared no-op when tracing is off.
+
+    Keyword arguments become attributes; ``None`` values are dropped. Python names map to the
+    semantic-convention names: ``system`` -> ``db.system``, ``operation`` ->
+    ``db.operation.name``, ``namespace`` -> ``db.namespace``, ``tier`` ->
+    ``baileys_store.tier``; other names are used as given.
+    """
+    if not _enabled:
+        return _NOOP
+    return _real_span(name, attributes)
+
+
+_ALIASES = {
+    "system": "db.system",
+    "operation": "db.operation.name",
+    "namespace": "db.namespace",
+    "tier": "baileys_store.tier",
+}
+
+
+@contextmanager
+def _real_span(name: str, attributes: dict[str, Any]) -> Iterator[Any]:
+    from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415 - optional dependency
+
+    attrs = {_ALIASES.get(k, k): v for k, v in attributes.items() if v is not None}
+    # record_exception would store the message; we set the status and the type ourselves.
+    with _get_tracer().start_as_current_span(
+        name, attributes=attrs, record_exception=False, set_status_on_exception=False
+    ) as current:
+        try:
+            yield current
+        except BaseException as exc:
+            kind = type(exc).__qualname__
+            current.set_attribute("error.type", kind)
+            current.set_status(Status(StatusCode.ERROR, kind))
+            raise

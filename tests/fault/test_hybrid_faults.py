@@ -1,0 +1,303 @@
+"""The hybrid store under real faults: Redis killed, durable tiers cut off, Redis losing data.
+
+Concurrent clients run the Baileys pattern (per message a ``session`` read and write, some
+multi-type sets) while a fault is injected. An invariant checker compares every read with
+what was acknowledged. Figures (acknowledged / failed / lost writes, stale reads, breaker and
+recovery times, write-behind RPO) are printed and, with ``BAILEYS_FAULT_REPORT=FILE``, appended
+to FILE as JSON lines (the README quotes them). ``BAILEYS_FAULT_SECONDS`` lengthens the load
+(the ``soak`` variants use it, default 30 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from baileys_store import AuthStore, StoreConfig, errors
+from tests._services.mongo import MongoServer
+from tests._services.postgres import PostgresDatabase
+from tests._services.redis import RedisServer, start_redis, with_query
+from tests.fault._tcp import FaultProxy
+
+CLIENTS, SESSIONS = 6, 3
+
+
+@dataclass
+class Checker:
+    """What clients were told, per key: the last acknowledged value and unknown outcomes."""
+
+    acked: dict[tuple[str, str], int] = field(default_factory=dict)
+    unknown: dict[tuple[str, str], set[int]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=lambda: {
+        "acked": 0, "failed": 0, "reads": 0, "read_errors": 0, "stale_reads": 0})  # fmt: skip
+
+    def wrote(self, key: tuple[str, str], value: int, ok: bool) -> None:
+        self.counts["acked" if ok else "failed"] += 1
+        if ok:
+            self.acked[key] = value
+            self.unknown[key] = set()
+        else:
+            self.unknown.setdefault(key, set()).add(value)
+
+    def allowed(self, key: tuple[str, str]) -> set[int | None]:
+        return {self.acked.get(key), *self.unknown.get(key, set())}
+
+    def read(self, key: tuple[str, str], value: int | None) -> None:
+        self.counts["reads"] += 1
+        if value not in self.allowed(key):
+            self.counts["stale_reads"] += 1
+
+    def lost(self, final: dict[tuple[str, str], int | None]) -> int:
+        return sum(1 for key in self.acked if final.get(key) not in self.allowed(key))
+
+
+def seconds(default: float) -> float:
+    return float(os.environ.get("BAILEYS_FAULT_SECONDS", default))
+
+
+def report(name: str, figures: dict[str, Any]) -> None:
+    line = json.dumps({"scenario": name, **figures}, sort_keys=True)
+    print(line)
+    if path := os.environ.get("BAILEYS_FAULT_REPORT"):
+        with Path(path).open("a") as f:
+            f.write(line + "\n")
+
+
+async def client_loop(store: AuthStore, ns: str, n: int, check: Checker, until: float) -> None:
+    """One client: its own ``session`` record per chat, read then written per message."""
+    counter = 0
+    while time.monotonic() < until:
+        sid = f"s{n % SESSIONS}"
+        keys = store.session(sid, namespace=ns).keys
+        key = (sid, f"{n}.0")
+        try:
+            got = await keys.get("session", [key[1]])
+            value = got.get(key[1])
+            check.read(key, int(value) if value is not None else None)
+        except errors.StoreError:
+            check.counts["read_errors"] += 1
+        counter += 1
+        data: dict[str, dict[str, Any]] = {"session": {key[1]: str(counter).encode()}}
+        if counter % 5 == 0:  # a multi-type set: identity key + a consumed pre-key
+            data["identity-key"] = {key[1]: b"\x05" + bytes(32)}
+            data["pre-key"] = {str(counter - 1): None}
+        try:
+            await keys.set(data)
+            check.wrote(key, counter, True)
+        except errors.StoreError:
+            check.wrote(key, counter, False)
+        await asyncio.sleep(0.005)
+
+
+async def final_state(
+    store: AuthStore, ns: str, check: Checker
+) -> dict[tuple[str, str], int | None]:
+    out: dict[tuple[str, str], int | None] = {}
+    for sid, kid in check.acked:
+        got = await store.session(sid, namespace=ns).keys.get("session", [kid])
+        out[(sid, kid)] = int(got[kid]) if kid in got else None
+    return out
+
+
+async def run_load(store: AuthStore, ns: str, duration: float,
+                   fault: Callable[[], Awaitable[None]]) -> Checker:  # fmt: skip
+    check = Checker()
+    until = time.monotonic() + duration
+    clients = [client_loop(store, ns, n, check, until) for n in range(CLIENTS)]
+    await asyncio.gather(fault(), *clients)
+    return check
+
+
+@asynccontextmanager
+async def opened(config: StoreConfig) -> AsyncIterator[AuthStore]:
+    store = AuthStore(config)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server this test may kill (even when ``REDIS_URL`` names a shared one)."""
+    server = start_redis(tmp_path)
+    yield server
+    server.stop()
+
+
+def cache_url(server: RedisServer) -> str:
+    return with_query(server.url, prefix=f"f{uuid.uuid4().hex[:8]}", ttl="600",
+                      socket_timeout="0.5", socket_connect_timeout="0.5", retries="1")  # fmt: skip
+
+
+FAST = {"op_timeout": 1.0, "breaker_min_calls": 5, "breaker_window": 2.0,
+        "breaker_reset_timeout": 0.5, "lease_ttl": 3.0}  # fmt: skip
+
+
+async def test_redis_killed_and_restarted_write_through(own_redis: RedisServer,
+                                                        tmp_path: Path) -> None:  # fmt: skip
+    ns = "fault"
+    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'wt.db'}", cache=cache_url(own_redis),
+                         **FAST)  # fmt: skip
+
+    async def fault() -> None:
+        await asyncio.sleep(1.0)
+        own_redis.stop()  # SIGKILL: no persistence, the restarted server is empty
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(own_redis.start)
+
+    async with opened(config) as store:
+        check = await run_load(store, ns, seconds(5.0), fault)
+        lost = check.lost(await final_state(store, ns, check))
+    async with opened(config.model_copy(update={"cache": None})) as durable_only:
+        lost_durable = check.lost(await final_state(durable_only, ns, check))
+    report("write-through, Redis SIGKILL + restart",
+           {**check.counts, "lost": lost, "lost_in_durable": lost_durable})
+    assert check.counts["acked"] > 100
+    assert (lost, lost_durable, check.counts["stale_reads"]) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("outage", ["buffer", "fail"])
+async def test_durable_blackholed(
+    outage: str, own_redis: RedisServer, postgres_db: PostgresDatabase
+) -> None:
+    """PostgreSQL stalls for 2.5 s. ``buffer``: writes go on through the outbox and drain once it
+    is back. ``fail``: writes fail fast once the breaker opens; it closes after recovery."""
+    ns = f"f{uuid.uuid4().hex[:6]}"
+    proxy = FaultProxy("127.0.0.1", 5432).start()
+    dsn = proxy.url_for(postgres_db.dsn)
+    dsn += ("&" if "?" in dsn else "?") + "connect_timeout=1"
+    config = StoreConfig(durable=dsn, cache=cache_url(own_redis), durable_outage=outage, **FAST)
+    figures: dict[str, Any] = {}
+    try:
+        async with opened(config) as store:
+            breaker, engine = store.breakers["durable"], store._engine
+
+            async def fault() -> None:
+                await asyncio.sleep(1.0)
+                start = time.monotonic()
+                proxy.set("blackhole")
+                while time.monotonic() - start < 2.5:
+                    if breaker.state == "open" and "breaker_open_s" not in figures:
+                        figures["breaker_open_s"] = round(time.monotonic() - start, 3)
+                    await asyncio.sleep(0.01)
+                figures["sessions_buffered"] = len(engine.behind)
+                proxy.set("reset")  # stalled connections die, as after a network cut
+                proxy.set("pass")
+                healed = time.monotonic()
+                while (breaker.state != "closed" or engine.behind) and (  # noqa: ASYNC110
+                        time.monotonic() - healed < 20):  # fmt: skip  # polling our own state
+                    await asyncio.sleep(0.01)
+                figures["recovered_s"] = round(time.monotonic() - healed, 3)
+
+            check = await run_load(store, ns, seconds(6.0), fault)
+            await store.drain_outbox()
+            lost = check.lost(await final_state(store, ns, check))
+        async with opened(config.model_copy(update={"cache": None})) as durable_only:
+            lost_durable = check.lost(await final_state(durable_only, ns, check))
+    finally:
+        proxy.stop()
+    report(f"write-through over PostgreSQL, PostgreSQL blackholed 2.5 s, durable_outage={outage}",
+           {**check.counts, **figures, "lost": lost, "lost_in_durable": lost_durable})
+    assert (lost, lost_durable, check.counts["stale_reads"]) == (0, 0, 0)
+    assert figures["recovered_s"] < 10
+    if outage == "buffer":
+        assert check.counts["failed"] <= CLIENTS  # at most the writes in flight at the cut
+        assert figures["sessions_buffered"] > 0
+    else:
+        assert figures["breaker_open_s"] < 2.5
+        assert check.counts["failed"] > 0
+
+
+async def test_mongo_connections_reset_write_through(
+    own_redis: RedisServer, mongo_server: MongoServer
+) -> None:
+    ns = f"f{uuid.uuid4().hex[:6]}"
+    proxy = FaultProxy("127.0.0.1", mongo_server.port).start()
+    url = proxy.url_for(mongo_server.url(f"fault{uuid.uuid4().hex[:6]}"))
+    config = StoreConfig(durable=url, cache=cache_url(own_redis), **FAST)
+    try:
+        async with opened(config) as store:
+
+            async def fault() -> None:
+                for _ in range(3):
+                    await asyncio.sleep(0.8)
+                    with proxy.fault("reset"):
+                        await asyncio.sleep(0.3)
+
+            check = await run_load(store, ns, seconds(4.0), fault)
+            await store.drain_outbox()
+            lost = check.lost(await final_state(store, ns, check))
+        async with opened(config.model_copy(update={"cache": None})) as durable_only:
+            lost_durable = check.lost(await final_state(durable_only, ns, check))
+    finally:
+        proxy.stop()
+    report("write-through over MongoDB, connections reset 3x",
+           {**check.counts, "lost": lost, "lost_in_durable": lost_durable})
+    assert check.counts["acked"] > 20
+    assert (lost, lost_durable, check.counts["stale_reads"]) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("fsync", ["always", "everysec", "no-aof"])
+async def test_write_behind_rpo_when_redis_crashes(fsync: str, tmp_path: Path) -> None:
+    """Acknowledged write-behind entries lost when Redis is SIGKILLed: the RPO, measured.
+
+    A killed process loses nothing its append-only file holds (written to the OS on every
+    event-loop turn, fsynced per ``appendfsync``); without AOF everything not drained is lost.
+    """
+    aof = ("--appendonly", "no") if fsync == "no-aof" else (
+        "--appendonly", "yes", "--appendfsync", fsync)  # fmt: skip
+    server = start_redis(tmp_path, *aof)
+    ns = "rpo"
+    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'wb.db'}", cache=cache_url(server),
+                         write_mode="write-behind", outbox_worker=False, **FAST)  # fmt: skip
+    acked: list[tuple[float, tuple[str, str], int]] = []
+    try:
+        store = AuthStore(config)
+        await store.open()
+        until = time.monotonic() + 2.0
+        n = 0
+        while time.monotonic() < until:
+            n += 1
+            key = (f"s{n % SESSIONS}", f"{n % 50}.0")
+            try:
+                await store.session(key[0], namespace=ns).keys.set(
+                    {"session": {key[1]: str(n).encode()}})  # fmt: skip
+            except errors.StoreError:
+                continue
+            acked.append((time.monotonic(), key, n))
+        crash = time.monotonic()
+        server.stop()  # SIGKILL right after the last acknowledgement
+        await store.close()
+        await asyncio.to_thread(server.start)  # reloads the append-only file
+        async with opened(config.model_copy(update={"outbox_worker": True})) as store2:
+            await store2.drain_outbox()
+            last: dict[tuple[str, str], tuple[float, int]] = {}
+            for at, key, value in acked:
+                last[key] = (at, value)
+            lost_at = []
+            for key, (at, value) in last.items():
+                got = await store2.session(key[0], namespace=ns).keys.get("session", [key[1]])
+                if got.get(key[1]) != str(value).encode():
+                    lost_at.append(crash - at)
+    finally:
+        server.stop()
+    rpo = max(lost_at, default=0.0)
+    report(f"write-behind RPO, Redis SIGKILL, {fsync}",
+           {"acked": len(acked), "keys": len(last), "keys_behind": len(lost_at),
+            "rpo_s": round(rpo, 3)})  # fmt: skip
+    if fsync == "no-aof":
+        assert len(lost_at) == len(last)  # nothing was drained: every key's last write is gone
+    else:
+        assert lost_at == []
