@@ -301,3 +301,26 @@ async def test_write_behind_rpo_when_redis_crashes(fsync: str, tmp_path: Path) -
         assert len(lost_at) == len(last)  # nothing was drained: every key's last write is gone
     else:
         assert lost_at == []
+
+
+@pytest.mark.soak
+async def test_soak_redis_killed_repeatedly(own_redis: RedisServer, tmp_path: Path) -> None:
+    """``pytest -m soak``: ``BAILEYS_FAULT_SECONDS`` (30) of load, Redis killed every 5 s."""
+    ns = "soak"
+    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'soak.db'}", cache=cache_url(own_redis),
+                         **FAST)  # fmt: skip
+    duration = seconds(30.0)
+
+    async def fault() -> None:
+        end = time.monotonic() + duration - 3
+        while time.monotonic() < end:
+            await asyncio.sleep(4.0)
+            own_redis.stop()
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(own_redis.start)
+
+    async with opened(config) as store:
+        check = await run_load(store, ns, duration, fault)
+        lost = check.lost(await final_state(store, ns, check))
+    report("soak: write-through, Redis SIGKILLed every 5 s", {**check.counts, "lost": lost})
+    assert (lost, check.counts["stale_reads"]) == (0, 0)

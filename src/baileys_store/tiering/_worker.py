@@ -68,6 +68,7 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._claimed: set[SessionAddr] = set()  # claims to give back if stopped midway
 
     def start(self) -> None:
         """Run the drain loop in the background."""
@@ -86,6 +87,11 @@ class OutboxWorker:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for addr in list(self._claimed):  # a stopped worker must not hold sessions up
+            with contextlib.suppress(StoreError):
+                await self._guard("cache", lambda a=addr: self._cache.release(  # type: ignore[misc]
+                    a, self.worker_id))  # fmt: skip
+        self._claimed.clear()
 
     def notify(self) -> None:
         """Wake the loop now (an entry was appended)."""
@@ -144,24 +150,29 @@ class OutboxWorker:
                     return applied
                 await asyncio.sleep(0.02)
                 continue
+            self._claimed.add(addr)
             if not claim.entries:
                 await self._finish(addr, claim.applied)
                 return applied
             entries = claim.entries if claim.attempts == 0 else claim.entries[:1]
             done = await self._apply(addr, entries)
             if done is None:  # claim lost to another worker: it carries on
+                self._claimed.discard(addr)
                 return applied
             if done < 0:  # the head entry failed: retried on a later round
                 await self._guard("cache", lambda: self._cache.release(addr, self.worker_id))
+                self._claimed.discard(addr)
                 return applied
             applied += len(entries)
             if done == 0:
+                self._claimed.discard(addr)
                 self._on_drained(addr, entries[-1].seq)
                 await self._guard("cache", lambda: self._cache.unready(addr))
                 return applied
 
     async def _finish(self, addr: SessionAddr, applied_seq: int) -> None:
         await self._guard("cache", lambda: self._cache.ack(addr, self.worker_id, 0, applied_seq))
+        self._claimed.discard(addr)
         await self._guard("cache", lambda: self._cache.unready(addr))
         self._on_drained(addr, applied_seq)
 
@@ -177,6 +188,7 @@ class OutboxWorker:
             self._event("retry", 1)
             with contextlib.suppress(StoreError):
                 await self._guard("cache", lambda: self._cache.release(addr, self.worker_id))
+                self._claimed.discard(addr)
             raise
         except StoreError as exc:
             reason = f"{type(exc).__name__}: {exc}"
