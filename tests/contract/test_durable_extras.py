@@ -17,7 +17,10 @@ def addr(backend: Backend, sid: str = "s1") -> SessionAddr:
 
 
 def lease_backends(store: AuthStore) -> list[LeaseBackend]:
-    found = [b for b in (store.durable, store.cache) if isinstance(b, LeaseBackend)]
+    found: list[LeaseBackend] = []
+    for tier in (store.durable, store.cache):
+        if isinstance(tier, LeaseBackend):
+            found.append(tier)
     assert isinstance(store.durable, LeaseBackend)
     return found
 
