@@ -67,14 +67,13 @@ async def health(
         cache_ok = tiers[-1].ok and states["cache"] != "open"
     sessions = lag = None
     if engine.shared is not None and cache_ok:
-        summary = getattr(engine.shared, "ready_summary", None)
-        if summary is not None:
-            try:
-                async with asyncio.timeout(limit):
-                    sessions, oldest = await summary()
-                lag = None if oldest is None else max(time.time() - oldest, 0.0)
-            except Exception:
-                cache_ok = False
+        try:
+            async with asyncio.timeout(limit):
+                sessions, oldest = await engine.shared.ready_summary()
+            lag = None if oldest is None else max(time.time() - oldest, 0.0)
+            engine.metrics.outbox(sessions, lag or 0.0)
+        except Exception:  # a probe reports, never raises
+            cache_ok = False
     buffering = engine.buffer and cache_ok
     if engine.write_behind:
         status = "healthy" if cache_ok else "unhealthy"

@@ -9,7 +9,7 @@ from . import _model
 from ._creds import creds_to_dict, validate_creds
 from ._model import KeyWrite, SessionAddr
 from .codec import record_aad, session_aad
-from .errors import CorruptDataError, InvalidInputError, StoreError
+from .errors import CorruptDataError, DecryptError, InvalidInputError, StoreError
 
 if TYPE_CHECKING:
     from ._store import AuthStore
@@ -56,6 +56,8 @@ class KeyStore:
             try:
                 out[key_id] = codec.decode(blob, aad(key_type, key_id))
             except StoreError as exc:
+                self._store.metrics.codec_error("decrypt" if isinstance(exc, DecryptError)
+                                                else "corrupt")  # fmt: skip
                 where = f"{key_type} {key_id!r} of session {self._addr}"
                 raise _rewrap(exc)(f"{where}: {exc}") from None
         return out
@@ -126,7 +128,12 @@ class SessionAuth:
         record = await self._store._load_creds(self._addr)
         if record is None:
             return None, 0
-        creds = self._store.codec.decode(record.blob, _creds_aad(self._addr))
+        try:
+            creds = self._store.codec.decode(record.blob, _creds_aad(self._addr))
+        except StoreError as exc:
+            self._store.metrics.codec_error("decrypt" if isinstance(exc, DecryptError)
+                                            else "corrupt")  # fmt: skip
+            raise
         if not isinstance(creds, dict):
             raise CorruptDataError(f"creds of session {self._addr} are not a mapping")
         validate_creds(creds)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from ._config import StoreConfig
 from ._health import StoreHealth, health
@@ -13,11 +15,13 @@ from ._session import SessionAuth
 from .backends._registry import make_cache, make_durable
 from .backends.base import CacheBackend, CredsRecord, DurableBackend, SessionInfo
 from .codec import Codec
-from .errors import StoreClosedError, UnavailableError
+from .errors import ConflictError, FencedError, StoreClosedError, StoreError, UnavailableError
+from .observability._metrics import Metrics, NullMetrics
 from .resilience import BreakerSettings, CircuitBreaker
 from .tiering import TierGuard
 from .tiering._build import build_engine
 
+T = TypeVar("T")
 log = logging.getLogger("baileys_store")
 
 class AuthStore:
@@ -29,15 +33,23 @@ class AuthStore:
         *,
         durable: DurableBackend | None = None,
         cache: CacheBackend | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config = config or StoreConfig()
+        self.metrics: Metrics = metrics or NullMetrics()
         self.codec: Codec = config.codec()
         self.durable: DurableBackend = durable or make_durable(config)
         self.cache: CacheBackend | None = cache if durable or cache else make_cache(config)
         settings = BreakerSettings.from_config(config)
-        self.breakers = {t: CircuitBreaker(t, settings) for t in ("durable", "cache")}
+        self.breakers = {t: CircuitBreaker(t, settings, on_transition=self._transition)
+                         for t in ("durable", "cache")}  # fmt: skip
         self._guard = TierGuard(self.breakers, config.op_timeout)
-        self._engine, self._worker = build_engine(config, self.durable, self.cache, self._guard)
+        self._engine, self._worker = build_engine(
+            config, self.durable, self.cache, self._guard, self.metrics
+        )
+        for tier, backend in (("durable", self.durable), ("cache", self.cache)):
+            if hasattr(backend, "on_retry"):  # the server backends count their retries
+                backend.on_retry = lambda t=tier: self.metrics.retry(t)  # type: ignore[union-attr]
         self._open = False
 
     async def open(self) -> None:
@@ -135,6 +147,29 @@ class AuthStore:
         self._check_open()
         return await health(self._engine, self.breakers, self.durable, self.config.op_timeout)
 
+    def _transition(self, tier: str, old: str, new: str) -> None:
+        self.metrics.breaker_state(tier, new)
+        log.warning("circuit breaker %s: %s -> %s", tier, old, new,
+                    extra={"event": "breaker_transition", "tier": tier, "state": new})  # fmt: skip
+
+    async def _timed(self, op: str, addr: SessionAddr, aw: Awaitable[T]) -> T:
+        """Run one store operation, counting it by outcome (labels never name the session)."""
+        self._check_open()
+        start = time.perf_counter()
+        result = "ok"
+        try:
+            return await aw
+        except StoreError as exc:
+            result = _outcome(exc)
+            if result == "conflict":
+                self.metrics.version_conflict()
+            raise
+        finally:
+            metrics, engine = self.metrics, self._engine
+            metrics.observe_op(op, "store", result, time.perf_counter() - start, addr.namespace)
+            held = len(engine.leases.held) if engine.leases is not None else 0
+            metrics.sessions_in_use(max(len(engine.states), held))
+
     def _check_open(self) -> None:
         if not self._open:
             raise StoreClosedError("the store is closed; use `async with open_store(...)`")
@@ -144,41 +179,48 @@ class AuthStore:
     async def _get_blobs(
         self, addr: SessionAddr, key_type: str, ids: list[str]
     ) -> dict[str, bytes]:
-        self._check_open()
-        return await self._engine.get_blobs(addr, key_type, ids)
+        return await self._timed("get_keys", addr, self._engine.get_blobs(addr, key_type, ids))
 
     async def _write_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
-        self._check_open()
-        await self._engine.write_keys(addr, writes)
+        await self._timed("write_keys", addr, self._engine.write_keys(addr, writes))
 
     async def _clear_keys(self, addr: SessionAddr) -> None:
-        self._check_open()
-        await self._engine.clear_keys(addr)
+        await self._timed("clear_keys", addr, self._engine.clear_keys(addr))
 
     async def _load_creds(self, addr: SessionAddr) -> CredsRecord | None:
-        self._check_open()
-        return await self._engine.load_creds(addr)
+        return await self._timed("load_creds", addr, self._engine.load_creds(addr))
 
     async def _save_creds(self, addr: SessionAddr, blob: bytes, expected: int | None) -> int:
-        self._check_open()
-        return await self._engine.save_creds(addr, blob, expected)
+        return await self._timed("save_creds", addr, self._engine.save_creds(addr, blob, expected))
 
     async def _delete_session(self, addr: SessionAddr) -> bool:
-        self._check_open()
-        return await self._engine.delete_session(addr)
+        return await self._timed("delete_session", addr, self._engine.delete_session(addr))
+
+
+def _outcome(exc: StoreError) -> str:
+    if isinstance(exc, UnavailableError):
+        return "unavailable"
+    if isinstance(exc, ConflictError):
+        return "conflict"
+    if isinstance(exc, FencedError):
+        return "fenced"
+    return "error"
 
 
 @asynccontextmanager
-async def open_store(config: StoreConfig | str | None = None) -> AsyncIterator[AuthStore]:
+async def open_store(
+    config: StoreConfig | str | None = None, *, metrics: Metrics | None = None
+) -> AsyncIterator[AuthStore]:
     """Open a store for the duration of an ``async with`` block.
 
     Args:
         config: A :class:`StoreConfig`, a durable URL (other settings default), or ``None`` for
             the embedded default (``sqlite:///baileys-store.db`` + in-process cache).
+        metrics: Where to count (e.g. ``StoreMetrics(registry)``); default: nothing counted.
     """
     if isinstance(config, str):
         config = StoreConfig(durable=config)
-    store = AuthStore(config)
+    store = AuthStore(config, metrics=metrics)
     await store.open()
     try:
         yield store

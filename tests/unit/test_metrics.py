@@ -56,8 +56,6 @@ def test_each_method_updates_its_family(reg: CollectorRegistry) -> None:
     m.outbox_dead_letter()
     m.codec_error("decrypt")
     m.retry("durable")
-    m.rotation("rewritten", 10)
-    m.rotation("failed")
     m.sessions_in_use(4)
     p = "baileys_store_"
     assert value(reg, p + "cache_lookups_total", level="l1", result="hit") == 3
@@ -79,8 +77,6 @@ def test_each_method_updates_its_family(reg: CollectorRegistry) -> None:
     assert value(reg, p + "outbox_dead_letters_total") == 1
     assert value(reg, p + "codec_errors_total", kind="decrypt") == 1
     assert value(reg, p + "retries_total", tier="durable") == 1
-    assert value(reg, p + "rotation_records_total", result="rewritten") == 10
-    assert value(reg, p + "rotation_records_total", result="failed") == 1
     assert value(reg, p + "sessions_in_use") == 4
     m.outbox(pending=0, lag_seconds=0.0)
     m.sessions_in_use(1)
@@ -123,7 +119,6 @@ def test_unknown_label_values_map_to_other(reg: CollectorRegistry) -> None:
     m.lease_event("stolen")
     m.codec_error("cosmic-ray")
     m.retry("5511@s.whatsapp.net")
-    m.rotation("halfway")
     m.breaker_state("somewhere", "open")
     p = "baileys_store_"
     assert value(reg, p + "operations_total", op="other", tier="other", result="other") == 3
@@ -134,7 +129,6 @@ def test_unknown_label_values_map_to_other(reg: CollectorRegistry) -> None:
     assert value(reg, p + "lease_events_total", event="other") == 1
     assert value(reg, p + "codec_errors_total", kind="other") == 1
     assert value(reg, p + "retries_total", tier="other") == 1
-    assert value(reg, p + "rotation_records_total", result="other") == 1
     assert value(reg, p + "breaker_state", tier="other") == 2
     text = repr([s for fam in reg.collect() for s in fam.samples])
     for leaked in ("5511", "mars", "venus", "weird", "stolen", "cosmic", "halfway", "somewhere"):
@@ -231,7 +225,6 @@ def test_null_metrics_records_nothing_and_both_satisfy_the_protocol() -> None:
         m.outbox_dead_letter()
         m.codec_error("corrupt")
         m.retry("cache")
-        m.rotation("skipped")
         m.sessions_in_use(1)
     public = {n for n in dir(StoreMetrics) if not n.startswith("_")}
     assert public == {n for n in dir(NullMetrics) if not n.startswith("_")}

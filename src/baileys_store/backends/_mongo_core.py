@@ -81,7 +81,9 @@ class MongoBase:
             stop=stop_after_attempt(attempts) | stop_after_delay(op_timeout),
             retry=retry_if_exception(is_transient),
             reraise=True,
+            before_sleep=lambda _: self.on_retry(),
         )
+        self.on_retry: Callable[[], None] = lambda: None  # the store counts retries here
         self._client: AsyncMongoClient[Doc] | None = None
         self._sessions: AsyncCollection[Doc] | None = None
         self._keys: AsyncCollection[Doc] | None = None

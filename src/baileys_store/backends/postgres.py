@@ -120,6 +120,7 @@ class PostgresDurable(PgLeaseMixin):
     name = "postgres"
 
     def __init__(self, settings: PgSettings, *, op_timeout: float) -> None:
+        self.on_retry: Callable[[], None] = lambda: None  # the store counts retries here
         self._s = settings
         self._timeout = op_timeout
         self._q = q.Queries.for_schema(settings.schema)
@@ -224,6 +225,7 @@ class PostgresDurable(PgLeaseMixin):
                 await pool.check()  # drop every dead idle connection, not one per attempt
 
         async def before_sleep(state: RetryCallState) -> None:
+            self.on_retry()
             await after_failure(state.outcome.exception() if state.outcome else None)
 
         async def once() -> T:

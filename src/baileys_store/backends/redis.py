@@ -106,6 +106,7 @@ class _RedisBase:
         self._slots = asyncio.Semaphore(options.max_connections) if options.cluster else None
         self._wait = wait_random_exponential(multiplier=0.02, max=0.5)
         self._scripts: dict[str, Any] = {}
+        self.on_retry: Callable[[], None] = lambda: None  # the store counts retries here
 
     async def open(self) -> None:
         """Connect and check the server answers."""
@@ -150,6 +151,7 @@ class _RedisBase:
                     wait=self._wait,
                     retry=retry_if_exception(_transient),
                     reraise=True,
+                    before=lambda _: self.on_retry(),
                 )
                 async for attempt in retrying:
                     with attempt:

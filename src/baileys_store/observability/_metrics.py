@@ -34,7 +34,6 @@ OPS = frozenset({
     "check", "advance_fence", "apply_batch", "acquire_lease", "renew_lease", "release_lease",
     "get_blobs", "read_keys", "fill_keys", "update_keys", "put_keys", "read_creds", "get_creds",
     "put_creds", "drop", "drop_session", "wb_keys", "wb_creds", "drain", "list_sessions",
-    "rotate",
 })
 TIERS = frozenset({"store", "l1", "cache", "durable", "outbox", "lease"})
 RESULTS = frozenset({"ok", "error", "unavailable", "conflict", "fenced"})
@@ -44,7 +43,6 @@ FILL_RESULTS = frozenset({"stored", "skipped", "failed"})
 LEASE_EVENTS = frozenset({"acquired", "renewed", "released", "lost", "held_elsewhere"})
 BREAKER_STATES = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
 CODEC_KINDS = frozenset({"decrypt", "corrupt"})
-ROTATION_RESULTS = frozenset({"rewritten", "skipped", "failed"})
 
 # (name without prefix, type, labels, meaning); the README table is generated from this.
 _DOC = [
@@ -62,14 +60,14 @@ _DOC = [
     ("lease_events_total", "counter", "event", "Session lease lifecycle events."),
     ("breaker_state", "gauge", "tier", "Circuit breaker: 0 closed, 1 half-open, 2 open."),
     ("breaker_transitions_total", "counter", "tier, to", "Circuit breaker state changes."),
-    ("outbox_pending", "gauge", "", "Outbox entries not yet drained (as last seen here)."),
+    ("outbox_pending", "gauge", "",
+     "Sessions with outbox entries not yet drained (as last seen by this process)."),
     ("outbox_lag_seconds", "gauge", "", "Age of the oldest pending outbox entry."),
     ("outbox_applied_total", "counter", "", "Outbox entries applied to the durable tier."),
     ("outbox_retries_total", "counter", "", "Outbox batch applications retried."),
     ("outbox_dead_letters_total", "counter", "", "Outbox entries moved to the dead letters."),
     ("codec_errors_total", "counter", "kind", "Payloads that failed to decrypt or decode."),
     ("retries_total", "counter", "tier", "Retried tier calls."),
-    ("rotation_records_total", "counter", "result", "Records seen by a master key rotation."),
     ("sessions_in_use", "gauge", "",
      "Sessions with an operation in flight or a lease held by this process."),
 ]
@@ -102,7 +100,6 @@ class Metrics(Protocol):
     def outbox_dead_letter(self) -> None: ...
     def codec_error(self, kind: str) -> None: ...
     def retry(self, tier: str) -> None: ...
-    def rotation(self, result: str, n: int = 1) -> None: ...
     def sessions_in_use(self, n: int) -> None: ...
 
 
@@ -155,8 +152,6 @@ class NullMetrics:
     def retry(self, tier: str) -> None:
         """Do nothing."""
 
-    def rotation(self, result: str, n: int = 1) -> None:
-        """Do nothing."""
 
     def sessions_in_use(self, n: int) -> None:
         """Do nothing."""
@@ -182,7 +177,6 @@ class _Families:
     dead: Counter
     codec: Counter
     retries: Counter
-    rotation: Counter
     sessions: Gauge
     namespaces: set[str]
     breaker_seen: dict[str, int]
@@ -237,7 +231,6 @@ def _families(registry: CollectorRegistry, prefix: str, namespace_label: bool) -
         dead=c("outbox_dead_letters", doc["outbox_dead_letters"]),
         codec=c("codec_errors", doc["codec_errors"], ("kind",)),
         retries=c("retries", doc["retries"], ("tier",)),
-        rotation=c("rotation_records", doc["rotation_records"], ("result",)),
         sessions=g("sessions_in_use", doc["sessions_in_use"]),
         namespaces=set(),
         breaker_seen={},
@@ -373,9 +366,6 @@ class StoreMetrics:
         """Count one retried call to ``tier``."""
         self._f.retries.labels(_pick(tier, TIERS)).inc()
 
-    def rotation(self, result: str, n: int = 1) -> None:
-        """Count ``n`` records seen by a key rotation with ``result``."""
-        self._f.rotation.labels(_pick(result, ROTATION_RESULTS)).inc(n)
 
     def sessions_in_use(self, n: int) -> None:
         """Set the number of sessions with work in flight or a lease held."""

@@ -8,6 +8,7 @@ from .._model import SessionAddr
 from ..backends.base import CacheBackend, DurableBackend, LeaseBackend
 from ..backends.memory import MemoryCache
 from ..errors import ConfigError
+from ..observability._metrics import Metrics
 from ._cache_tier import CacheTier
 from ._guard import TierGuard
 from ._lease import LeaseManager
@@ -30,8 +31,21 @@ def _tier(cache: CacheBackend | None) -> CacheTier | None:
     return cast(CacheTier, cache)
 
 
+def _outbox_event(metrics: Metrics, event: str, n: int) -> None:
+    if event == "applied":
+        metrics.outbox_applied(n)
+    elif event == "retry":
+        metrics.outbox_retry()
+    elif event == "dead_letter":
+        metrics.outbox_dead_letter()
+
+
 def build_engine(
-    config: StoreConfig, durable: DurableBackend, cache: CacheBackend | None, guard: TierGuard
+    config: StoreConfig,
+    durable: DurableBackend,
+    cache: CacheBackend | None,
+    guard: TierGuard,
+    metrics: Metrics,
 ) -> tuple[Engine, OutboxWorker | None]:
     """The engine and, with a Redis cache, the outbox worker (started by the store)."""
     tier = _tier(cache)
@@ -43,6 +57,7 @@ def build_engine(
         write_behind=config.write_mode == "write-behind",
         buffer_on_outage=config.durable_outage == "buffer",
     )
+    engine.metrics = metrics
     if config.leases:
         backend: object = tier if shared else durable
         if not isinstance(backend, LeaseBackend):
@@ -56,6 +71,7 @@ def build_engine(
             wait=config.lease_wait,
             guard=guard,
             on_lost=engine.lost,
+            on_event=metrics.lease_event,
         )
         if shared and config.l1_max_entries:
             engine.l1 = MemoryTier(MemoryCache(config.l1_max_entries))
@@ -70,6 +86,7 @@ def build_engine(
         claim_timeout=config.outbox_claim_timeout,
         on_drained=engine.drained,
         on_idle=engine.refresh_behind,
+        on_event=lambda event, n: _outbox_event(metrics, event, n),
     )
     engine.on_append = worker.notify
 

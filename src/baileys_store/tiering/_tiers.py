@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
 from .._model import KeyWrite, SessionAddr
 from ..backends.base import CredsRecord, DurableBackend
-from ..errors import LeaseLostError, UnavailableError
+from ..errors import BreakerOpenError, LeaseLostError, UnavailableError
+from ..observability._metrics import Metrics, NullMetrics
 from ._cache_tier import CacheTier, SharedCacheTier
 from ._guard import Guard
 from ._lease import Lease, LeaseManager
@@ -58,6 +60,7 @@ class Tiers:
         # session is here its writes go through the outbox too (never overtaking an entry).
         self.behind: dict[SessionAddr, int] = {}
         self.on_append: Callable[[], None] = lambda: None
+        self.metrics: Metrics = NullMetrics()
 
     def drained(self, addr: SessionAddr, applied: int) -> None:
         """The outbox of ``addr`` is applied up to ``applied`` (called by the worker)."""
@@ -69,6 +72,8 @@ class Tiers:
         shared = self.shared
         if shared is None:
             return
+        count, oldest = await self.guard("cache", shared.ready_summary)
+        self.metrics.outbox(count, max(time.time() - oldest, 0.0) if oldest else 0.0)
         for addr in list(self.behind):
             appended, applied, _ = await self.guard(
                 "cache", lambda a=addr: shared.outbox_counters(a)  # type: ignore[misc]
@@ -130,6 +135,7 @@ class Tiers:
         try:
             return await aw
         except LeaseLostError:
+            self.metrics.fenced_write()
             if self.leases is not None:
                 self.leases.mark_lost(addr)
             self.lost(addr)
@@ -151,6 +157,7 @@ class Tiers:
             l1 = self._l1(addr, lease)
             if l1 is not None and cached:
                 found = (await l1.read_keys(addr, key_type, cached)).found
+                self.metrics.cache_lookup("l1", len(found), len(cached) - len(found))
                 if len(found) == len(ids):
                     return found
             if self._primary(addr):
@@ -166,11 +173,15 @@ class Tiers:
                 if hit is not None:
                     found.update(hit.found)
                     absent, stamp = hit.absent, hit.stamp
+                    known = len(hit.found) + len(hit.absent)
+                    self.metrics.cache_lookup("cache", known, len(rest) - known)
                     if l1 is not None and hit.found:
                         await l1.fill_keys(addr, _upserts(key_type, hit.found), stamp=0, token=None)
             misses = [i for i in ids if i not in found and i not in absent]
             if not misses:
                 return found
+            if self.cache is not None:
+                self.metrics.durable_fallback(self._why(addr, reader), len(misses))
             gen = state.gen
             loaded = await self.guard("durable", lambda: self.durable.get_keys(
                 addr, key_type, misses))  # fmt: skip
@@ -180,10 +191,17 @@ class Tiers:
             found.update(loaded)
             return found
 
+    def _why(self, addr: SessionAddr, reader: CacheTier | None) -> str:
+        if reader is not None:
+            return "miss"
+        return "untrusted" if addr in self.untrusted else "not_owner"
+
     async def _read_cache(self, addr: SessionAddr, fn: Callable[[], Awaitable[T]]) -> T | None:
         try:
             return await self.guard("cache", fn)
-        except UnavailableError:
+        except UnavailableError as exc:
+            reason = "breaker_open" if isinstance(exc, BreakerOpenError) else "cache_error"
+            self.metrics.durable_fallback(reason)
             if self._primary(addr):
                 raise  # the durable tier may be behind: never serve it as current
             return None  # the durable tier has everything: read around the cache
@@ -196,11 +214,14 @@ class Tiers:
             stored = await self.guard("cache", lambda: cache.fill_keys(
                 addr, writes, stamp=stamp, token=token))  # fmt: skip
         except LeaseLostError:
+            self.metrics.cache_fill("failed")
             if self.leases is not None:
                 self.leases.mark_lost(addr)
             return
         except UnavailableError:
+            self.metrics.cache_fill("failed")
             return  # a cache that cannot be warmed is only slower
+        self.metrics.cache_fill("stored" if stored else "skipped")
         if stored and l1 is not None and state.quiet_since(gen):
             await l1.fill_keys(addr, writes, stamp=0, token=None)
 

@@ -41,6 +41,7 @@ class Engine(Tiers):
         try:
             return await self.guard("durable", fn)
         except FencedError:
+            self.metrics.fenced_write()
             if self.leases is not None:
                 self.leases.mark_lost(addr)
             self.lost(addr)
