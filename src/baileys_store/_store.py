@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
@@ -16,7 +16,7 @@ from .backends._registry import make_cache, make_durable
 from .backends.base import CacheBackend, CredsRecord, DurableBackend, SessionInfo
 from .codec import Codec
 from .errors import ConflictError, FencedError, StoreClosedError, StoreError, UnavailableError
-from .observability._metrics import Metrics, NullMetrics
+from .observability._metrics import Metrics, StoreMetrics
 from .resilience import BreakerSettings, CircuitBreaker
 from .tiering import TierGuard
 from .tiering._build import build_engine
@@ -36,7 +36,8 @@ class AuthStore:
         metrics: Metrics | None = None,
     ) -> None:
         self.config = config = config or StoreConfig()
-        self.metrics: Metrics = metrics or NullMetrics()
+        # Default: the global Prometheus registry (several stores share its metric families).
+        self.metrics: Metrics = metrics if metrics is not None else StoreMetrics()
         self.codec: Codec = config.codec()
         self.durable: DurableBackend = durable or make_durable(config)
         self.cache: CacheBackend | None = cache if durable or cache else make_cache(config)
@@ -152,13 +153,13 @@ class AuthStore:
         log.warning("circuit breaker %s: %s -> %s", tier, old, new,
                     extra={"event": "breaker_transition", "tier": tier, "state": new})  # fmt: skip
 
-    async def _timed(self, op: str, addr: SessionAddr, aw: Awaitable[T]) -> T:
+    async def _timed(self, op: str, addr: SessionAddr, fn: Callable[[], Awaitable[T]]) -> T:
         """Run one store operation, counting it by outcome (labels never name the session)."""
         self._check_open()
         start = time.perf_counter()
         result = "ok"
         try:
-            return await aw
+            return await fn()
         except StoreError as exc:
             result = _outcome(exc)
             if result == "conflict":
@@ -179,22 +180,26 @@ class AuthStore:
     async def _get_blobs(
         self, addr: SessionAddr, key_type: str, ids: list[str]
     ) -> dict[str, bytes]:
-        return await self._timed("get_keys", addr, self._engine.get_blobs(addr, key_type, ids))
+        engine = self._engine
+        return await self._timed("get_keys", addr, lambda: engine.get_blobs(addr, key_type, ids))
 
     async def _write_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
-        await self._timed("write_keys", addr, self._engine.write_keys(addr, writes))
+        await self._timed("write_keys", addr, lambda: self._engine.write_keys(addr, writes))
 
     async def _clear_keys(self, addr: SessionAddr) -> None:
-        await self._timed("clear_keys", addr, self._engine.clear_keys(addr))
+        await self._timed("clear_keys", addr, lambda: self._engine.clear_keys(addr))
 
     async def _load_creds(self, addr: SessionAddr) -> CredsRecord | None:
-        return await self._timed("load_creds", addr, self._engine.load_creds(addr))
+        return await self._timed("load_creds", addr, lambda: self._engine.load_creds(addr))
 
     async def _save_creds(self, addr: SessionAddr, blob: bytes, expected: int | None) -> int:
-        return await self._timed("save_creds", addr, self._engine.save_creds(addr, blob, expected))
+        engine = self._engine
+        return await self._timed(
+            "save_creds", addr, lambda: engine.save_creds(addr, blob, expected)
+        )
 
     async def _delete_session(self, addr: SessionAddr) -> bool:
-        return await self._timed("delete_session", addr, self._engine.delete_session(addr))
+        return await self._timed("delete_session", addr, lambda: self._engine.delete_session(addr))
 
 
 def _outcome(exc: StoreError) -> str:
@@ -216,7 +221,8 @@ async def open_store(
     Args:
         config: A :class:`StoreConfig`, a durable URL (other settings default), or ``None`` for
             the embedded default (``sqlite:///baileys-store.db`` + in-process cache).
-        metrics: Where to count (e.g. ``StoreMetrics(registry)``); default: nothing counted.
+        metrics: Where to count: ``StoreMetrics(registry)``; default: the global Prometheus
+            registry; ``NullMetrics()`` counts nothing.
     """
     if isinstance(config, str):
         config = StoreConfig(durable=config)

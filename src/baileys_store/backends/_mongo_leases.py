@@ -126,7 +126,9 @@ class MongoLeaseMixin(MongoBase):
             fence = lease_token_of(as_int(sess.get("fence", 0), "session fence")) if sess else 0
             last = as_int(doc.get("token", 0), "lease token") if doc else 0
             token = max(last, fence, floor) + 1
-            cas: Doc = {**filt, "token": last} if doc else filt
+            # Compare-and-set on what was read: the token, or its absence (a concurrent first
+            # acquirer's document then makes this upsert fail with E11000 instead of matching).
+            cas: Doc = {**filt, "token": last if doc else {"$exists": False}}
             new = {**filt, "owner": owner, "token": token, "expires": now + ttl_ms / 1000}
             try:
                 res = await leases.replace_one(cas, new, upsert=doc is None)
