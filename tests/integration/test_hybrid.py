@@ -18,6 +18,7 @@ from baileys_store.backends._redis_hybrid import RedisHybridCache
 from baileys_store.backends._registry import make_cache
 from baileys_store.backends.sqlite import SQLiteDurable
 from tests._services.redis import RedisServer, unique_prefix, with_query
+from tests.integration._flaky import FlakySQLite
 
 SID = "5511@s.whatsapp.net"
 ADDR = SessionAddr("default", SID)
@@ -163,30 +164,6 @@ async def test_write_behind_redelivery_is_applied_once(make: Callable[..., AuthS
         assert await cache.ack(ADDR, "dead-worker", 5, dead.entries[-1].seq) is None
 
 
-class _FlakyDurable(SQLiteDurable):
-    """SQLite failing on demand: the engine's and worker's error handling are ours to test.
-
-    The real outages are in ``tests/fault``; this double makes each branch deterministic.
-    """
-
-    fail_with: errors.StoreError | None = None
-
-    async def apply_batch(self, *args: Any, **kwargs: Any) -> bool:
-        if self.fail_with is not None:
-            raise self.fail_with
-        return await super().apply_batch(*args, **kwargs)
-
-    async def write_keys(self, *args: Any, **kwargs: Any) -> None:
-        if self.fail_with is not None:
-            raise self.fail_with
-        await super().write_keys(*args, **kwargs)
-
-    async def get_keys(self, *args: Any, **kwargs: Any) -> dict[str, bytes]:
-        if self.fail_with is not None:
-            raise self.fail_with
-        return await super().get_keys(*args, **kwargs)
-
-
 async def test_poison_entry_goes_to_dead_letters_outage_does_not(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -194,7 +171,7 @@ async def test_poison_entry_goes_to_dead_letters_outage_does_not(
     config = StoreConfig(durable=f"sqlite:///{tmp_path / 's.db'}", cache=cache_url,
                          write_mode="write-behind", outbox_worker=False,
                          outbox_max_attempts=3)  # fmt: skip
-    durable = _FlakyDurable(tmp_path / "s.db")
+    durable = FlakySQLite(tmp_path / "s.db")
     store = AuthStore(config, durable=durable, cache=make_cache(config))
     async with opened(store):
         await store.session(SID).keys.set({"session": {"1.0": b"x"}})
@@ -218,7 +195,7 @@ async def test_durable_outage_buffers_then_drains(
     cache_url = with_query(redis_server.url, prefix=unique_prefix(), ttl="600")
     config = StoreConfig(durable=f"sqlite:///{tmp_path / 'b.db'}", cache=cache_url,
                          outbox_worker=False)  # fmt: skip
-    durable = _FlakyDurable(tmp_path / "b.db")
+    durable = FlakySQLite(tmp_path / "b.db")
     store = AuthStore(config, durable=durable, cache=make_cache(config))
     async with opened(store):
         keys = store.session(SID).keys
@@ -244,7 +221,7 @@ async def test_durable_outage_fails_writes_when_configured(
     cache_url = with_query(redis_server.url, prefix=unique_prefix(), ttl="600")
     config = StoreConfig(durable=f"sqlite:///{tmp_path / 'f.db'}", cache=cache_url,
                          durable_outage="fail")  # fmt: skip
-    durable = _FlakyDurable(tmp_path / "f.db")
+    durable = FlakySQLite(tmp_path / "f.db")
     store = AuthStore(config, durable=durable, cache=make_cache(config))
     async with opened(store):
         keys = store.session(SID).keys

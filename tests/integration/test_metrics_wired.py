@@ -24,6 +24,7 @@ from baileys_store.backends.sqlite import SQLiteDurable
 from baileys_store.observability import METRICS_DOC, StoreMetrics
 from baileys_store.observability._metrics import Metrics
 from tests._services.redis import RedisServer, unique_prefix, with_query
+from tests.integration._flaky import FlakySQLite
 
 NS = "metrics"
 
@@ -43,27 +44,6 @@ class Spy(StoreMetrics):
 METHODS = {n for n in dir(Metrics) if not n.startswith("_")}
 
 
-class Flaky(SQLiteDurable):
-    """SQLite that fails on demand (outages and rejections are what the metrics count)."""
-
-    fail_with: errors.StoreError | None = None
-
-    async def get_keys(self, *args: Any, **kwargs: Any) -> dict[str, bytes]:
-        if self.fail_with is not None:
-            raise self.fail_with
-        return await super().get_keys(*args, **kwargs)
-
-    async def write_keys(self, *args: Any, **kwargs: Any) -> None:
-        if self.fail_with is not None:
-            raise self.fail_with
-        await super().write_keys(*args, **kwargs)
-
-    async def apply_batch(self, *args: Any, **kwargs: Any) -> bool:
-        if self.fail_with is not None:
-            raise self.fail_with
-        return await super().apply_batch(*args, **kwargs)
-
-
 async def test_every_metric_is_updated(redis_server: RedisServer, tmp_path: Path) -> None:
     registry = CollectorRegistry()
     spy = Spy(registry)
@@ -72,7 +52,7 @@ async def test_every_metric_is_updated(redis_server: RedisServer, tmp_path: Path
     config = StoreConfig(durable=f"sqlite:///{tmp_path / 'm.db'}", cache=cache, op_timeout=2.0,
                          lease_ttl=1, breaker_min_calls=2, breaker_reset_timeout=0.2,
                          outbox_worker=False, outbox_max_attempts=1)  # fmt: skip
-    durable = Flaky(tmp_path / "m.db")
+    durable = FlakySQLite(tmp_path / "m.db")
     a = AuthStore(config, durable=durable, cache=make_cache(config), metrics=spy)
     await a.open()
     keys = a.session("s1", namespace=NS).keys
