@@ -16,6 +16,7 @@ class FlakySQLite(SQLiteDurable):
     """Reads, writes and batch applies raise ``fail_with`` while it is set."""
 
     fail_with: errors.StoreError | None = None
+    failed_fences: list[int | None]
 
     def _maybe_fail(self) -> None:
         if self.fail_with is not None:
@@ -26,6 +27,8 @@ class FlakySQLite(SQLiteDurable):
         return await super().get_keys(*args, **kwargs)
 
     async def write_keys(self, *args: Any, **kwargs: Any) -> None:
+        if self.fail_with is not None:  # remember the fence: the test may deliver it "late"
+            self.__dict__.setdefault("failed_fences", []).append(kwargs.get("fence"))
         self._maybe_fail()
         await super().write_keys(*args, **kwargs)
 

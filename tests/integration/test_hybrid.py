@@ -233,3 +233,29 @@ async def test_durable_outage_fails_writes_when_configured(
         durable.fail_with = None
         # the failed write may have landed: its cached predecessor must not be served
         assert await keys.get("session", ["1.0"]) == {"1.0": b"v1"}
+
+
+async def test_a_write_landing_after_its_deadline_is_rejected(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A write that timed out (and was buffered) but reaches the durable tier after the newer
+    writes were drained must not roll them back: its fence is older than theirs."""
+    cache_url = with_query(redis_server.url, prefix=unique_prefix(), ttl="600")
+    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'late.db'}", cache=cache_url,
+                         outbox_worker=False)  # fmt: skip
+    durable = FlakySQLite(tmp_path / "late.db")
+    store = AuthStore(config, durable=durable, cache=make_cache(config))
+    async with opened(store):
+        keys = store.session(SID).keys
+        await keys.set({"session": {"1.0": b"v0"}})
+        durable.fail_with = errors.UnavailableError("no answer in time")
+        await keys.set({"session": {"1.0": b"v1"}})  # times out, buffered, acknowledged
+        late_fence = durable.failed_fences[-1]
+        durable.fail_with = None
+        await keys.set({"session": {"1.0": b"v2"}})  # still behind: through the outbox too
+        assert await store.drain_outbox() == 2
+        with pytest.raises(errors.FencedError):  # the v1 request finally arrives
+            await durable.write_keys(ADDR, [KeyWrite("session", "1.0", b"v1-late")],
+                                     fence=late_fence)  # fmt: skip
+        assert await durable_value(store, "session", "1.0") == b"v2"
+        assert await keys.get("session", ["1.0"]) == {"1.0": b"v2"}

@@ -133,19 +133,22 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
                     token)  # fmt: skip
 
     async def wb_keys(
-        self, addr: SessionAddr, writes: Sequence[KeyWrite], *, token: int | None
+        self, addr: SessionAddr, writes: Sequence[KeyWrite], *, token: int | None,
+        fence: int | None = None,
     ) -> tuple[int, int]:
         """Cache the writes and append them to the outbox atomically: ``(seq, pending)``."""
         base, groups = self._base(addr), _groups(writes)
         keys = [base + "b", base + "t", base + "o", base + "z", *(base + "k:" + t for t in groups)]
-        body = msgpack.packb([[w.type, w.id, w.blob] for w in writes], use_bin_type=True)
+        body = msgpack.packb([fence or 0, [[w.type, w.id, w.blob] for w in writes]],
+                             use_bin_type=True)  # fmt: skip
         args = [_token(token), int(time.time() * 1000), body, *_group_args(groups)]
         reply = await self._with_ready("wb_keys", addr, lua.WB_KEYS, keys, args)
         self._check(addr, reply, token)
         return int(reply[1]), int(reply[2])
 
     async def wb_creds(
-        self, addr: SessionAddr, blob: bytes, expected: int | None, *, token: int | None
+        self, addr: SessionAddr, blob: bytes, expected: int | None, *, token: int | None,
+        fence: int | None = None,
     ) -> tuple[int, int, int] | None:
         """Compare-and-set creds in the cache + outbox append: ``(version, seq, pending)``.
 
@@ -154,7 +157,7 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
         base = self._base(addr)
         keys = [base + "b", base + "m", base + "o"]
         exp = "" if expected is None else str(expected)
-        args = [_token(token), int(time.time() * 1000), blob, exp]
+        args = [_token(token), int(time.time() * 1000), blob, exp, fence or 0]
         reply = await self._with_ready("wb_creds", addr, lua.WB_CREDS, keys, args)
         code = self._check(addr, reply, token)
         if code == lua.NO_VERSION:

@@ -10,7 +10,10 @@ Per session (all keys carry the session's hash tag, so each script runs on one C
   appended / applied, ``ot`` time of the oldest pending entry, ``at``/``ae`` failed attempts and
   last error of the head entry;
 - ``o`` outbox list (msgpack ``[seq, kind, token, time_ms, body, (version)]``), ``oc`` a worker's
-  claim on it, ``z`` tombstones to remove once drained, ``d`` dead letters.
+  claim on it, ``z`` tombstones to remove once drained, ``d`` dead letters. Each entry also
+  carries the durable fence its writer would have used (inside ``body`` for key writes, last
+  for creds), so the worker's apply raises the durable fence past any write of that writer
+  that lands late.
 
 While outbox entries are pending the cache holds the only copy of their data: every key they
 touched is persisted (no TTL) until the worker has drained the session, then expires again.
@@ -161,7 +164,7 @@ return {0, seq, seq - oa}
 """
 
 # Write-behind creds (compare-and-set on the cached version). KEYS: b, m, o.
-# ARGV: token, now_ms, blob, expected ('' = any).
+# ARGV: token, now_ms, blob, expected ('' = any), durable fence for the entry ('0': none).
 WB_CREDS = _HYBRID + """
 local b, m, o = KEYS[1], KEYS[2], KEYS[3]
 if stale(b, ARGV[1]) then return {1, issued(b)} end
@@ -179,7 +182,8 @@ redis.call('PERSIST', m)
 local seq = redis.call('HINCRBY', b, 'os', 1)
 local oa = tonumber(redis.call('HGET', b, 'oa') or '0')
 local token = tonumber(ARGV[1]) or 0
-redis.call('RPUSH', o, cmsgpack.pack({seq, 'c', token, tonumber(ARGV[2]), ARGV[3], v}))
+redis.call('RPUSH', o, cmsgpack.pack({seq, 'c', token, tonumber(ARGV[2]), ARGV[3], v,
+                                      tonumber(ARGV[5])}))
 if seq - 1 <= oa then redis.call('HSET', b, 'ot', ARGV[2]) end
 redis.call('HINCRBY', b, 'w', 1)
 return {0, v, seq, seq - oa}

@@ -38,6 +38,7 @@ class OutboxEntry:
     time_ms: int
     writes: tuple[KeyWrite, ...] = ()
     creds: CredsRecord | None = None
+    fence: int = 0  # the durable fence the writer would have used (0: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +71,11 @@ def decode_entry(raw: bytes) -> OutboxEntry:
         item = msgpack.unpackb(raw, raw=True)
         seq, kind, token, when = int(item[0]), item[1].decode(), int(item[2]), int(item[3])
         if kind == "c":
-            return OutboxEntry(seq, kind, token, when,
-                               creds=CredsRecord(bytes(item[4]), int(item[5])))  # fmt: skip
-        writes = tuple(KeyWrite(t, i, b) for t, i, b in msgpack.unpackb(item[4], raw=False))
-        return OutboxEntry(seq, kind, token, when, writes=writes)
+            creds = CredsRecord(bytes(item[4]), int(item[5]))
+            return OutboxEntry(seq, kind, token, when, creds=creds, fence=int(item[6]))
+        fence, body = msgpack.unpackb(item[4], raw=False)
+        writes = tuple(KeyWrite(t, i, b) for t, i, b in body)
+        return OutboxEntry(seq, kind, token, when, writes=writes, fence=int(fence))
     except (ValueError, TypeError, IndexError, KeyError, AttributeError,
             msgpack.UnpackException) as exc:  # fmt: skip
         raise errors.CorruptDataError(f"redis: malformed outbox entry ({exc})") from None

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from .._model import KeyWrite, SessionAddr
 from ..backends.base import CredsRecord, DurableBackend
-from ..errors import StoreError, UnavailableError
+from ..errors import FencedError, StoreError, UnavailableError
 from ._guard import Guard
 
 if TYPE_CHECKING:  # the Redis modules need the optional redis extra
@@ -176,13 +176,26 @@ class OutboxWorker:
         await self._guard("cache", lambda: self._cache.unready(addr))
         self._on_drained(addr, applied_seq)
 
+    async def _apply_fenced(self, addr: SessionAddr, writes: list[KeyWrite],
+                            creds: CredsRecord | None, seq: int, fence: int) -> None:  # fmt: skip
+        """Apply with the entries' fence: a late-landing older write of theirs is then rejected.
+
+        Fenced means a newer lease holder's barrier already outranks them (and it wrote nothing
+        durable since: it drains these entries first), so apply them unfenced.
+        """
+        try:
+            await self._guard("durable", lambda: self._durable.apply_batch(
+                addr, writes, creds, seq=seq, fence=fence or None))  # fmt: skip
+        except FencedError:
+            await self._guard("durable", lambda: self._durable.apply_batch(
+                addr, writes, creds, seq=seq))  # fmt: skip
+
     async def _apply(self, addr: SessionAddr, entries: Sequence[OutboxEntry]) -> int | None:
         """Apply and trim a batch: entries left, None when the claim was lost, -1 on failure."""
         writes, creds = coalesce(entries)
         last = entries[-1].seq
         try:
-            await self._guard("durable", lambda: self._durable.apply_batch(
-                addr, writes, creds, seq=last))  # fmt: skip
+            await self._apply_fenced(addr, writes, creds, last, max(e.fence for e in entries))
         except UnavailableError:
             # Not the entry's fault: keep it, let the claim go so any worker retries later.
             self._event("retry", 1)

@@ -133,8 +133,9 @@ class Engine(Tiers):
         token = lease.token if lease else None
         if not await self._repair(addr, shared, token):
             raise UnavailableError(f"session {addr}: the cache tier is unavailable")
+        fence = lease.fence() if lease else None
         seq, _ = await self._fenced(addr, self.guard("cache", lambda: shared.wb_keys(
-            addr, writes, token=token)))  # fmt: skip
+            addr, writes, token=token, fence=fence)))  # fmt: skip
         self.behind[addr] = max(self.behind.get(addr, 0), seq)
         self.on_append()
         l1 = self._l1(addr, lease)
@@ -174,9 +175,10 @@ class Engine(Tiers):
         token = lease.token if lease else None
         if not await self._repair(addr, shared, token):
             raise UnavailableError(f"session {addr}: the cache tier is unavailable")
+        fence = lease.fence() if lease else None
         for _ in range(2):
             done = await self._fenced(addr, self.guard("cache", lambda: shared.wb_creds(
-                addr, blob, expected, token=token)))  # fmt: skip
+                addr, blob, expected, token=token, fence=fence)))  # fmt: skip
             if done is not None:
                 version, seq, _ = done
                 self.behind[addr] = max(self.behind.get(addr, 0), seq)
