@@ -185,6 +185,40 @@ class StoreConfig(BaseModel):
         if self.write_mode == "write-behind" and not self.redis_cache:
             raise ConfigError("write_mode 'write-behind' needs a redis:// cache")
 
+    @classmethod
+    def development(cls, **overrides: Any) -> StoreConfig:
+        """Local work: SQLite (``baileys-store-dev.db``, no fsync per commit) + in-process cache.
+
+        No encryption; everything else default. ``overrides`` win.
+        """
+        base: dict[str, Any] = {"durable": "sqlite:///baileys-store-dev.db",
+                                "sqlite_synchronous": "normal"}  # fmt: skip
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def production(cls, **overrides: Any) -> StoreConfig:
+        """Production: encryption on, fsync per SQLite commit, zstd, leases, outage buffering.
+
+        Encryption is AES-256-GCM, so ``master_keys`` must be given; the durable tier never
+        expires anything. Pass at least ``durable=`` (and usually ``cache="redis://…"``) and
+        ``master_keys=``; ``overrides`` win, except that encryption cannot be turned off here.
+
+        Raises:
+            ConfigError: no master keys, or ``encryption="none"``.
+        """
+        if overrides.get("encryption") == "none":
+            raise ConfigError("production: encryption cannot be 'none'")
+        base: dict[str, Any] = {"encryption": "aes-256-gcm", "sqlite_synchronous": "full",
+                                "compression": "zstd", "durable_outage": "buffer"}  # fmt: skip
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def testing(cls, **overrides: Any) -> StoreConfig:
+        """Tests: everything in memory (``memory://`` tiers), short timeouts, a quick breaker."""
+        base: dict[str, Any] = {"durable": "memory://", "cache": "memory://", "op_timeout": 2.0,
+                                "breaker_reset_timeout": 1.0, "lease_ttl": 5.0}  # fmt: skip
+        return cls(**{**base, **overrides})
+
     @property
     def redis_cache(self) -> bool:
         """True when the cache tier is Redis (the hybrid store)."""

@@ -350,3 +350,26 @@ def test_repr_masks_server_passwords(durable: str, cache: str | None, shown: str
         assert "pass" not in text
         assert shown in text
     assert cfg.durable == durable  # the real URL is still what the backend connects with
+
+
+def test_presets_have_their_documented_values() -> None:
+    dev = StoreConfig.development()
+    assert (dev.durable, dev.cache, dev.sqlite_synchronous, dev.encryption) == (
+        "sqlite:///baileys-store-dev.db", "memory://", "normal", "none"
+    )
+    prod = StoreConfig.production(durable="postgresql://db/x", cache="redis://r",
+                                  master_keys={1: KEY.hex()})  # fmt: skip
+    assert (prod.encryption, prod.sqlite_synchronous, prod.compression) == (
+        "aes-256-gcm", "full", "zstd"
+    )
+    assert (prod.durable_outage, prod.leases) == ("buffer", True)
+    test = StoreConfig.testing()
+    assert (test.durable, test.cache, test.op_timeout) == ("memory://", "memory://", 2.0)
+    assert StoreConfig.testing(op_timeout=5).op_timeout == 5
+
+
+def test_production_refuses_to_run_without_encryption() -> None:
+    with pytest.raises(errors.ConfigError, match="master_keys"):
+        StoreConfig.production(durable="postgresql://db/x")
+    with pytest.raises(errors.ConfigError, match="encryption"):
+        StoreConfig.production(durable="postgresql://db/x", encryption="none")
