@@ -17,6 +17,7 @@ from .backends.base import CacheBackend, CredsRecord, DurableBackend, SessionInf
 from .codec import Codec
 from .errors import ConflictError, FencedError, StoreClosedError, StoreError, UnavailableError
 from .observability._metrics import Metrics, StoreMetrics
+from .observability._tracing import span
 from .resilience import BreakerSettings, CircuitBreaker
 from .tiering import TierGuard
 from .tiering._build import build_engine
@@ -159,7 +160,9 @@ class AuthStore:
         start = time.perf_counter()
         result = "ok"
         try:
-            return await fn()
+            with span(f"baileys_store.{op}", system=self.durable.name, operation=op,
+                      namespace=addr.namespace, tier="store"):  # fmt: skip
+                return await fn()
         except StoreError as exc:
             result = _outcome(exc)
             if result == "conflict":
