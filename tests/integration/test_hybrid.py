@@ -259,3 +259,23 @@ async def test_a_write_landing_after_its_deadline_is_rejected(
                                      fence=late_fence)  # fmt: skip
         assert await durable_value(store, "session", "1.0") == b"v2"
         assert await keys.get("session", ["1.0"]) == {"1.0": b"v2"}
+
+
+async def test_other_process_reads_buffered_writes_from_the_cache(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A process that does not own the session reads the cache while the owner's outbox holds
+    writes the durable tier has not got yet (the owner buffered them through an outage)."""
+    cache_url = with_query(redis_server.url, prefix=unique_prefix(), ttl="600")
+    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'r.db'}", cache=cache_url,
+                         outbox_worker=False)  # fmt: skip
+    durable = FlakySQLite(tmp_path / "r.db")
+    owner = AuthStore(config, durable=durable, cache=make_cache(config))
+    async with opened(owner), opened(AuthStore(config)) as other:
+        await owner.session(SID).keys.set({"session": {"1.0": b"v1"}})
+        durable.fail_with = errors.UnavailableError("down")
+        await owner.session(SID).keys.set({"session": {"1.0": b"v2"}})  # buffered
+        durable.fail_with = None  # back, but not drained yet
+        assert await other.session(SID).keys.get("session", ["1.0"]) == {"1.0": b"v2"}
+        assert await owner.drain_outbox() == 1
+        assert await other.session(SID).keys.get("session", ["1.0"]) == {"1.0": b"v2"}

@@ -122,6 +122,25 @@ class Tiers:
             self.write_behind or addr in self.behind
         )
 
+    async def _reader(self, addr: SessionAddr) -> CacheTier | None:
+        """The cache a process that does not own the session reads (no fills), if any.
+
+        The durable tier is current unless the session has outbox entries pending (write-behind,
+        or its owner buffering through a durable outage): then the shared cache is, so ask it.
+        """
+        shared = self.shared
+        if shared is None:
+            return None
+        if self._primary(addr):
+            return shared
+        try:
+            appended, applied, _ = await self.guard("cache", lambda: shared.outbox_counters(addr))
+        except UnavailableError:
+            # Redis is down: serve from the durable tier (the degraded mode). Entries could be
+            # pending unseen only if the durable tier had been down too just before.
+            return None
+        return shared if appended > applied else None
+
     def lost(self, addr: SessionAddr) -> None:
         """Lease lost: forget what L1 holds for the session."""
         if self.l1 is not None:
@@ -163,7 +182,7 @@ class Tiers:
             if self._primary(addr):
                 cached = ids
             owner = self._owner_cache(addr, lease)
-            reader = owner or (self.cache if self._primary(addr) or self.write_behind else None)
+            reader = owner or await self._reader(addr)
             absent: frozenset[str] = frozenset()
             stamp = None
             rest = [i for i in cached if i not in found]
@@ -230,7 +249,7 @@ class Tiers:
         async with self.states.use(addr) as state:
             lease = await self._lease(addr, write=False)
             owner = self._owner_cache(addr, lease)
-            reader = owner or (self.cache if self._primary(addr) or self.write_behind else None)
+            reader = owner or await self._reader(addr)
             stamp = None
             if reader is not None and (self._primary(addr) or state.cached(CREDS[0], [CREDS[1]])):
                 hit = await self._read_cache(addr, lambda: reader.read_creds(addr))
