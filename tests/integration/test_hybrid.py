@@ -279,3 +279,13 @@ async def test_other_process_reads_buffered_writes_from_the_cache(
         assert await other.session(SID).keys.get("session", ["1.0"]) == {"1.0": b"v2"}
         assert await owner.drain_outbox() == 1
         assert await other.session(SID).keys.get("session", ["1.0"]) == {"1.0": b"v2"}
+
+
+async def test_many_first_uses_at_once_take_one_lease(make: Callable[..., AuthStore]) -> None:
+    async with opened(make()) as store:
+        sess = store.session(SID)
+        await asyncio.gather(*(sess.keys.set({"session": {f"{n}.0": b"x"}}) for n in range(20)),
+                             *(sess.keys.get("session", ["0.0"]) for _ in range(20)))  # fmt: skip
+        assert store._engine.leases is not None
+        assert store._engine.leases.held[ADDR].token == 1  # acquired once, never bumped
+        assert store._engine.leases._acquiring == {}

@@ -78,7 +78,9 @@ class LeaseManager:
         self._guard, self._on_lost, self._event = guard, on_lost, on_event
         self.held: dict[SessionAddr, Lease] = {}
         self._elsewhere: dict[SessionAddr, float] = {}  # held by another process, until then
-        self._acquiring: dict[SessionAddr, asyncio.Lock] = {}
+        # One acquisition per session at a time; the lock lives while any task waits on it
+        # (dropping it earlier would let a third task start a second, token-bumping acquire).
+        self._acquiring: dict[SessionAddr, tuple[asyncio.Lock, list[int]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._stop = asyncio.Event()
@@ -139,7 +141,8 @@ class LeaseManager:
                 )
         if not write and self._elsewhere.get(addr, 0.0) > time.monotonic():
             return None
-        lock = self._acquiring.setdefault(addr, asyncio.Lock())
+        lock, users = self._acquiring.setdefault(addr, (asyncio.Lock(), [0]))
+        users[0] += 1
         try:
             async with lock:
                 lease = self.held.get(addr)
@@ -151,7 +154,8 @@ class LeaseManager:
                 raise
             return None
         finally:
-            if not lock.locked() and self._acquiring.get(addr) is lock:
+            users[0] -= 1
+            if users[0] == 0:
                 del self._acquiring[addr]
 
     async def _acquire(self, addr: SessionAddr, *, write: bool) -> Lease | None:
