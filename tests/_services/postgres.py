@@ -195,3 +195,16 @@ def postgres_db(postgres_server: PostgresServer) -> Iterator[PostgresDatabase]:
 def backend_postgres(postgres_db: PostgresDatabase) -> Backend:
     """PostgreSQL alone (no cache in front), default schema, this run's database."""
     return Backend("postgres", StoreConfig(durable=postgres_db.dsn, cache=None))
+
+
+def terminate_backends(dsn: str) -> int:
+    """``pg_terminate_backend()`` every other connection to ``dsn``'s database; returns how many.
+
+    Connect with a DSN that reaches the server directly (not through a faulty proxy).
+    """
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    return int(row[0]) if row is not None else 0

@@ -520,3 +520,44 @@ async def test_outage_raises_unavailable_never_empty() -> None:
             assert health.backend == "mongodb"
     finally:
         server.discard()
+
+
+# -- leases, outbox batches ---------------------------------------------------------------------
+
+
+async def test_lease_expiry_is_the_servers_clock(
+    durable: MongoDurable, mongo_server: MongoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time  # noqa: PLC0415
+
+    from baileys_store.backends import _mongo_leases  # noqa: PLC0415
+
+    token = await durable.acquire_lease(ADDR, "p1", 60_000)
+    assert token is not None
+    client = raw(mongo_server)
+    leases = client[durable.database]["bs_leases"]
+    doc = leases.find_one({"namespace": ADDR.namespace, "session_id": ADDR.session_id})
+    assert doc is not None
+    assert 55_000 < doc["expires"] - time.time() * 1000 <= 61_000  # epoch ms from the server
+    # A host clock an hour ahead changes nothing: the server still sees the lease live.
+    skewed = type("Skewed", (), {"time": staticmethod(lambda: time.time() + 3600)})
+    monkeypatch.setattr(_mongo_leases, "time", skewed)
+    assert await durable.acquire_lease(ADDR, "p2", 1000) is None
+    assert await durable.renew_lease(ADDR, "p1", token, 60_000)
+    leases.update_one({"_id": doc["_id"]}, {"$set": {"expires": 0}})  # expired on the server
+    assert not await durable.renew_lease(ADDR, "p1", token, 1000)
+    assert await durable.acquire_lease(ADDR, "p2", 1000) == token + 1
+    client.close()
+
+
+async def test_lease_document_survives_delete_session(
+    durable: MongoDurable, mongo_server: MongoServer
+) -> None:
+    token = await durable.acquire_lease(ADDR, "p1", 60_000)
+    assert token is not None
+    await durable.write_keys(ADDR, [KeyWrite("session", "a", b"1")], fence=token << 32)
+    assert await durable.delete_session(ADDR)
+    with raw(mongo_server) as client:
+        leases = client[durable.database]["bs_leases"]
+        assert leases.count_documents({"session_id": ADDR.session_id, "token": token}) == 1
+    assert await durable.acquire_lease(ADDR, "p1", 1000) == token + 1

@@ -17,7 +17,7 @@ from baileys_store import StoreConfig, errors
 from baileys_store._model import KeyWrite, SessionAddr
 from baileys_store.backends import postgres as pg
 from baileys_store.backends._pg_schema import SCHEMA_VERSION
-from baileys_store.backends.base import CredsRecord
+from baileys_store.backends.base import FENCE_SHIFT, CredsRecord
 from tests._services.postgres import PostgresDatabase, free_port
 
 Admin = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -633,3 +633,63 @@ async def test_closed_backend_raises(postgres_db: PostgresDatabase, schema: str)
     await backend.close()  # idempotent
     with pytest.raises(errors.StoreClosedError):
         await backend.save_creds(ADDR, b"x")
+
+
+# --- schema version 2: outbox sequence and leases ---------------------------------------------
+
+
+async def test_version_1_schema_upgrades_in_place(
+    postgres_db: PostgresDatabase, admin: Admin, schema: str
+) -> None:
+    from baileys_store.backends import _pg_schema as q  # noqa: PLC0415 - test-only reach-in
+
+    ident = sql.Identifier(schema)
+    await admin.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
+    await admin.execute(sql.SQL(
+        "CREATE TABLE {}.meta (name text PRIMARY KEY, value text NOT NULL)").format(ident))
+    await admin.execute(sql.SQL(q.MIGRATIONS[1]).format(s=ident))  # a store at version 1
+    await admin.execute(sql.SQL("INSERT INTO {}.meta VALUES ('schema_version', '1')").format(ident))
+    await admin.execute(sql.SQL(
+        "INSERT INTO {}.sessions (namespace, session_id, creds, version, fence) "
+        "VALUES (%s, %s, %s, 3, %s)").format(ident),
+        (ADDR.namespace, ADDR.session_id, b"c3", 7 << FENCE_SHIFT))
+    async with opened(durable(postgres_db.dsn, schema)) as store:
+        assert await store.load_creds(ADDR) == CredsRecord(b"c3", 3)  # data kept
+        fence = 7 << FENCE_SHIFT
+        assert await store.apply_batch(ADDR, [KeyWrite("session", "a", b"1")], None, seq=1,
+                                       fence=fence)  # fmt: skip
+        assert not await store.apply_batch(ADDR, [], None, seq=1, fence=fence)
+        with pytest.raises(errors.FencedError):
+            await store.advance_fence(ADDR, fence - 1)
+        assert await store.acquire_lease(ADDR, "p1", 1000) == 8  # above the recorded fence
+    assert await fetch(admin, f"SELECT value FROM {schema}.meta") == [(str(SCHEMA_VERSION),)]
+    rows = await fetch(admin, f"SELECT outbox_seq, fence FROM {schema}.sessions")
+    assert rows == [(1, 7 << FENCE_SHIFT)]
+
+
+async def test_lease_expiry_is_the_servers_clock(store: pg.PostgresDurable, admin: Admin,
+                                                 schema: str) -> None:  # fmt: skip
+    token = await store.acquire_lease(ADDR, "p1", 60_000)
+    assert token is not None
+    rows = await fetch(admin, f"SELECT expires - clock_timestamp() FROM {schema}.leases")
+    assert 50 < rows[0][0].total_seconds() <= 60  # set from the server's own clock
+    # Moved into the past on the server: expired for everyone, whatever the hosts' clocks say.
+    await admin.execute(f"UPDATE {schema}.leases SET expires = clock_timestamp()".encode())
+    assert not await store.renew_lease(ADDR, "p1", token, 1000)
+    assert await store.acquire_lease(ADDR, "p2", 1000) == token + 1
+
+
+async def test_concurrent_batches_and_acquirers_on_one_new_session(
+    store: pg.PostgresDurable,
+) -> None:
+    a = SessionAddr("clinic-1/race", "new")
+    batches = await asyncio.gather(*(
+        store.apply_batch(a, [KeyWrite("session", "x", b"%d" % n)], None, seq=1, fence=n)
+        for n in range(1, 9)), return_exceptions=True)  # fmt: skip
+    applied = [r for r in batches if r is True]
+    assert len(applied) == 1, batches
+    # The others: a redelivery (False) or fenced by a higher token that won first.
+    assert all(r is False or isinstance(r, errors.FencedError) for r in batches if r is not True)
+    b = SessionAddr("clinic-1/race", "lease")
+    tokens = await asyncio.gather(*(store.acquire_lease(b, f"p{n}", 5000) for n in range(20)))
+    assert [t for t in tokens if t is not None] == [1]

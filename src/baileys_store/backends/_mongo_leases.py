@@ -2,9 +2,15 @@
 
 A mixin of :class:`~baileys_store.backends.mongodb.MongoDurable`. The outbox sequence lives in
 the session document (``outbox_seq``) and is checked and set in the same transaction as the
-batch's keys. Leases are documents of ``bs_leases`` (same ``_id`` as the session), changed
-only by compare-and-set on the token read, so two acquirers never both win; their expiry uses
-this host's clock (``time.time()``): keep the application hosts' clocks in sync (NTP).
+batch's keys. Leases are documents of ``bs_leases`` (same ``_id`` as the session)::
+
+    {_id, namespace, session_id, owner: str ("" when released), token: int (last issued),
+     expires: int (epoch milliseconds, by the server's clock)}
+
+A lease document is never deleted, not even by ``delete_session``: its token is the counter that
+keeps tokens monotonic across a delete. Expiry is judged by the server's clock (``$$NOW`` in
+update pipelines), so the application hosts' clocks do not matter. ``$$NOW`` is compared as
+epoch milliseconds (``$toLong``), which every server compares correctly.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pymongo import DeleteMany, ReplaceOne
+from pymongo import DeleteMany, ReplaceOne, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from .._model import KeyWrite, SessionAddr
@@ -28,6 +34,7 @@ if TYPE_CHECKING:
 Doc = s.Doc
 CHUNK = 5000  # ids per delete: far below the 16 MiB command limit even with 1 KiB ids
 LEASES = "bs_leases"
+_NOW_MS = {"$toLong": "$$NOW"}  # the server's clock, epoch milliseconds
 
 
 def key_ops(addr: SessionAddr, writes: Sequence[KeyWrite]) -> list[ReplaceOne[Doc] | DeleteMany]:
@@ -81,7 +88,11 @@ class MongoLeaseMixin(MongoBase):
         seq: int,
         fence: int | None = None,
     ) -> bool:
-        """Sequence check, session update and key writes in one transaction."""
+        """Sequence check, fence check, session update and key writes in one transaction.
+
+        The sequence is checked before the fence: a batch applied before a newer holder
+        advanced the fence is a redelivery (False), not a stale write.
+        """
         ops = key_ops(addr, writes)
         filt = s.session_filter(addr)
 
@@ -90,6 +101,8 @@ class MongoLeaseMixin(MongoBase):
             doc = await sessions.find_one(filt, {"outbox_seq": 1}, session=session)
             if doc is not None and as_int(doc.get("outbox_seq", 0), "outbox seq") >= seq:
                 return False
+            if fence is not None:
+                await self._touch(addr, fence, session)  # FenceMiss: diagnosed by _fenced
             now = time.time()
             fields: Doc = {"outbox_seq": seq, "updated_at": now}
             on_insert: Doc = {"created_at": now, "fence": 0}
@@ -108,58 +121,62 @@ class MongoLeaseMixin(MongoBase):
                 await keys.bulk_write(ops, ordered=True, session=session)
             return True
 
-        return await self._fenced("apply", addr, fence, body)
+        return await self._fenced("apply", addr, fence, body, touch=False)
 
     async def acquire_lease(
         self, addr: SessionAddr, owner: str, ttl_ms: int, *, floor: int = 0
     ) -> int | None:
-        """Compare-and-set on the token read: a new, higher token, or None when held."""
+        """One conditional upsert, judged by the server's clock: a new token, or None when held.
+
+        The update pipeline takes the lease only when it is free, expired or ``owner``'s, all in
+        one atomic single-document write; a concurrent first insert surfaces as E11000 and is
+        retried (the retry then finds the lease held).
+        """
         _, sessions, _ = self._cols()
         leases, filt = self._leases(), s.session_filter(addr)
+        free = {"$or": [{"$in": [{"$ifNull": ["$owner", ""]}, ["", owner]]},
+                        {"$lte": [{"$ifNull": ["$expires", 0]}, _NOW_MS]}]}  # fmt: skip
 
         async def run() -> int | None:
-            now = time.time()
-            doc = await leases.find_one(filt)
-            if doc is not None and doc.get("owner") not in ("", owner) and doc["expires"] > now:
-                return None
+            # The fence is read apart from the lease: a higher fence can only come from a token
+            # issued later, by this very counter or a floor the caller passes.
             sess = await sessions.find_one(filt, {"fence": 1})
             fence = lease_token_of(as_int(sess.get("fence", 0), "session fence")) if sess else 0
-            last = as_int(doc.get("token", 0), "lease token") if doc else 0
-            token = max(last, fence, floor) + 1
-            # Compare-and-set on what was read: the token, or its absence (a concurrent first
-            # acquirer's document then makes this upsert fail with E11000 instead of matching).
-            cas: Doc = {**filt, "token": last if doc else {"$exists": False}}
-            new = {**filt, "owner": owner, "token": token, "expires": now + ttl_ms / 1000}
-            try:
-                res = await leases.replace_one(cas, new, upsert=doc is None)
-            except DuplicateKeyError:
-                raise LostRace from None  # another acquirer inserted first: look again
-            if res.matched_count == 0 and res.upserted_id is None:
-                raise LostRace  # the token moved since we read it: look again
-            return token
+            token = {"$add": [{"$max": [{"$ifNull": ["$token", 0]}, max(fence, floor)]}, 1]}
+            take = [{"$set": {
+                "owner": {"$cond": [free, owner, "$owner"]},
+                "token": {"$cond": [free, token, "$token"]},
+                "expires": {"$cond": [free, {"$add": [_NOW_MS, ttl_ms]}, "$expires"]},
+            }}]  # fmt: skip
+            doc = await leases.find_one_and_update(
+                filt, take, upsert=True, return_document=ReturnDocument.AFTER
+            )
+            if doc is None or doc.get("owner") != owner:
+                return None
+            return as_int(doc.get("token"), "lease token")
 
         result: int | None = await self._run("acquire lease", run)
         return result
 
     async def _lease_update(self, addr: SessionAddr, owner: str, token: int,
-                            change: Doc, *, live: bool) -> bool:  # fmt: skip
+                            change: list[Doc], *, live: bool) -> bool:  # fmt: skip
         filt: Doc = {**s.session_filter(addr), "owner": owner, "token": token}
         if live:
-            filt["expires"] = {"$gt": time.time()}
+            filt["$expr"] = {"$gt": ["$expires", _NOW_MS]}
         leases = self._leases()
 
         async def run() -> Any:
-            return await leases.update_one(filt, {"$set": change})
+            return await leases.update_one(filt, change)
 
         res = await self._run("lease", run)
         return bool(res.matched_count == 1)
 
     async def renew_lease(self, addr: SessionAddr, owner: str, token: int, ttl_ms: int) -> bool:
         """Extend the lease while ``owner`` holds it (unexpired) with ``token``."""
-        change = {"expires": time.time() + ttl_ms / 1000}
+        change = [{"$set": {"expires": {"$add": [_NOW_MS, ttl_ms]}}}]
         return await self._lease_update(addr, owner, token, change, live=True)
 
     async def release_lease(self, addr: SessionAddr, owner: str, token: int) -> bool:
-        """Drop the lease if ``owner`` still holds it with ``token``."""
-        return await self._lease_update(addr, owner, token, {"owner": "", "expires": 0.0},
-                                        live=False)  # fmt: skip
+        """Drop the lease if ``owner`` still holds it with ``token`` (the token stays)."""
+        change = [{"$set": {"owner": "", "expires": 0}}]
+        return await self._lease_update(addr, owner, token, change, live=False)

@@ -61,6 +61,8 @@ class PgLeaseMixin:
         fence: int | None = None,
     ) -> bool:
         """One pipelined transaction; ``seq_check`` aborts it when ``seq`` was applied already."""
+        from .postgres import _pipelined_tx  # noqa: PLC0415 - that module imports this one
+
         latest = {(w.type, w.id): w.blob for w in writes}
         ups = [(t, i, b) for (t, i), b in latest.items() if b is not None]
         dels = [(t, i) for (t, i), b in latest.items() if b is None]
@@ -68,9 +70,8 @@ class PgLeaseMixin:
 
         async def fn(conn: Conn, _: Any) -> bool:
             try:
-                async with conn.transaction(), conn.pipeline():
-                    await conn.execute(self._q.touch, params)
-                    await conn.execute(self._q.set_seq, params)
+                async with _pipelined_tx(conn):
+                    await conn.execute(self._q.touch_batch, params)
                     if ups:
                         types, ids, blobs = (list(c) for c in zip(*ups, strict=True))
                         await conn.execute(self._q.upsert_keys, self._params(

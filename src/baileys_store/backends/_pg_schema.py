@@ -72,7 +72,8 @@ BEGIN
 END $$;
 """
 
-# Version 2: the last applied outbox sequence, and leases for deployments without Redis.
+# Version 2: the last applied outbox sequence, and leases for deployments without Redis. A
+# leases row outlives delete_session: its token keeps lease tokens monotonic across a delete.
 _V2 = """
 ALTER TABLE {s}.sessions ADD COLUMN IF NOT EXISTS outbox_seq bigint NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS {s}.leases (
@@ -154,9 +155,18 @@ SELECT namespace, session_id, version, extract(epoch FROM updated_at)::float8
 FROM {s}.sessions WHERE (namespace, session_id) > (%s, %s) {ns_filter}
 ORDER BY namespace, session_id LIMIT %s
 """
-_SET_SEQ = """
-UPDATE {s}.sessions SET outbox_seq = {s}.seq_check(outbox_seq, %(seq)s::bigint)
-WHERE namespace = %(ns)s AND session_id = %(sid)s
+# The session upsert of an outbox batch: like _TOUCH, and on the locked row the sequence check
+# comes first (a redelivery is skipped even after a newer holder advanced the fence). Both SET
+# expressions raise BSS01 for an applied batch, whatever order the server evaluates them in.
+_TOUCH_BATCH = """
+INSERT INTO {s}.sessions AS s (namespace, session_id, fence, outbox_seq)
+VALUES (%(ns)s, %(sid)s, COALESCE(%(fence)s::bigint, 0), %(seq)s::bigint)
+ON CONFLICT (namespace, session_id) DO UPDATE
+SET outbox_seq = {s}.seq_check(s.outbox_seq, %(seq)s::bigint),
+    fence = CASE WHEN s.outbox_seq >= %(seq)s::bigint
+                 THEN {s}.seq_check(s.outbox_seq, %(seq)s::bigint)
+                 ELSE {s}.fence_check(s.fence, %(fence)s::bigint) END,
+    updated_at = now()
 """
 _PUT_CREDS = """
 UPDATE {s}.sessions SET creds = %(blob)s, version = %(version)s
@@ -226,7 +236,7 @@ class Queries:
     delete_session: sql.Composed
     list_all: sql.Composed
     list_namespace: sql.Composed
-    set_seq: sql.Composed
+    touch_batch: sql.Composed
     put_creds: sql.Composed
     acquire: sql.Composed
     renew: sql.Composed
@@ -252,7 +262,7 @@ class Queries:
             delete_session=_q(_DELETE_SESSION, schema),
             list_all=_q(_LIST_PAGE, schema, ns_filter=sql.SQL("")),
             list_namespace=_q(_LIST_PAGE, schema, ns_filter=sql.SQL("AND namespace = %s")),
-            set_seq=_q(_SET_SEQ, schema),
+            touch_batch=_q(_TOUCH_BATCH, schema),
             put_creds=_q(_PUT_CREDS, schema),
             acquire=_q(_ACQUIRE, schema),
             renew=_q(_RENEW, schema),

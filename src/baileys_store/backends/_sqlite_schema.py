@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS bs_leases (
 """
 
 # MIGRATIONS[v - 1] upgrades schema v to v + 1 (bs_leases comes with SCHEMA: IF NOT EXISTS).
+# A bs_leases row is never deleted, not even by delete_session: its token is the counter
+# that keeps lease tokens monotonic across a delete; expiry is this host's clock.
 MIGRATIONS = (
     "ALTER TABLE bs_sessions ADD COLUMN outbox_seq INTEGER NOT NULL DEFAULT 0",
 )

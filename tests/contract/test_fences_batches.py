@@ -1,0 +1,208 @@
+"""The fence barrier (``advance_fence``) and drained outbox batches (``apply_batch``).
+
+Run on every durable tier of the contract (for the hybrid backends: the durable under the cache).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from baileys_store import AuthStore, errors
+from baileys_store._model import KeyWrite, SessionAddr
+from baileys_store.backends._sqlite_schema import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
+from baileys_store.backends.base import FENCE_SHIFT, CredsRecord, DurableBackend, LeaseBackend
+from baileys_store.backends.sqlite import SQLiteDurable
+from tests.conftest import Backend
+
+
+def addr(backend: Backend, sid: str = "s1") -> SessionAddr:
+    return SessionAddr(backend.namespace, sid)
+
+
+async def listed(durable: DurableBackend, backend: Backend) -> dict[str, int]:
+    """``{session_id: creds_version}`` of the test's namespace."""
+    return {i.session_id: i.creds_version async for i in durable.list_sessions(backend.namespace)}
+
+
+async def test_advance_fence_records_higher_and_rejects_lower(
+    store: AuthStore, backend: Backend
+) -> None:
+    a, durable = addr(backend), store.durable
+    await durable.write_keys(a, [KeyWrite("session", "x", b"1")], fence=3)
+    await durable.advance_fence(a, 3)  # equal: the holder itself, accepted
+    await durable.advance_fence(a, 20)
+    with pytest.raises(errors.FencedError) as info:
+        await durable.advance_fence(a, 19)
+    assert (info.value.token, info.value.current) == (19, 20)
+    for write in (
+        durable.write_keys(a, [KeyWrite("session", "x", b"2")], fence=10),
+        durable.save_creds(a, b"c", fence=10),
+        durable.clear_keys(a, fence=10),
+        durable.delete_session(a, fence=10),
+    ):
+        with pytest.raises(errors.FencedError) as info:
+            await write
+        assert info.value.current == 20
+    assert await durable.get_keys(a, "session", ["x"]) == {"x": b"1"}
+    await durable.write_keys(a, [KeyWrite("session", "x", b"3")], fence=20)
+    assert await durable.get_keys(a, "session", ["x"]) == {"x": b"3"}
+
+
+async def test_advance_fence_on_absent_session_lists_nothing(
+    store: AuthStore, backend: Backend
+) -> None:
+    a, durable = addr(backend, "ghost"), store.durable
+    await durable.advance_fence(a, 7)
+    assert "ghost" not in await listed(durable, backend)
+    assert await durable.load_creds(a) is None
+
+
+async def test_apply_batch_applies_at_most_once(store: AuthStore, backend: Backend) -> None:
+    a, durable = addr(backend), store.durable
+    writes = [KeyWrite("session", "x", b"1"), KeyWrite("pre-key", "1", b"p"),
+              KeyWrite("pre-key", "2", b"q")]  # fmt: skip
+    assert await durable.apply_batch(a, writes, CredsRecord(b"c5", 5), seq=4, fence=2)
+    assert await listed(durable, backend) == {"s1": 5}
+    for seq in (4, 3, 1):  # redeliveries of this or older batches change nothing
+        again = [KeyWrite("session", "x", b"old"), KeyWrite("pre-key", "1", None)]
+        assert not await durable.apply_batch(a, again, CredsRecord(b"old", 9), seq=seq, fence=2)
+    assert await durable.get_keys(a, "session", ["x"]) == {"x": b"1"}
+    assert await durable.get_keys(a, "pre-key", ["1", "2"]) == {"1": b"p", "2": b"q"}
+    assert await durable.load_creds(a) == CredsRecord(b"c5", 5)
+    assert await durable.apply_batch(a, [KeyWrite("pre-key", "1", None)], None, seq=5, fence=2)
+    assert await durable.get_keys(a, "pre-key", ["1", "2"]) == {"2": b"q"}
+    assert await durable.load_creds(a) == CredsRecord(b"c5", 5)  # creds None: untouched
+
+
+async def test_redelivery_after_a_takeover_is_skipped_not_fenced(
+    store: AuthStore, backend: Backend
+) -> None:
+    # The sequence check comes first: a batch applied before a new holder advanced the fence
+    # is a redelivery, not a stale write.
+    a, durable = addr(backend), store.durable
+    assert await durable.apply_batch(a, [KeyWrite("session", "x", b"1")], None, seq=1, fence=5)
+    await durable.advance_fence(a, 9)
+    assert not await durable.apply_batch(a, [KeyWrite("session", "x", b"1")], None, seq=1,
+                                         fence=5)  # fmt: skip
+    with pytest.raises(errors.FencedError) as info:
+        await durable.apply_batch(a, [KeyWrite("session", "x", b"2")], None, seq=2, fence=5)
+    assert (info.value.token, info.value.current) == (5, 9)
+    assert await durable.get_keys(a, "session", ["x"]) == {"x": b"1"}
+
+
+async def test_fenced_batch_applies_nothing(store: AuthStore, backend: Backend) -> None:
+    a, durable = addr(backend), store.durable
+    await durable.save_creds(a, b"c1", fence=10)
+    await durable.write_keys(a, [KeyWrite("session", "x", b"1")], fence=10)
+    writes = [KeyWrite("session", "x", None), KeyWrite("session", "y", b"2"),
+              KeyWrite("sender-key", "g", b"3")]  # fmt: skip
+    with pytest.raises(errors.FencedError):
+        await durable.apply_batch(a, writes, CredsRecord(b"c9", 9), seq=1, fence=9)
+    assert await durable.get_keys(a, "session", ["x", "y"]) == {"x": b"1"}
+    assert await durable.get_keys(a, "sender-key", ["g"]) == {}
+    assert await durable.load_creds(a) == CredsRecord(b"c1", 1)
+    # The fenced batch did not record its sequence: the same seq still applies.
+    assert await durable.apply_batch(a, writes, CredsRecord(b"c9", 9), seq=1, fence=10)
+    assert await durable.get_keys(a, "session", ["x", "y"]) == {"y": b"2"}
+    assert await durable.get_keys(a, "sender-key", ["g"]) == {"g": b"3"}
+
+
+async def test_batch_creds_version_is_stored_exactly(store: AuthStore, backend: Backend) -> None:
+    a, durable = addr(backend), store.durable
+    await durable.save_creds(a, b"c1")
+    await durable.save_creds(a, b"c2", expected_version=1)
+    assert await durable.apply_batch(a, [], CredsRecord(b"c7", 7), seq=1)  # no compare-and-set
+    assert await durable.load_creds(a) == CredsRecord(b"c7", 7)
+    assert await durable.apply_batch(a, [], CredsRecord(b"c3", 3), seq=2)  # nor a "newer" check
+    assert await durable.load_creds(a) == CredsRecord(b"c3", 3)
+    assert await durable.save_creds(a, b"c4", expected_version=3) == 4
+    with pytest.raises(errors.ConflictError):
+        await durable.save_creds(a, b"x", expected_version=7)
+
+
+async def test_empty_batch_records_its_sequence(store: AuthStore, backend: Backend) -> None:
+    a, durable = addr(backend, "empty"), store.durable
+    assert await durable.apply_batch(a, [], None, seq=3)
+    assert not await durable.apply_batch(a, [KeyWrite("session", "x", b"1")], None, seq=3)
+    assert await durable.get_keys(a, "session", ["x"]) == {}
+    assert await durable.apply_batch(a, [KeyWrite("session", "x", b"1")], None, seq=4)
+    assert await durable.get_keys(a, "session", ["x"]) == {"x": b"1"}
+
+
+async def test_sequence_survives_clear_keys_and_resets_on_delete(
+    store: AuthStore, backend: Backend
+) -> None:
+    a, durable = addr(backend), store.durable
+    assert await durable.apply_batch(a, [KeyWrite("session", "x", b"1")], CredsRecord(b"c", 2),
+                                     seq=8)  # fmt: skip
+    assert await durable.clear_keys(a) == 1
+    assert not await durable.apply_batch(a, [KeyWrite("session", "x", b"old")], None, seq=8)
+    assert await durable.get_keys(a, "session", ["x"]) == {}
+    assert await durable.load_creds(a) == CredsRecord(b"c", 2)  # clear_keys keeps the creds
+    assert await durable.delete_session(a)
+    assert await listed(durable, backend) == {}
+    assert await durable.apply_batch(a, [KeyWrite("session", "x", b"new")], None, seq=1)
+    assert await durable.get_keys(a, "session", ["x"]) == {"x": b"new"}
+    assert await durable.load_creds(a) is None
+    assert await listed(durable, backend) == {"s1": 0}
+
+
+async def test_concurrent_deliveries_of_one_batch_apply_once(
+    store: AuthStore, backend: Backend
+) -> None:
+    a, durable = addr(backend, "race"), store.durable
+    results = await asyncio.gather(*(
+        durable.apply_batch(a, [KeyWrite("session", "x", b"%d" % n)], None, seq=1)
+        for n in range(6)))  # fmt: skip
+    assert sum(results) == 1, results
+    winner = results.index(True)
+    assert await durable.get_keys(a, "session", ["x"]) == {"x": b"%d" % winner}
+
+
+# The SQLite layout as version 1 wrote it (frozen here: the module only knows the newest).
+_SQLITE_V1 = """
+CREATE TABLE bs_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE bs_sessions (
+    namespace TEXT NOT NULL, session_id TEXT NOT NULL, creds BLOB,
+    version INTEGER NOT NULL DEFAULT 0, fence INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (namespace, session_id)
+) WITHOUT ROWID;
+CREATE TABLE bs_keys (
+    namespace TEXT NOT NULL, session_id TEXT NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL,
+    value BLOB NOT NULL, PRIMARY KEY (namespace, session_id, type, id)
+) WITHOUT ROWID;
+INSERT INTO bs_meta VALUES ('schema_version', '1');
+"""
+
+
+async def test_sqlite_version_1_file_upgrades_in_place(tmp_path: Path) -> None:
+    path, a = tmp_path / "v1.db", SessionAddr("ns", "old")
+    with sqlite3.connect(path) as conn:
+        conn.executescript(_SQLITE_V1)
+        conn.execute("INSERT INTO bs_sessions VALUES ('ns', 'old', x'6331', 1, ?, 1.0, 2.0)",
+                     (5 << FENCE_SHIFT,))  # fmt: skip
+        conn.execute("INSERT INTO bs_keys VALUES ('ns', 'old', 'session', 'x', x'31')")
+    conn.close()
+    durable = SQLiteDurable(path)
+    await durable.open()
+    try:
+        assert await durable.load_creds(a) == CredsRecord(b"c1", 1)
+        assert await durable.get_keys(a, "session", ["x"]) == {"x": b"1"}
+        assert await durable.apply_batch(a, [KeyWrite("session", "x", b"2")], None, seq=2,
+                                         fence=5 << FENCE_SHIFT)  # fmt: skip
+        assert not await durable.apply_batch(a, [], None, seq=2)
+        assert isinstance(durable, LeaseBackend)
+        assert await durable.acquire_lease(a, "p1", 1000) == 6  # above the recorded fence
+    finally:
+        await durable.close()
+    with sqlite3.connect(path) as conn:
+        version = conn.execute("SELECT value FROM bs_meta").fetchall()
+        seq = conn.execute("SELECT outbox_seq FROM bs_sessions").fetchall()
+    conn.close()
+    assert version == [(str(SQLITE_SCHEMA_VERSION),)]
+    assert seq == [(2,)]
