@@ -112,10 +112,11 @@ class RedisOutbox(RedisCache):
         ready, member = self._ready_key(), self._member(addr)
 
         async def run() -> list[Any]:
-            pipe = client.pipeline(transaction=False)
-            pipe.zadd(ready, {member: time.time()}, nx=True)
-            await script(keys=keys, args=args, client=pipe)
-            _, reply = await pipe.execute()
+            # ``async with``: a pipeline cut short by a timeout or cancel is reset, not leaked.
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.zadd(ready, {member: time.time()}, nx=True)
+                await script(keys=keys, args=args, client=pipe)
+                _, reply = await pipe.execute()
             return list(reply)
 
         return await self._run(op, run)
@@ -131,10 +132,10 @@ class RedisOutbox(RedisCache):
         key, client = self._ready_key(), self._c()
 
         async def run() -> tuple[int, float | None]:
-            pipe = client.pipeline(transaction=False)
-            pipe.zcard(key)
-            pipe.zrange(key, 0, 0, withscores=True)
-            count, first = await pipe.execute()
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.zcard(key)
+                pipe.zrange(key, 0, 0, withscores=True)
+                count, first = await pipe.execute()
             return int(count), (float(first[0][1]) if first else None)
 
         return await self._run("outbox", run)

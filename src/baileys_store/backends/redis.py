@@ -349,10 +349,10 @@ class RedisDurable(RedisBatchMixin, RedisLeaseMixin, _RedisBase):
             lo = b"(" + members[-1]
 
     async def _metas(self, addrs: list[SessionAddr]) -> list[Any]:
-        pipe = self._c().pipeline(transaction=False)
-        for addr in addrs:
-            pipe.hmget(self._base(addr) + "m", ["v", "u"])
-        rows: list[Any] = await pipe.execute()
+        async with self._c().pipeline(transaction=False) as pipe:
+            for addr in addrs:
+                pipe.hmget(self._base(addr) + "m", ["v", "u"])
+            rows: list[Any] = await pipe.execute()
         return rows
 
     @staticmethod

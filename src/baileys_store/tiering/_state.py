@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from .._model import SessionAddr
+from ..errors import UnavailableError
 
 CREDS = ("", "creds")  # the creds record in ``SessionState.writing`` (no key type is empty)
 
@@ -47,10 +48,12 @@ class SessionState:
 class SessionStates:
     """The states of the sessions in use; a state is dropped when its last user leaves."""
 
-    __slots__ = ("_states",)
+    __slots__ = ("_states", "lock_timeout")
 
-    def __init__(self) -> None:
+    def __init__(self, lock_timeout: float | None = None) -> None:
         self._states: dict[SessionAddr, SessionState] = {}
+        # A write waits at most this long for the session's earlier writes (None: forever).
+        self.lock_timeout = lock_timeout
 
     def __len__(self) -> int:
         return len(self._states)
@@ -70,7 +73,15 @@ class SessionStates:
         state.users += 1
         try:
             if write:
-                async with state.lock:
+                try:
+                    async with asyncio.timeout(self.lock_timeout):
+                        await state.lock.acquire()
+                except TimeoutError:
+                    raise UnavailableError(
+                        f"session {addr}: earlier writes still running after "
+                        f"{self.lock_timeout}s"
+                    ) from None
+                try:
                     state.gen += 1
                     state.writing, state.writing_all = touched or frozenset(), touched is None
                     try:
@@ -78,6 +89,8 @@ class SessionStates:
                     finally:
                         state.writing, state.writing_all = frozenset(), False
                         state.gen += 1
+                finally:
+                    state.lock.release()
             else:
                 yield state
         finally:

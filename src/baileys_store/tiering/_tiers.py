@@ -53,7 +53,7 @@ class Tiers:
         self.guard = guard
         self.write_behind = write_behind
         self.buffer = buffer_on_outage and cache is not None and cache.shared
-        self.states = SessionStates()
+        self.states = SessionStates(lock_timeout=getattr(guard, "timeout", None))
         self.shared = cast(SharedCacheTier, cache) if cache is not None and cache.shared else None
         self.untrusted: set[SessionAddr] = set()
         # Sessions with outbox entries pending -> the last sequence known appended. While a

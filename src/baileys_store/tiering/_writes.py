@@ -15,6 +15,7 @@ path, so no write ever overtakes an entry still waiting for the durable tier. ``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -46,6 +47,18 @@ class Engine(Tiers):
                 self.leases.mark_lost(addr)
             self.lost(addr)
             raise
+
+    async def _catch_up(self, addr: SessionAddr) -> None:
+        """In write-through, a session buffering since an outage drains its outbox first.
+
+        Without this, a session under steady load would never see its outbox empty (every write
+        joins the backlog) and write-through would silently have become write-behind. While the
+        durable tier is still down the drain fails fast (the breaker) and the write is buffered.
+        """
+        if self.write_behind or addr not in self.behind or self.drain is None:
+            return
+        with contextlib.suppress(UnavailableError):
+            await self.drain(addr)
 
     def _may_buffer(self, addr: SessionAddr) -> bool:
         return self.buffer and addr not in self.untrusted
@@ -106,6 +119,7 @@ class Engine(Tiers):
         async with self.states.use(addr, write=True, touched=touched):
             lease = await self._lease(addr, write=True)
             token = lease.token if lease else None
+            await self._catch_up(addr)
             if self._primary(addr):
                 await self._behind_keys(addr, lease, writes)
                 return
@@ -147,6 +161,7 @@ class Engine(Tiers):
         async with self.states.use(addr, write=True, touched=frozenset({CREDS})):
             lease = await self._lease(addr, write=True)
             token = lease.token if lease else None
+            await self._catch_up(addr)
             if self._primary(addr):
                 return await self._behind_creds(addr, lease, blob, expected)
             try:
