@@ -27,7 +27,7 @@ from baileys_store import AuthStore, StoreConfig, errors
 from tests._services.mongo import MongoServer
 from tests._services.postgres import PostgresDatabase
 from tests._services.redis import RedisServer, start_redis, with_query
-from tests.fault._tcp import FaultProxy
+from tests.fault._proxy import FaultProxy
 
 CLIENTS, SESSIONS = 6, 3
 
@@ -187,14 +187,14 @@ async def test_durable_blackholed(
             async def fault() -> None:
                 await asyncio.sleep(1.0)
                 start = time.monotonic()
-                proxy.set("blackhole")
+                proxy.set_blackhole()
                 while time.monotonic() - start < 2.5:
                     if breaker.state == "open" and "breaker_open_s" not in figures:
                         figures["breaker_open_s"] = round(time.monotonic() - start, 3)
                     await asyncio.sleep(0.01)
                 figures["sessions_buffered"] = len(engine.behind)
-                proxy.set("reset")  # stalled connections die, as after a network cut
-                proxy.set("pass")
+                proxy.set_reset()  # stalled connections die, as after a network cut
+                proxy.set_pass()
                 healed = time.monotonic()
                 while (breaker.state != "closed" or engine.behind) and (  # noqa: ASYNC110
                         time.monotonic() - healed < 20):  # fmt: skip  # polling our own state

@@ -57,6 +57,9 @@ class Engine(Tiers):
         """
         if self.write_behind or addr not in self.behind or self.drain is None:
             return
+        breaker = getattr(self.guard, "breakers", {}).get("durable")
+        if breaker is not None and breaker.state != "closed":
+            return  # still failing: buffer without paying a timeout first
         with contextlib.suppress(UnavailableError):
             await self.drain(addr)
 
