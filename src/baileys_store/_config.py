@@ -67,7 +67,8 @@ class StoreConfig(BaseModel):
             in WAL mode a power loss or OS crash can drop the last commits, never corrupt the file).
         cache_max_entries: Bound of the in-process ``memory://`` cache (records).
         max_value_bytes: Largest serialized value a write accepts.
-        op_timeout: Seconds before one store operation raises ``UnavailableError``.
+        op_timeout: Deadline (seconds) of each call to a tier and of a write's wait for the
+            session's earlier writes; past it ``UnavailableError``.
         write_mode: With a Redis cache: ``write-through`` (durable first, then the cache; the
             default) or ``write-behind`` (cache + outbox in one Redis step, acknowledged, then
             drained to the durable tier by a worker).
