@@ -8,7 +8,7 @@ from ._auth_state import AuthState, CredsSaver, use_auth_state
 from ._config import StoreConfig
 from ._health import StoreHealth
 from ._session import KeyStore, SessionAuth
-from ._store import AuthStore, open_store
+from ._store import AuthStore, PurgeReport, open_store
 from .backends.base import SessionInfo, TierHealth
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "AuthStore",
     "CredsSaver",
     "KeyStore",
+    "PurgeReport",
     "SessionAuth",
     "SessionInfo",
     "StoreConfig",

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 from ._config import StoreConfig
@@ -15,7 +16,15 @@ from ._session import SessionAuth
 from .backends._registry import make_cache, make_durable
 from .backends.base import CacheBackend, CredsRecord, DurableBackend, SessionInfo
 from .codec import Codec
-from .errors import ConflictError, FencedError, StoreClosedError, StoreError, UnavailableError
+from .errors import (
+    ConflictError,
+    FencedError,
+    InvalidInputError,
+    LeaseHeldError,
+    StoreClosedError,
+    StoreError,
+    UnavailableError,
+)
 from .observability._metrics import Metrics, StoreMetrics
 from .observability._tracing import span
 from .resilience import BreakerSettings, CircuitBreaker
@@ -123,6 +132,33 @@ class AuthStore:
         async for info in self.durable.list_sessions(ns):
             yield info
 
+    async def purge(
+        self, older_than: float, *, namespace: str | None = None, dry_run: bool = False
+    ) -> PurgeReport:
+        """Delete every session not written for ``older_than`` seconds (explicit retention).
+
+        Nothing ever expires by itself; this is the only way data goes away in bulk. A session
+        leased by another process (in use right now) is skipped and counted, never deleted.
+
+        Raises:
+            InvalidInputError: ``older_than`` is not positive.
+        """
+        if not older_than > 0:
+            raise InvalidInputError("purge: older_than must be a positive number of seconds")
+        cutoff = time.time() - older_than
+        old = [i async for i in self.list_sessions(namespace) if i.updated_at < cutoff]
+        report = PurgeReport(matched=len(old))
+        if dry_run:
+            return report
+        for info in old:
+            try:
+                await self.session(info.session_id, namespace=info.namespace).delete()
+            except LeaseHeldError:
+                report.in_use += 1
+                continue
+            report.deleted += 1
+        return report
+
     async def release(self, session_id: str, *, namespace: str = "default") -> bool:
         """Release this process's lease on a session now (another process may then take it).
 
@@ -203,6 +239,15 @@ class AuthStore:
 
     async def _delete_session(self, addr: SessionAddr) -> bool:
         return await self._timed("delete_session", addr, lambda: self._engine.delete_session(addr))
+
+
+@dataclass(slots=True)
+class PurgeReport:
+    """What :meth:`AuthStore.purge` did: sessions old enough, deleted, and skipped in use."""
+
+    matched: int
+    deleted: int = 0
+    in_use: int = 0
 
 
 def _outcome(exc: StoreError) -> str:

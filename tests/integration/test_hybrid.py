@@ -312,3 +312,14 @@ async def test_write_through_resumes_by_itself_after_an_outage(
         assert ADDR not in store._engine.behind
         assert await durable_value(store, "session", "1.0") == b"after"
         assert await durable_value(store, "pre-key", "9") == b"p"
+
+
+async def test_purge_skips_a_session_another_process_holds(
+    make: Callable[..., AuthStore],
+) -> None:
+    async with opened(make()) as live, opened(make()) as admin:
+        await live.session(SID).keys.set({"session": {"1.0": b"x"}})
+        await asyncio.sleep(0.6)
+        report = await admin.purge(0.5)
+        assert (report.matched, report.deleted, report.in_use) == (1, 0, 1)
+        assert await live.session(SID).keys.get("session", ["1.0"]) == {"1.0": b"x"}

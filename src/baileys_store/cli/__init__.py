@@ -23,6 +23,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("._folder", "export_command"),
     "import": ("._folder", "import_command"),
     "outbox": ("._outbox", "outbox_group"),
+    "purge": ("._purge", "purge_command"),
     "serve": ("._serve", "serve_command"),
     "sessions": ("._sessions", "sessions_group"),
 }
