@@ -7,6 +7,7 @@ from . import errors
 from ._auth_state import AuthState, CredsSaver, use_auth_state
 from ._config import StoreConfig
 from ._health import StoreHealth
+from ._rotation import RotationReport
 from ._session import KeyStore, SessionAuth
 from ._store import AuthStore, PurgeReport, open_store
 from .backends.base import SessionInfo, TierHealth
@@ -17,6 +18,7 @@ __all__ = [
     "CredsSaver",
     "KeyStore",
     "PurgeReport",
+    "RotationReport",
     "SessionAuth",
     "SessionInfo",
     "StoreConfig",

@@ -12,6 +12,7 @@ from typing import TypeVar
 from ._config import StoreConfig
 from ._health import StoreHealth, health
 from ._model import KeyWrite, SessionAddr, check_namespace, session_addr
+from ._rotation import RotationReport, rotate_keys
 from ._session import SessionAuth
 from .backends._registry import make_cache, make_durable
 from .backends.base import CacheBackend, CredsRecord, DurableBackend, SessionInfo
@@ -158,6 +159,23 @@ class AuthStore:
                 continue
             report.deleted += 1
         return report
+
+    async def rotate_keys(
+        self,
+        *,
+        namespace: str | None = None,
+        progress: Callable[[RotationReport], None] | None = None,
+    ) -> RotationReport:
+        """Re-encrypt every record with the active master key, online and resumable.
+
+        See :mod:`baileys_store._rotation` (README "Key rotation"). Sessions another process
+        holds are skipped and counted in ``in_use``.
+
+        Raises:
+            ConfigError: the durable backend cannot list keys (SQLite and memory can).
+        """
+        self._check_open()
+        return await rotate_keys(self, namespace=namespace, progress=progress)
 
     async def release(self, session_id: str, *, namespace: str = "default") -> bool:
         """Release this process's lease on a session now (another process may then take it).

@@ -22,6 +22,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("._demo", "demo_command"),
     "export": ("._folder", "export_command"),
     "import": ("._folder", "import_command"),
+    "keys": ("._keys", "keys_group"),
     "outbox": ("._outbox", "outbox_group"),
     "purge": ("._purge", "purge_command"),
     "serve": ("._serve", "serve_command"),

@@ -121,26 +121,78 @@ class Engine(Tiers):
         touched = frozenset((w.type, w.id) for w in writes)
         async with self.states.use(addr, write=True, touched=touched):
             lease = await self._lease(addr, write=True)
-            token = lease.token if lease else None
             await self._catch_up(addr)
             if self._primary(addr):
                 await self._behind_keys(addr, lease, writes)
                 return
+            await self._through_keys(addr, lease, writes, buffer=True)
+
+    async def _through_keys(self, addr: SessionAddr, lease: Lease | None,
+                            writes: Sequence[KeyWrite], *, buffer: bool) -> None:  # fmt: skip
+        """Durable first, then the caches (the caller holds the session's write lock)."""
+        token = lease.token if lease else None
+        try:
+            fence = lease.fence() if lease else None
+            await self._durable(addr, lambda: self.durable.write_keys(
+                addr, writes, fence=fence))  # fmt: skip
+        except UnavailableError:
+            if not (buffer and self._may_buffer(addr)):
+                await self._evict(addr, token)
+                raise
+            await self._behind_keys(addr, lease, writes)
+            return
+        except BaseException:
+            await self._evict(addr, token)
+            raise
+        await self._sync(addr, lease, lambda c: c.update_keys(addr, writes, token=token),
+                         lambda c: c.update_keys(addr, writes, token=None))  # fmt: skip
+
+    async def rewrite_keys(
+        self, addr: SessionAddr, key_type: str, ids: Sequence[str],
+        transform: Callable[[str, bytes], bytes | None],
+    ) -> int:  # fmt: skip
+        """Re-write stored blobs in place (key rotation); returns how many changed.
+
+        Read and write happen under the session's write lock, after draining its outbox, from
+        the durable tier: no write of this process can slip in between, and other processes
+        cannot write the session (they would need its lease). ``transform`` returns the new
+        blob, or ``None`` to leave one as it is.
+        """
+        touched = frozenset((key_type, i) for i in ids)
+        async with self.states.use(addr, write=True, touched=touched):
+            lease = await self._lease(addr, write=True)
+            await self._drain_first(addr)
+            blobs = await self.guard("durable", lambda: self.durable.get_keys(
+                addr, key_type, ids))  # fmt: skip
+            writes = [KeyWrite(key_type, i, new) for i, blob in blobs.items()
+                      if (new := transform(i, blob)) is not None]  # fmt: skip
+            if writes:
+                await self._through_keys(addr, lease, writes, buffer=False)
+            return len(writes)
+
+    async def rewrite_creds(
+        self, addr: SessionAddr, transform: Callable[[bytes], bytes | None]
+    ) -> bool:
+        """Re-write the stored creds blob in place (key rotation), keeping the version chain."""
+        async with self.states.use(addr, write=True, touched=frozenset({CREDS})):
+            lease = await self._lease(addr, write=True)
+            await self._drain_first(addr)
+            record = await self.guard("durable", lambda: self.durable.load_creds(addr))
+            new = transform(record.blob) if record is not None else None
+            if record is None or new is None:
+                return False
+            token, fence = (lease.token, lease.fence()) if lease else (None, None)
             try:
-                fence = lease.fence() if lease else None
-                await self._durable(addr, lambda: self.durable.write_keys(
-                    addr, writes, fence=fence))  # fmt: skip
-            except UnavailableError:
-                if not self._may_buffer(addr):
-                    await self._evict(addr, token)
-                    raise
-                await self._behind_keys(addr, lease, writes)
-                return
+                version = await self._durable(addr, lambda: self.durable.save_creds(
+                    addr, new, expected_version=record.version, fence=fence))  # fmt: skip
             except BaseException:
                 await self._evict(addr, token)
                 raise
-            await self._sync(addr, lease, lambda c: c.update_keys(addr, writes, token=token),
-                             lambda c: c.update_keys(addr, writes, token=None))  # fmt: skip
+            saved = CredsRecord(new, version)
+            await self._sync(addr, lease,
+                             lambda c: c.put_creds_guarded(addr, saved, token=token),
+                             lambda c: c.put_creds_guarded(addr, saved, token=None))  # fmt: skip
+            return True
 
     async def _behind_keys(
         self, addr: SessionAddr, lease: Lease | None, writes: Sequence[KeyWrite]

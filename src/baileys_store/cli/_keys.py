@@ -1,0 +1,45 @@
+"""``baileys-store keys rotate``: re-encrypt every record with the active master key."""
+
+from __future__ import annotations
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from .._rotation import RotationReport
+from .._store import AuthStore
+from ._sessions import run_with_store, store_option
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Master-key operations."""
+
+
+@keys_group.command("rotate")
+@click.option("--namespace", default=None, help="Only this namespace [default: all].")
+@store_option
+def rotate_command(*, namespace: str | None, store_url: str | None) -> None:
+    """Re-encrypt every creds and key record with the active master key.
+
+    Online and resumable: records already under the active key are skipped, sessions another
+    process holds are skipped and counted (run again, or rotate inside that process). Keys come
+    from BAILEYS_STORE_MASTER_KEYS; when no record reports the old key any more, drop it.
+    """
+
+    async def rotate(store: AuthStore) -> RotationReport:
+        total = sum([1 async for _ in store.list_sessions(namespace)])
+        columns = (TextColumn("rotating"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[done]} re-encrypted"))  # fmt: skip
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task("rotate", total=total, done=0)
+
+            def step(report: RotationReport) -> None:
+                bar.update(task, completed=report.sessions, done=report.rewritten)
+
+            return await store.rotate_keys(namespace=namespace, progress=step)
+
+    report = run_with_store(store_url, rotate)
+    click.echo(f"{report.sessions} session(s): {report.rewritten} record(s) re-encrypted, "
+               f"{report.current} already current, {report.in_use} in use")  # fmt: skip
+    if report.in_use:
+        raise click.ClickException(f"{report.in_use} session(s) in use elsewhere: run again")
