@@ -133,6 +133,25 @@ class AuthStore:
         async for info in self.durable.list_sessions(ns):
             yield info
 
+    async def touch(self, session_id: str, *, namespace: str = "default") -> bool:
+        """Mark a session as alive now (its ``updated_at``), so a purge keeps it.
+
+        Returns False when the session does not exist (a touch never creates one). Like any
+        write it needs the session's lease when leases are on.
+        """
+        self._check_open()
+        addr = session_addr(namespace, session_id)
+        found = False
+        async for info in self.durable.list_sessions(addr.namespace):
+            if info.session_id == addr.session_id:
+                found = True
+                break
+            if info.session_id > addr.session_id:  # listed in order: it is not there
+                break
+        if found:
+            await self._write_keys(addr, [])
+        return found
+
     async def purge(
         self, older_than: float, *, namespace: str | None = None, dry_run: bool = False
     ) -> PurgeReport:

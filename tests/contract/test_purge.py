@@ -67,3 +67,35 @@ def test_purge_command_dry_run_then_delete(tmp_path: Path) -> None:
     result = runner.invoke(main, ["--store", db, "purge", "--older-than", "1s", "--yes"], env=env)
     assert result.exit_code == 0, result.output
     assert "Deleted 1 of 1 session(s)" in result.output
+
+
+async def test_touch_keeps_a_session_from_the_purge(store: AuthStore, backend: Backend) -> None:
+    ns = backend.namespace
+    for sid in ("idle", "alive"):
+        await store.session(sid, namespace=ns).keys.set({"session": {"1.0": b"x"}})
+    await asyncio.sleep(0.7)
+    assert await store.touch("alive", namespace=ns)
+    assert not await store.touch("never-written", namespace=ns)  # a touch creates nothing
+    report = await store.purge(0.5, namespace=ns)
+    assert (report.matched, report.deleted) == (1, 1)
+    assert await _sessions(store, ns) == ["alive"]
+    assert await store.session("alive", namespace=ns).keys.get("session", ["1.0"]) == {
+        "1.0": b"x"
+    }
+
+
+def test_sessions_touch_command(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/t.db"
+
+    async def seed() -> None:
+        async with open_store(StoreConfig(durable=db, cache=None)) as store:
+            await store.session("s1").keys.set({"session": {"1.0": b"x"}})
+
+    asyncio.run(seed())
+    runner, env = CliRunner(), {"BAILEYS_STORE_CACHE": "none"}
+    result = runner.invoke(main, ["--store", db, "sessions", "touch", "s1"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "Touched session default/s1." in result.output
+    result = runner.invoke(main, ["--store", db, "sessions", "touch", "nope"], env=env)
+    assert result.exit_code == 1
+    assert "no session default/nope" in result.output

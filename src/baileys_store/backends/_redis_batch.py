@@ -6,6 +6,7 @@ meta hash's ``s`` field, checked and set by the same script that writes the batc
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,17 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
 local cur = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
 if tonumber(ARGV[1]) < cur then return {1, cur} end
 redis.call('HSET', KEYS[1], 'f', ARGV[1])
+return {0}
+"""
+
+# KEYS: meta. ARGV: fence ('' = none), now. An empty write: fence check + updated time, only
+# for a session that exists (a touch never creates one).
+TOUCH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+local cur = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
+if ARGV[1] ~= '' and tonumber(ARGV[1]) < cur then return {1, cur} end
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'f', ARGV[1]) end
+redis.call('HSET', KEYS[1], 'u', ARGV[2])
 return {0}
 """
 
@@ -73,6 +85,14 @@ class RedisBatchMixin:
 
         reply = await self._eval("fence", ADVANCE_FENCE, [self._base(addr) + "m"], [token])
         _reply_error(addr, reply, token, None)
+
+    async def touch(self, addr: SessionAddr, fence: int | None) -> None:
+        """An empty write: record the fence and the time on an existing session."""
+        from .redis import _reply_error  # noqa: PLC0415
+
+        args = ["" if fence is None else str(fence), f"{time.time():.6f}"]
+        reply = await self._eval("touch", TOUCH, [self._base(addr) + "m"], args)
+        _reply_error(addr, reply, fence, None)
 
     async def apply_batch(
         self,

@@ -278,7 +278,8 @@ class RedisDurable(RedisBatchMixin, RedisLeaseMixin, _RedisBase):
         self, addr: SessionAddr, writes: Sequence[KeyWrite], *, fence: int | None = None
     ) -> None:
         """One Lua script: fence check, then every upsert and delete."""
-        if not writes:
+        if not writes:  # an empty write (a touch) updates an existing session only
+            await self.touch(addr, fence)
             return
         base, groups = self._base(addr), _groups(writes)
         keys = [base + "m", base + "t", *(base + "k:" + t for t in groups)]

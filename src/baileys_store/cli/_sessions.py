@@ -1,4 +1,4 @@
-"""``baileys-store sessions list|inspect|delete``, and the store plumbing of one-shot commands."""
+"""``baileys-store sessions list|inspect|delete|touch``, and the plumbing of one-shot commands."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def _when(ts: float) -> str:
 
 @click.group("sessions")
 def sessions_group() -> None:
-    """List, inspect and delete stored sessions."""
+    """List, inspect, touch and delete stored sessions."""
 
 
 @sessions_group.command("list")
@@ -195,3 +195,22 @@ def delete_command(
     if not run_with_store(store_url, delete):
         raise click.ClickException(f"no session {addr}")
     click.echo(f"Deleted session {addr}.")
+
+
+@sessions_group.command("touch")
+@click.argument("session_id", metavar="SESSION")
+@namespace_option
+@store_option
+def touch_command(*, session_id: str, namespace: str, store_url: str | None) -> None:
+    """Mark a session as written now, so `purge --older-than` keeps it."""
+    try:
+        addr = session_addr(namespace, session_id)
+    except StoreError as exc:
+        raise click.ClickException(one_line(exc)) from None
+
+    async def touch(store: AuthStore) -> bool:
+        return await store.touch(session_id, namespace=namespace)
+
+    if not run_with_store(store_url, touch):
+        raise click.ClickException(f"no session {addr}")
+    click.echo(f"Touched session {addr}.")
