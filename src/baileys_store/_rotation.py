@@ -50,7 +50,7 @@ async def rotate_keys(
     listing = store.durable
     if not isinstance(listing, KeyListing):
         raise ConfigError(f"key rotation needs to list keys, which the {store.durable.name} "
-                          "backend cannot do yet (SQLite and memory can)")  # fmt: skip
+                          "backend cannot do")  # fmt: skip
     codec, engine, report = store.codec, store._engine, RotationReport()
 
     def reencode(blob: bytes, aad: bytes) -> bytes | None:

@@ -191,7 +191,7 @@ class AuthStore:
         holds are skipped and counted in ``in_use``.
 
         Raises:
-            ConfigError: the durable backend cannot list keys (SQLite and memory can).
+            ConfigError: a custom durable backend that cannot list keys.
         """
         self._check_open()
         return await rotate_keys(self, namespace=namespace, progress=progress)

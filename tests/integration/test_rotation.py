@@ -6,10 +6,9 @@ import asyncio
 import secrets
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
-from baileys_store import AuthStore, StoreConfig, errors
+from baileys_store import AuthStore, StoreConfig
 from baileys_store._model import SessionAddr
 from baileys_store.cli import main
 from tests._services.redis import RedisServer, unique_prefix, with_query
@@ -78,11 +77,19 @@ async def test_rotation_skips_sessions_leased_elsewhere(
         assert (report.sessions, report.in_use, report.rewritten) == (1, 1, 0)
 
 
-async def test_rotation_needs_a_backend_that_lists_keys(redis_server: RedisServer) -> None:
+async def test_rotation_on_the_redis_only_tier(redis_server: RedisServer) -> None:
     url = with_query(redis_server.url, prefix=unique_prefix())
-    async with AuthStore(StoreConfig(durable=url, cache=None)) as store:
-        with pytest.raises(errors.ConfigError, match="list keys"):
-            await store.rotate_keys()
+
+    def cfg(keys: dict[int, str]) -> StoreConfig:
+        return StoreConfig(durable=url, cache=None, encryption="aes-256-gcm", master_keys=keys)
+
+    async with AuthStore(cfg({1: K1})) as store:
+        await store.session("r").keys.set({"pre-key": {str(n): b"p" for n in range(50)}})
+    async with AuthStore(cfg({1: K1, 2: K2})) as store:
+        report = await store.rotate_keys()
+        assert (report.sessions, report.rewritten) == (1, 50)
+    async with AuthStore(cfg({2: K2})) as store:
+        assert len(await store.session("r").keys.get("pre-key", [str(n) for n in range(50)])) == 50
 
 
 def test_keys_rotate_command(tmp_path: Path) -> None:

@@ -195,6 +195,14 @@ _RELEASE = """
 UPDATE {s}.leases SET owner = '', expires = clock_timestamp()
 WHERE namespace = %(ns)s AND session_id = %(sid)s AND owner = %(owner)s AND token = %(token)s
 """
+_KEY_IDS_PAGE = """
+SELECT type, id FROM {s}.keys
+WHERE namespace = %s AND session_id = %s AND (type, id) > (%s, %s)
+ORDER BY type, id LIMIT %s
+"""
+_COUNT_KEYS = """
+SELECT type, count(*) FROM {s}.keys WHERE namespace = %s AND session_id = %s GROUP BY type
+"""
 META_EXISTS = (
     "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = 'meta'"
 )
@@ -241,6 +249,8 @@ class Queries:
     acquire: sql.Composed
     renew: sql.Composed
     release: sql.Composed
+    key_ids_page: sql.Composed
+    count_keys: sql.Composed
 
     @classmethod
     def for_schema(cls, schema: str) -> Queries:
@@ -267,6 +277,8 @@ class Queries:
             acquire=_q(_ACQUIRE, schema),
             renew=_q(_RENEW, schema),
             release=_q(_RELEASE, schema),
+            key_ids_page=_q(_KEY_IDS_PAGE, schema),
+            count_keys=_q(_COUNT_KEYS, schema),
         )
 
 

@@ -7,7 +7,7 @@ meta hash's ``s`` field, checked and set by the same script that writes the batc
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._model import KeyWrite, SessionAddr
@@ -85,6 +85,33 @@ class RedisBatchMixin:
 
         reply = await self._eval("fence", ADVANCE_FENCE, [self._base(addr) + "m"], [token])
         _reply_error(addr, reply, token, None)
+
+    async def iter_key_ids(self, addr: SessionAddr) -> AsyncIterator[tuple[str, str]]:
+        """Every ``(type, id)`` of the session in order (one ``HKEYS`` per type)."""
+        base = self._base(addr)
+        types: Any = await self._eval("list keys", "return redis.call('SMEMBERS', KEYS[1])",
+                                      [base + "t"], [])  # fmt: skip
+        for key_type in sorted(t.decode() if isinstance(t, bytes) else str(t) for t in types):
+            ids: Any = await self._eval("list keys", "return redis.call('HKEYS', KEYS[1])",
+                                        [base + "k:" + key_type], [])  # fmt: skip
+            for key_id in sorted(i.decode() if isinstance(i, bytes) else str(i) for i in ids):
+                yield key_type, key_id
+
+    async def count_keys(self, addr: SessionAddr) -> dict[str, int]:
+        """``{type: count}`` of the session's keys (one script)."""
+        base = self._base(addr)
+        source = """
+local out = {}
+for _, t in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  out[#out + 1] = t
+  out[#out + 1] = redis.call('HLEN', ARGV[1] .. t)
+end
+return out
+"""
+        flat: Any = await self._eval("count keys", source, [base + "t"], [base + "k:"])
+        pairs = zip(flat[::2], flat[1::2], strict=True)
+        return {(t.decode() if isinstance(t, bytes) else str(t)): int(n) for t, n in pairs
+                if int(n) > 0}  # fmt: skip
 
     async def touch(self, addr: SessionAddr, fence: int | None) -> None:
         """An empty write: record the fence and the time on an existing session."""

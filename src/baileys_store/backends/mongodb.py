@@ -47,6 +47,7 @@ from . import _mongo_schema as s
 from ._mongo_core import Session, as_bytes, as_int
 from ._mongo_errors import LostRace
 from ._mongo_leases import CHUNK, MongoLeaseMixin, key_ops
+from ._mongo_listing import MongoListingMixin
 from .base import CredsRecord, SessionInfo, check_fence, check_version
 
 Doc = s.Doc
@@ -54,7 +55,7 @@ _CHUNK = CHUNK
 _PAGE = 500
 
 
-class MongoDurable(MongoLeaseMixin):
+class MongoDurable(MongoListingMixin, MongoLeaseMixin):
     """Durable tier on MongoDB; constructor arguments: see :class:`MongoBase`."""
 
     # -- keys --------------------------------------------------------------------------------

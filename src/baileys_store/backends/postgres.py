@@ -39,6 +39,7 @@ from .. import errors
 from .._model import KeyWrite, SessionAddr
 from . import _pg_schema as q
 from ._pg_leases import PgLeaseMixin
+from ._pg_listing import PgListingMixin
 from ._pg_url import PgSettings, parse_postgres_url
 from .base import CredsRecord, SessionInfo, TierHealth, check_fence, check_version
 
@@ -109,7 +110,7 @@ class _Attempts:
     connection_lost: bool = False
 
 
-class PostgresDurable(PgLeaseMixin):
+class PostgresDurable(PgListingMixin, PgLeaseMixin):
     """Durable tier in PostgreSQL.
 
     Args:

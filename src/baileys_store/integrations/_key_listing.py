@@ -45,6 +45,7 @@ async def key_ids(store: AuthStore, addr: SessionAddr) -> dict[str, list[str]]:
             f"the {store.durable.name} backend cannot list a session's keys "
             "(it lacks iter_key_ids), so the session cannot be exported"
         )
+    await store.drain_outbox()  # write-behind entries not drained yet belong in the listing
     out: dict[str, list[str]] = {}
     async for key_type, key_id in listing.iter_key_ids(addr):
         out.setdefault(key_type, []).append(key_id)
@@ -54,4 +55,7 @@ async def key_ids(store: AuthStore, addr: SessionAddr) -> dict[str, list[str]]:
 async def key_counts(store: AuthStore, addr: SessionAddr) -> dict[str, int] | None:
     """``{type: count}`` for the session, or ``None`` if the backend cannot count keys."""
     listing = _listing(store)
-    return None if listing is None else await listing.count_keys(addr)
+    if listing is None:
+        return None
+    await store.drain_outbox()
+    return await listing.count_keys(addr)

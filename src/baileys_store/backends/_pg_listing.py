@@ -1,0 +1,59 @@
+"""PostgreSQL: list a session's keys (export, rotation, inspect), by keyset pages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._model import SessionAddr
+from . import _pg_schema as q
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+
+    Conn = AsyncConnection[Any]
+
+T = TypeVar("T")
+_PAGE = 1000
+
+
+class PgListingMixin:
+    """``iter_key_ids`` and ``count_keys`` (the optional KeyListing protocol)."""
+
+    if TYPE_CHECKING:  # provided by PostgresDurable
+        _q: q.Queries
+
+        async def _run(
+            self,
+            fn: Callable[[Conn, Any], Awaitable[T]],
+            addr: SessionAddr | None = None,
+            *,
+            fence: int | None = None,
+            expected: int | None = None,
+        ) -> T: ...
+
+    async def iter_key_ids(self, addr: SessionAddr) -> AsyncIterator[tuple[str, str]]:
+        """Every ``(type, id)`` of the session in order; one short query per page."""
+        last = ("", "")
+        while True:
+            params = (addr.namespace, addr.session_id, *last, _PAGE)
+
+            async def fn(conn: Conn, _: Any, p: tuple[Any, ...] = params) -> list[Any]:
+                cur = await conn.execute(self._q.key_ids_page, p)
+                return await cur.fetchall()
+
+            rows = await self._run(fn, addr)
+            for key_type, key_id in rows:
+                yield str(key_type), str(key_id)
+            if len(rows) < _PAGE:
+                return
+            last = (str(rows[-1][0]), str(rows[-1][1]))
+
+    async def count_keys(self, addr: SessionAddr) -> dict[str, int]:
+        """``{type: count}`` of the session's keys, one aggregate query."""
+
+        async def fn(conn: Conn, _: Any) -> list[Any]:
+            cur = await conn.execute(self._q.count_keys, (addr.namespace, addr.session_id))
+            return await cur.fetchall()
+
+        return {str(t): int(n) for t, n in await self._run(fn, addr)}
