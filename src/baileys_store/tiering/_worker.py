@@ -141,16 +141,19 @@ class OutboxWorker:
         deadline = time.monotonic() + wait
         applied = 0
         while True:
+            # Tracked before the call: a stop that cancels it after Redis took the claim must
+            # still give the claim back (releasing one we do not hold is a no-op).
+            self._claimed.add(addr)
             claim = await self._guard("cache", lambda: self._cache.claim(
                 addr, self.worker_id, self._claim_ms, self._batch))  # fmt: skip
             if claim is None:
+                self._claimed.discard(addr)
                 if time.monotonic() >= deadline:
                     if wait:
                         raise UnavailableError(f"session {addr}: outbox busy in another worker")
                     return applied
                 await asyncio.sleep(0.02)
                 continue
-            self._claimed.add(addr)
             if not claim.entries:
                 await self._finish(addr, claim.applied)
                 return applied
