@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -129,7 +130,10 @@ class AuthStore:
         self._check_open()
         ns = check_namespace(namespace) if namespace is not None else None
         if self._worker is not None:
-            await self.drain_outbox()  # sessions only in the outbox yet are listed too
+            # Best effort: sessions only in the outbox yet get listed too; one that another
+            # worker is draining right now is listed once that worker is done.
+            with contextlib.suppress(UnavailableError):
+                await self.drain_outbox()
         async for info in self.durable.list_sessions(ns):
             yield info
 

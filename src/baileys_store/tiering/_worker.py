@@ -68,6 +68,7 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._grace = min(claim_timeout, 5.0)  # seconds a stop waits for the batch in flight
         self._claimed: set[SessionAddr] = set()  # claims to give back if stopped midway
 
     def start(self) -> None:
@@ -82,9 +83,13 @@ class OutboxWorker:
         if task is not None:
             # The flag, not only cancel(): a client library may swallow a cancellation that
             # lands inside one of its calls, and the loop must end all the same.
+            # Graceful first: the batch in flight finishes (a cancelled durable transaction
+            # could keep the session's row locked while its connection winds down).
             self._stopping = True
             self._wake.set()
-            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=self._grace)
+            if not done:
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for addr in list(self._claimed):  # a stopped worker must not hold sessions up
@@ -167,6 +172,10 @@ class OutboxWorker:
                 self._claimed.discard(addr)
                 return applied
             applied += len(entries)
+            if self._stopping and done:  # stopping: leave the rest to the next worker
+                await self._guard("cache", lambda: self._cache.release(addr, self.worker_id))
+                self._claimed.discard(addr)
+                return applied
             if done == 0:
                 self._claimed.discard(addr)
                 self._on_drained(addr, entries[-1].seq)
@@ -175,6 +184,9 @@ class OutboxWorker:
 
     async def _finish(self, addr: SessionAddr, applied_seq: int) -> None:
         await self._guard("cache", lambda: self._cache.ack(addr, self.worker_id, 0, applied_seq))
+        # The ack keeps the claim when the counters still say "pending" (an entry appended
+        # meanwhile): give it back, or everyone else waits for it to expire.
+        await self._guard("cache", lambda: self._cache.release(addr, self.worker_id))
         self._claimed.discard(addr)
         await self._guard("cache", lambda: self._cache.unready(addr))
         self._on_drained(addr, applied_seq)
