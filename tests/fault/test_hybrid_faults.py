@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,38 +26,14 @@ from baileys_store import AuthStore, StoreConfig, errors
 from tests._services.mongo import MongoServer
 from tests._services.postgres import PostgresDatabase
 from tests._services.redis import RedisServer, start_redis, with_query
+from tests.fault._checker import Checker, Key
 from tests.fault._proxy import FaultProxy
 
 CLIENTS, SESSIONS = 6, 3
 
 
-@dataclass
-class Checker:
-    """What clients were told, per key: the last acknowledged value and unknown outcomes."""
-
-    acked: dict[tuple[str, str], int] = field(default_factory=dict)
-    unknown: dict[tuple[str, str], set[int]] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=lambda: {
-        "acked": 0, "failed": 0, "reads": 0, "read_errors": 0, "stale_reads": 0})  # fmt: skip
-
-    def wrote(self, key: tuple[str, str], value: int, ok: bool) -> None:
-        self.counts["acked" if ok else "failed"] += 1
-        if ok:
-            self.acked[key] = value
-            self.unknown[key] = set()
-        else:
-            self.unknown.setdefault(key, set()).add(value)
-
-    def allowed(self, key: tuple[str, str]) -> set[int | None]:
-        return {self.acked.get(key), *self.unknown.get(key, set())}
-
-    def read(self, key: tuple[str, str], value: int | None) -> None:
-        self.counts["reads"] += 1
-        if value not in self.allowed(key):
-            self.counts["stale_reads"] += 1
-
-    def lost(self, final: dict[tuple[str, str], int | None]) -> int:
-        return sum(1 for key in self.acked if final.get(key) not in self.allowed(key))
+def summary(check: Checker) -> dict[str, object]:
+    return {**check.report(), "read_errors": check.counts["read_errors"]}
 
 
 def seconds(default: float) -> float:
@@ -79,33 +54,36 @@ async def client_loop(store: AuthStore, ns: str, n: int, check: Checker, until: 
     while time.monotonic() < until:
         sid = f"s{n % SESSIONS}"
         keys = store.session(sid, namespace=ns).keys
-        key = (sid, f"{n}.0")
+        kid = f"{n}.0"
+        start = check.now()
         try:
-            got = await keys.get("session", [key[1]])
-            value = got.get(key[1])
-            check.read(key, int(value) if value is not None else None)
+            got = await keys.get("session", [kid])
+            value = got.get(kid)
+            check.check_read(sid, "session", [kid],
+                             {kid: int(value)} if value is not None else {},
+                             started_at_seq=start, reader=n)  # fmt: skip
         except errors.StoreError:
             check.counts["read_errors"] += 1
         counter += 1
-        data: dict[str, dict[str, Any]] = {"session": {key[1]: str(counter).encode()}}
+        data: dict[str, dict[str, Any]] = {"session": {kid: str(counter).encode()}}
         if counter % 5 == 0:  # a multi-type set: identity key + a consumed pre-key
-            data["identity-key"] = {key[1]: b"\x05" + bytes(32)}
+            data["identity-key"] = {kid: b"\x05" + bytes(32)}
             data["pre-key"] = {str(counter - 1): None}
+        ticket = check.begin_write(sid, {"session": {kid: counter}})
         try:
             await keys.set(data)
-            check.wrote(key, counter, True)
-        except errors.StoreError:
-            check.wrote(key, counter, False)
+        except errors.StoreError as exc:
+            check.fail(ticket, exc)
+        else:
+            check.ack(ticket)
         await asyncio.sleep(0.005)
 
 
-async def final_state(
-    store: AuthStore, ns: str, check: Checker
-) -> dict[tuple[str, str], int | None]:
-    out: dict[tuple[str, str], int | None] = {}
-    for sid, kid in check.acked:
-        got = await store.session(sid, namespace=ns).keys.get("session", [kid])
-        out[(sid, kid)] = int(got[kid]) if kid in got else None
+async def final_state(store: AuthStore, ns: str, check: Checker) -> dict[Key, object | None]:
+    out: dict[Key, object | None] = {}
+    for sid, key_type, kid in check.keys():  # noqa: SIM118 - a method of the checker
+        got = await store.session(sid, namespace=ns).keys.get(key_type, [kid])
+        out[(sid, key_type, kid)] = int(got[kid]) if kid in got else None
     return out
 
 
@@ -159,11 +137,11 @@ async def test_redis_killed_and_restarted_write_through(own_redis: RedisServer,
 
     async with opened(config) as store:
         check = await run_load(store, ns, seconds(5.0), fault)
-        lost = check.lost(await final_state(store, ns, check))
+        lost = len(check.lost_writes(await final_state(store, ns, check)))
     async with opened(config.model_copy(update={"cache": None})) as durable_only:
-        lost_durable = check.lost(await final_state(durable_only, ns, check))
+        lost_durable = len(check.lost_writes(await final_state(durable_only, ns, check)))
     report("write-through, Redis SIGKILL + restart",
-           {**check.counts, "lost": lost, "lost_in_durable": lost_durable})
+           {**summary(check), "lost": lost, "lost_in_durable": lost_durable})
     assert check.counts["acked"] > 100
     assert (lost, lost_durable, check.counts["stale_reads"]) == (0, 0, 0)
 
@@ -203,13 +181,13 @@ async def test_durable_blackholed(
 
             check = await run_load(store, ns, seconds(6.0), fault)
             await store.drain_outbox()
-            lost = check.lost(await final_state(store, ns, check))
+            lost = len(check.lost_writes(await final_state(store, ns, check)))
         async with opened(config.model_copy(update={"cache": None})) as durable_only:
-            lost_durable = check.lost(await final_state(durable_only, ns, check))
+            lost_durable = len(check.lost_writes(await final_state(durable_only, ns, check)))
     finally:
         proxy.stop()
     report(f"write-through over PostgreSQL, PostgreSQL blackholed 2.5 s, durable_outage={outage}",
-           {**check.counts, **figures, "lost": lost, "lost_in_durable": lost_durable})
+           {**summary(check), **figures, "lost": lost, "lost_in_durable": lost_durable})
     assert (lost, lost_durable, check.counts["stale_reads"]) == (0, 0, 0)
     assert figures["recovered_s"] < 10
     if outage == "buffer":
@@ -238,13 +216,13 @@ async def test_mongo_connections_reset_write_through(
 
             check = await run_load(store, ns, seconds(4.0), fault)
             await store.drain_outbox()
-            lost = check.lost(await final_state(store, ns, check))
+            lost = len(check.lost_writes(await final_state(store, ns, check)))
         async with opened(config.model_copy(update={"cache": None})) as durable_only:
-            lost_durable = check.lost(await final_state(durable_only, ns, check))
+            lost_durable = len(check.lost_writes(await final_state(durable_only, ns, check)))
     finally:
         proxy.stop()
     report("write-through over MongoDB, connections reset 3x",
-           {**check.counts, "lost": lost, "lost_in_durable": lost_durable})
+           {**summary(check), "lost": lost, "lost_in_durable": lost_durable})
     assert check.counts["acked"] > 20
     assert (lost, lost_durable, check.counts["stale_reads"]) == (0, 0, 0)
 
@@ -321,6 +299,6 @@ async def test_soak_redis_killed_repeatedly(own_redis: RedisServer, tmp_path: Pa
 
     async with opened(config) as store:
         check = await run_load(store, ns, duration, fault)
-        lost = check.lost(await final_state(store, ns, check))
-    report("soak: write-through, Redis SIGKILLed every 5 s", {**check.counts, "lost": lost})
+        lost = len(check.lost_writes(await final_state(store, ns, check)))
+    report("soak: write-through, Redis SIGKILLed every 5 s", {**summary(check), "lost": lost})
     assert (lost, check.counts["stale_reads"]) == (0, 0)
