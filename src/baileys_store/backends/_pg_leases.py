@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class PgLeaseMixin:
-    """``advance_fence``, ``apply_batch`` and the :class:`LeaseBackend` methods."""
+class PgHost:
+    """What the PostgreSQL mixins use from :class:`PostgresDurable` (declared for the checker)."""
 
     if TYPE_CHECKING:  # provided by PostgresDurable
         _q: q.Queries
@@ -41,6 +41,10 @@ class PgLeaseMixin:
 
         @staticmethod
         def _params(addr: SessionAddr, **more: Any) -> dict[str, Any]: ...
+
+
+class PgLeaseMixin(PgHost):
+    """``advance_fence``, ``apply_batch`` and the :class:`LeaseBackend` methods."""
 
     async def advance_fence(self, addr: SessionAddr, token: int) -> None:
         """Record ``token`` as the session's fence (FencedError if it saw a higher one)."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._model import SessionAddr
-from . import _pg_schema as q
+from ._pg_leases import PgHost
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -17,20 +17,8 @@ T = TypeVar("T")
 _PAGE = 1000
 
 
-class PgListingMixin:
+class PgListingMixin(PgHost):
     """``iter_key_ids`` and ``count_keys`` (the optional KeyListing protocol)."""
-
-    if TYPE_CHECKING:  # provided by PostgresDurable
-        _q: q.Queries
-
-        async def _run(
-            self,
-            fn: Callable[[Conn, Any], Awaitable[T]],
-            addr: SessionAddr | None = None,
-            *,
-            fence: int | None = None,
-            expected: int | None = None,
-        ) -> T: ...
 
     async def iter_key_ids(self, addr: SessionAddr) -> AsyncIterator[tuple[str, str]]:
         """Every ``(type, id)`` of the session in order; one short query per page."""

@@ -30,6 +30,14 @@ class _Session:
     seq: int = 0  # last applied outbox sequence
     updated_at: float = 0.0
 
+    def apply(self, writes: Sequence[KeyWrite]) -> None:
+        """Upserts and deletes (``blob=None``) in order."""
+        for w in writes:
+            if w.blob is None:
+                self.keys.pop((w.type, w.id), None)
+            else:
+                self.keys[(w.type, w.id)] = w.blob
+
 
 @dataclass(slots=True)
 class _Lease:
@@ -79,11 +87,7 @@ class MemoryDurable:
     ) -> None:
         """Apply all writes at once."""
         sess = self._touch(addr, fence)
-        for w in writes:
-            if w.blob is None:
-                sess.keys.pop((w.type, w.id), None)
-            else:
-                sess.keys[(w.type, w.id)] = w.blob
+        sess.apply(writes)
 
     async def clear_keys(self, addr: SessionAddr, *, fence: int | None = None) -> int:
         """Drop every key of the session."""
@@ -147,11 +151,7 @@ class MemoryDurable:
             return False
         check_fence(addr, sess.fence if sess else 0, fence)
         sess = self._touch(addr, fence)
-        for w in writes:
-            if w.blob is None:
-                sess.keys.pop((w.type, w.id), None)
-            else:
-                sess.keys[(w.type, w.id)] = w.blob
+        sess.apply(writes)
         if creds is not None:
             sess.creds = creds
         sess.seq = seq

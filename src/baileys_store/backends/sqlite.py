@@ -52,6 +52,17 @@ def sqlite_path(url: str) -> Path:
     return Path(path)
 
 
+def _apply_writes(conn: sqlite3.Connection, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
+    """Upserts and deletes (``blob=None``) of one write, inside the caller's transaction."""
+    ns, sid = addr.namespace, addr.session_id
+    ups = [(ns, sid, w.type, w.id, w.blob) for w in writes if w.blob is not None]
+    dels = [(ns, sid, w.type, w.id) for w in writes if w.blob is None]
+    if ups:
+        conn.executemany(q.UPSERT_KEY, ups)
+    if dels:
+        conn.executemany(q.DELETE_KEY, dels)
+
+
 def _migrate(w: sqlite3.Connection) -> None:
     """Bring the schema to ``SCHEMA_VERSION`` inside the caller's write transaction."""
     row = w.execute("SELECT value FROM bs_meta WHERE name = 'schema_version'").fetchone()
@@ -233,16 +244,10 @@ class SQLiteDurable:
         self, addr: SessionAddr, writes: Sequence[KeyWrite], *, fence: int | None = None
     ) -> None:
         """All writes in one transaction."""
-        ns, sid = addr.namespace, addr.session_id
-        ups = [(ns, sid, w.type, w.id, w.blob) for w in writes if w.blob is not None]
-        dels = [(ns, sid, w.type, w.id) for w in writes if w.blob is None]
 
         def fn(conn: sqlite3.Connection) -> None:
             self._touch(conn, addr, fence)
-            if ups:
-                conn.executemany(q.UPSERT_KEY, ups)
-            if dels:
-                conn.executemany(q.DELETE_KEY, dels)
+            _apply_writes(conn, addr, writes)
 
         await self._write(fn)
 
@@ -315,18 +320,13 @@ class SQLiteDurable:
     ) -> bool:
         """Apply an outbox batch in one transaction unless its sequence was applied already."""
         ns, sid = addr.namespace, addr.session_id
-        ups = [(ns, sid, w.type, w.id, w.blob) for w in writes if w.blob is not None]
-        dels = [(ns, sid, w.type, w.id) for w in writes if w.blob is None]
 
         def fn(conn: sqlite3.Connection) -> bool:
             row = conn.execute(q.SELECT_SEQ, (ns, sid)).fetchone()
             if row is not None and int(row[0]) >= seq:
                 return False
             self._touch(conn, addr, fence)
-            if ups:
-                conn.executemany(q.UPSERT_KEY, ups)
-            if dels:
-                conn.executemany(q.DELETE_KEY, dels)
+            _apply_writes(conn, addr, writes)
             if creds is not None:
                 conn.execute(q.SAVE_CREDS, (creds.blob, creds.version, ns, sid))
             conn.execute(q.SET_SEQ, (seq, ns, sid))

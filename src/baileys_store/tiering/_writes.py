@@ -181,17 +181,7 @@ class Engine(Tiers):
             new = transform(record.blob) if record is not None else None
             if record is None or new is None:
                 return False
-            token, fence = (lease.token, lease.fence()) if lease else (None, None)
-            try:
-                version = await self._durable(addr, lambda: self.durable.save_creds(
-                    addr, new, expected_version=record.version, fence=fence))  # fmt: skip
-            except BaseException:
-                await self._evict(addr, token)
-                raise
-            saved = CredsRecord(new, version)
-            await self._sync(addr, lease,
-                             lambda c: c.put_creds_guarded(addr, saved, token=token),
-                             lambda c: c.put_creds_guarded(addr, saved, token=None))  # fmt: skip
+            await self._through_creds(addr, lease, new, record.version, buffer=False)
             return True
 
     async def _behind_keys(
@@ -215,27 +205,32 @@ class Engine(Tiers):
         """Compare-and-set the creds; returns the new version."""
         async with self.states.use(addr, write=True, touched=frozenset({CREDS})):
             lease = await self._lease(addr, write=True)
-            token = lease.token if lease else None
             await self._catch_up(addr)
             if self._primary(addr):
                 return await self._behind_creds(addr, lease, blob, expected)
-            try:
-                fence = lease.fence() if lease else None
-                version = await self._durable(addr, lambda: self.durable.save_creds(
-                    addr, blob, expected_version=expected, fence=fence))  # fmt: skip
-            except UnavailableError:
-                if not self._may_buffer(addr):
-                    await self._evict(addr, token)
-                    raise
-                return await self._behind_creds(addr, lease, blob, expected)
-            except BaseException:
+            return await self._through_creds(addr, lease, blob, expected, buffer=True)
+
+    async def _through_creds(self, addr: SessionAddr, lease: Lease | None, blob: bytes,
+                             expected: int | None, *, buffer: bool) -> int:  # fmt: skip
+        """Compare-and-set durably, then the caches (the caller holds the write lock)."""
+        token = lease.token if lease else None
+        try:
+            fence = lease.fence() if lease else None
+            version = await self._durable(addr, lambda: self.durable.save_creds(
+                addr, blob, expected_version=expected, fence=fence))  # fmt: skip
+        except UnavailableError:
+            if not (buffer and self._may_buffer(addr)):
                 await self._evict(addr, token)
                 raise
-            record = CredsRecord(blob, version)
-            await self._sync(addr, lease,
-                             lambda c: c.put_creds_guarded(addr, record, token=token),
-                             lambda c: c.put_creds_guarded(addr, record, token=None))  # fmt: skip
-            return version
+            return await self._behind_creds(addr, lease, blob, expected)
+        except BaseException:
+            await self._evict(addr, token)
+            raise
+        record = CredsRecord(blob, version)
+        await self._sync(addr, lease,
+                         lambda c: c.put_creds_guarded(addr, record, token=token),
+                         lambda c: c.put_creds_guarded(addr, record, token=None))  # fmt: skip
+        return version
 
     async def _behind_creds(
         self, addr: SessionAddr, lease: Lease | None, blob: bytes, expected: int | None
