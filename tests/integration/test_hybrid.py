@@ -45,6 +45,18 @@ async def opened(store: AuthStore) -> AsyncIterator[AuthStore]:
         await store.close()
 
 
+def flaky_store(
+    server: RedisServer, tmp_path: Path, **cfg: Any
+) -> tuple[AuthStore, FlakySQLite, StoreConfig]:
+    """A store over a SQLite that fails on demand, with a Redis cache; the worker off unless
+    ``outbox_worker=True``."""
+    cache = with_query(server.url, prefix=unique_prefix(), ttl="600")
+    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'flaky.db'}", cache=cache,
+                         **{"outbox_worker": False, **cfg})  # fmt: skip
+    durable = FlakySQLite(tmp_path / "flaky.db")
+    return AuthStore(config, durable=durable, cache=make_cache(config)), durable, config
+
+
 async def durable_value(store: AuthStore, key_type: str, key_id: str) -> object:
     """What the durable tier holds for one key (decoded), bypassing every cache."""
     blob = (await store.durable.get_keys(ADDR, key_type, [key_id])).get(key_id)
@@ -167,12 +179,8 @@ async def test_write_behind_redelivery_is_applied_once(make: Callable[..., AuthS
 async def test_poison_entry_goes_to_dead_letters_outage_does_not(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    cache_url = with_query(redis_server.url, prefix=unique_prefix(), ttl="600")
-    config = StoreConfig(durable=f"sqlite:///{tmp_path / 's.db'}", cache=cache_url,
-                         write_mode="write-behind", outbox_worker=False,
-                         outbox_max_attempts=3)  # fmt: skip
-    durable = FlakySQLite(tmp_path / "s.db")
-    store = AuthStore(config, durable=durable, cache=make_cache(config))
+    store, durable, _ = flaky_store(redis_server, tmp_path, write_mode="write-behind",
+                                    outbox_max_attempts=3)  # fmt: skip
     async with opened(store):
         await store.session(SID).keys.set({"session": {"1.0": b"x"}})
         durable.fail_with = errors.UnavailableError("durable down")
@@ -192,11 +200,7 @@ async def test_poison_entry_goes_to_dead_letters_outage_does_not(
 async def test_durable_outage_buffers_then_drains(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    cache_url = with_query(redis_server.url, prefix=unique_prefix(), ttl="600")
-    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'b.db'}", cache=cache_url,
-                         outbox_worker=False)  # fmt: skip
-    durable = FlakySQLite(tmp_path / "b.db")
-    store = AuthStore(config, durable=durable, cache=make_cache(config))
+    store, durable, _ = flaky_store(redis_server, tmp_path)
     async with opened(store):
         keys = store.session(SID).keys
         await keys.set({"session": {"1.0": b"before"}})
@@ -218,11 +222,8 @@ async def test_durable_outage_buffers_then_drains(
 async def test_durable_outage_fails_writes_when_configured(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    cache_url = with_query(redis_server.url, prefix=unique_prefix(), ttl="600")
-    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'f.db'}", cache=cache_url,
-                         durable_outage="fail")  # fmt: skip
-    durable = FlakySQLite(tmp_path / "f.db")
-    store = AuthStore(config, durable=durable, cache=make_cache(config))
+    store, durable, _ = flaky_store(redis_server, tmp_path, durable_outage="fail",
+                                    outbox_worker=True)  # fmt: skip
     async with opened(store):
         keys = store.session(SID).keys
         await keys.set({"session": {"1.0": b"v1"}})
@@ -240,11 +241,7 @@ async def test_a_write_landing_after_its_deadline_is_rejected(
 ) -> None:
     """A write that timed out (and was buffered) but reaches the durable tier after the newer
     writes were drained must not roll them back: its fence is older than theirs."""
-    cache_url = with_query(redis_server.url, prefix=unique_prefix(), ttl="600")
-    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'late.db'}", cache=cache_url,
-                         outbox_worker=False)  # fmt: skip
-    durable = FlakySQLite(tmp_path / "late.db")
-    store = AuthStore(config, durable=durable, cache=make_cache(config))
+    store, durable, _ = flaky_store(redis_server, tmp_path)
     async with opened(store):
         keys = store.session(SID).keys
         await keys.set({"session": {"1.0": b"v0"}})
@@ -266,11 +263,7 @@ async def test_other_process_reads_buffered_writes_from_the_cache(
 ) -> None:
     """A process that does not own the session reads the cache while the owner's outbox holds
     writes the durable tier has not got yet (the owner buffered them through an outage)."""
-    cache_url = with_query(redis_server.url, prefix=unique_prefix(), ttl="600")
-    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'r.db'}", cache=cache_url,
-                         outbox_worker=False)  # fmt: skip
-    durable = FlakySQLite(tmp_path / "r.db")
-    owner = AuthStore(config, durable=durable, cache=make_cache(config))
+    owner, durable, config = flaky_store(redis_server, tmp_path)
     async with opened(owner), opened(AuthStore(config)) as other:
         await owner.session(SID).keys.set({"session": {"1.0": b"v1"}})
         durable.fail_with = errors.UnavailableError("down")
@@ -296,11 +289,7 @@ async def test_write_through_resumes_by_itself_after_an_outage(
 ) -> None:
     """Buffered writes must not turn write-through into write-behind for good: the first write
     after the durable tier is back drains the backlog, then goes through."""
-    cache_url = with_query(redis_server.url, prefix=unique_prefix(), ttl="600")
-    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'resume.db'}", cache=cache_url,
-                         outbox_worker=False)  # fmt: skip
-    durable = FlakySQLite(tmp_path / "resume.db")
-    store = AuthStore(config, durable=durable, cache=make_cache(config))
+    store, durable, _ = flaky_store(redis_server, tmp_path)
     async with opened(store):
         keys = store.session(SID).keys
         durable.fail_with = errors.UnavailableError("down")

@@ -270,33 +270,25 @@ class Engine(Tiers):
 
     async def clear_keys(self, addr: SessionAddr) -> None:
         """``keys.clear()``: drain the outbox, clear durably, drop the cached keys."""
-        async with self.states.use(addr, write=True, touched=None):
-            lease = await self._lease(addr, write=True)
-            token = lease.token if lease else None
-            await self._drain_first(addr)
-            try:
-                fence = lease.fence() if lease else None
-                await self._durable(addr, lambda: self.durable.clear_keys(addr, fence=fence))
-            except BaseException:
-                await self._evict(addr, token)
-                raise
-            await self._sync(addr, lease, lambda c: c.drop(addr, token=token),
-                             lambda c: c.drop(addr, token=None))  # fmt: skip
+        await self._wipe(addr, lambda fence: self.durable.clear_keys(addr, fence=fence))
 
     async def delete_session(self, addr: SessionAddr) -> bool:
         """Delete creds and keys everywhere; True if anything existed."""
+        return await self._wipe(addr, lambda fence: self.durable.delete_session(addr, fence=fence))
+
+    async def _wipe(self, addr: SessionAddr, op: Callable[[int | None], Awaitable[T]]) -> T:
+        """Drain the session's outbox, run ``op`` durably (with a fence), drop its cache."""
         async with self.states.use(addr, write=True, touched=None):
             lease = await self._lease(addr, write=True)
             token = lease.token if lease else None
             await self._drain_first(addr)
             try:
                 fence = lease.fence() if lease else None
-                existed = await self._durable(addr, lambda: self.durable.delete_session(
-                    addr, fence=fence))  # fmt: skip
+                result = await self._durable(addr, lambda: op(fence))
             except BaseException:
                 await self._evict(addr, token)
                 raise
             await self._sync(addr, lease, lambda c: c.drop(addr, token=token),
                              lambda c: c.drop(addr, token=None))  # fmt: skip
-            return existed
+            return result
 
