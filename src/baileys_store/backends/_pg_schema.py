@@ -112,20 +112,22 @@ SET fence = {s}.fence_check(s.fence, %(fence)s::bigint), updated_at = now()
 RETURNING version
 """
 # Duplicate (type, id) pairs are removed by the caller: ON CONFLICT may touch a row only once.
+# Arrays go in binary (``%b``): psycopg's text dump escapes every bytea element with a regex,
+# which cost ~15 ms of client CPU per 812-key batch (measured), more than the server's work.
 _UPSERT_KEYS = """
 INSERT INTO {s}.keys (namespace, session_id, type, id, value)
 SELECT %(ns)s, %(sid)s, u.t, u.i, u.v
-FROM unnest(%(types)s::text[], %(ids)s::text[], %(values)s::bytea[]) AS u(t, i, v)
+FROM unnest(%(types)b::text[], %(ids)b::text[], %(values)b::bytea[]) AS u(t, i, v)
 ON CONFLICT (namespace, session_id, type, id) DO UPDATE SET value = EXCLUDED.value
 """
 _DELETE_KEYS = """
 DELETE FROM {s}.keys k
-USING unnest(%(types)s::text[], %(ids)s::text[]) AS u(t, i)
+USING unnest(%(types)b::text[], %(ids)b::text[]) AS u(t, i)
 WHERE k.namespace = %(ns)s AND k.session_id = %(sid)s AND k.type = u.t AND k.id = u.i
 """
 _GET_KEYS = """
 SELECT id, value FROM {s}.keys
-WHERE namespace = %s AND session_id = %s AND type = %s AND id = ANY(%s::text[])
+WHERE namespace = %s AND session_id = %s AND type = %s AND id = ANY(%b::text[])
 """
 # One id: a scalar comparison. With ``= ANY(array)`` on a table autovacuum has not analysed yet,
 # the planner may use the primary key only up to ``type`` and filter ids row by row (measured:
