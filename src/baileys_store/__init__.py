@@ -10,12 +10,13 @@ from ._health import StoreHealth
 from ._rotation import RotationReport
 from ._session import KeyStore, SessionAuth
 from ._store import AuthStore, PurgeReport, open_store
-from .backends.base import SessionInfo, TierHealth
+from .backends.base import DeadLetterRetry, SessionInfo, TierHealth
 
 __all__ = [
     "AuthState",
     "AuthStore",
     "CredsSaver",
+    "DeadLetterRetry",
     "KeyStore",
     "PurgeReport",
     "RotationReport",

@@ -16,7 +16,13 @@ from ._model import KeyWrite, SessionAddr, check_namespace, session_addr
 from ._rotation import RotationReport, rotate_keys
 from ._session import SessionAuth
 from .backends._registry import make_cache, make_durable
-from .backends.base import CacheBackend, CredsRecord, DurableBackend, SessionInfo
+from .backends.base import (
+    CacheBackend,
+    CredsRecord,
+    DeadLetterRetry,
+    DurableBackend,
+    SessionInfo,
+)
 from .codec import Codec
 from .errors import (
     ConflictError,
@@ -32,6 +38,7 @@ from .observability._tracing import span
 from .resilience import BreakerSettings, CircuitBreaker
 from .tiering import TierGuard
 from .tiering._build import build_engine
+from .tiering._dead import retry_dead_letters
 
 T = TypeVar("T")
 log = logging.getLogger("baileys_store")
@@ -199,6 +206,22 @@ class AuthStore:
         """
         self._check_open()
         return await rotate_keys(self, namespace=namespace, progress=progress)
+
+    async def retry_dead_letters(
+        self, session_id: str, *, namespace: str = "default"
+    ) -> DeadLetterRetry:
+        """Put a session's dead letters back into the outbox: the records still current.
+
+        A dead record a later write replaced is dropped, not re-applied (it would roll the newer
+        value back); see README "Dead letters". The worker then applies what was requeued.
+
+        Raises:
+            ConfigError: the store has no outbox (no ``redis://`` cache).
+            LeaseHeldError: write-through mode and another process holds the session.
+            UnavailableError: Redis could not answer.
+        """
+        self._check_open()
+        return await retry_dead_letters(self._engine, session_addr(namespace, session_id))
 
     async def release(self, session_id: str, *, namespace: str = "default") -> bool:
         """Release this process's lease on a session now (another process may then take it).

@@ -21,7 +21,7 @@ from ._cache_types import CachedCreds, CachedKeys
 from ._redis_lease import RedisLeaseMixin
 from ._redis_outbox import RedisOutbox, _token
 from ._redis_url import RedisOptions
-from .base import CredsRecord
+from .base import CredsRecord, DeadLetterRetry, coalesce
 from .redis import _group_args, _groups
 
 if TYPE_CHECKING:
@@ -125,12 +125,18 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
         reply = await self._eval("put_creds", lua.PUT_CREDS, [base + "m", base + "b"], args)
         return self._check(addr, reply, token) == lua.OK
 
-    async def drop(self, addr: SessionAddr, *, token: int | None) -> None:
-        """Evict the session's cached data (refused while outbox entries are pending)."""
+    async def drop(self, addr: SessionAddr, *, token: int | None, wipe: bool = False) -> None:
+        """Evict the session's cached data (refused while outbox entries are pending).
+
+        Also refused while the session has dead letters (the cache holds their values), unless
+        ``wipe``: the session is being cleared or deleted, so its dead letters go too.
+        """
         base = self._base(addr)
-        keys = [base + "m", base + "t", base + "b"]
-        self._check(addr, await self._eval("drop", lua.DROP, keys, [_token(token), base + "k:"]),
-                    token)  # fmt: skip
+        keys = [base + "m", base + "t", base + "b", base + "d", base + "z"]
+        args = [_token(token), base + "k:", "1" if wipe else ""]
+        self._check(addr, await self._eval("drop", lua.DROP, keys, args), token)
+        if wipe:
+            await self.forget_dead(addr)
 
     async def wb_keys(
         self, addr: SessionAddr, writes: Sequence[KeyWrite], *, token: int | None,
@@ -139,9 +145,8 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
         """Cache the writes and append them to the outbox atomically: ``(seq, pending)``."""
         base, groups = self._base(addr), _groups(writes)
         keys = [base + "b", base + "t", base + "o", base + "z", *(base + "k:" + t for t in groups)]
-        body = msgpack.packb([fence or 0, [[w.type, w.id, w.blob] for w in writes]],
-                             use_bin_type=True)  # fmt: skip
-        args = [_token(token), int(time.time() * 1000), body, *_group_args(groups)]
+        args = [_token(token), int(time.time() * 1000), _body(writes, fence),
+                *_group_args(groups)]  # fmt: skip
         reply = await self._with_ready("wb_keys", addr, lua.WB_KEYS, keys, args)
         self._check(addr, reply, token)
         return int(reply[1]), int(reply[2])
@@ -170,6 +175,79 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
                 actual=int(reply[1]),
             )
         return int(reply[1]), int(reply[2]), int(reply[3])
+
+    async def requeue_dead(
+        self, addr: SessionAddr, *, token: int | None, fence: int | None
+    ) -> DeadLetterRetry:
+        """Put the session's dead letters back into the outbox, keeping only current records.
+
+        A dead record goes back only while the cache still holds exactly its value (the cache
+        keeps a session's values, tombstones included, while it has dead letters): then no
+        later write replaced it, and applying it after the entries already pending cannot roll
+        anything back. The rest are dropped and counted in ``superseded``. The script checks
+        again atomically; a change in between (a new dead letter) means reading again.
+        """
+        base = self._base(addr)
+        for _ in range(5):
+            letters = await self.dead_letters(addr)
+            if not letters:
+                await self.forget_dead(addr)
+                return DeadLetterRetry(0, 0, 0, 0)
+            writes, creds = coalesce(letter.entry for letter in letters)
+            keep, creds_ok = await self._current(addr, writes, creds)
+            by_type: dict[str, list[KeyWrite]] = {}
+            for w in keep:
+                by_type.setdefault(w.type, []).append(w)
+            checks: list[Any] = []
+            for ws in by_type.values():
+                checks += [len(ws), *(x for w in ws for x in (w.id, w.blob or b""))]
+            kept_creds = creds if creds is not None and creds_ok else None
+            keys = [base + "b", base + "m", base + "o", base + "d",
+                    *(base + "k:" + t for t in by_type)]  # fmt: skip
+            args = [_token(token), int(time.time() * 1000), len(letters),
+                    _body(keep, fence) if keep else "",
+                    kept_creds.blob if kept_creds else "",
+                    str(kept_creds.version) if kept_creds else "", fence or 0, *checks]  # fmt: skip
+            appends = bool(keep) or kept_creds is not None
+            reply = await (self._with_ready("requeue", addr, lua.REQUEUE, keys, args) if appends
+                           else self._eval("requeue", lua.REQUEUE, keys, args))  # fmt: skip
+            if self._check(addr, reply, token) == lua.CONFLICT:
+                continue
+            await self.forget_dead(addr)
+            total = len(writes) + (creds is not None)
+            records = len(keep) + (kept_creds is not None)
+            return DeadLetterRetry(len(letters), records, total - records,
+                                   int(reply[1]) if appends else 0)  # fmt: skip
+        raise errors.UnavailableError(f"session {addr}: dead letters kept changing; try again")
+
+    async def _current(self, addr: SessionAddr, writes: list[KeyWrite],
+                       creds: CredsRecord | None) -> tuple[list[KeyWrite], bool]:  # fmt: skip
+        """The writes whose value the cache still holds, and whether it holds ``creds``."""
+        base, client = self._base(addr), self._c()
+        by_type: dict[str, list[KeyWrite]] = {}
+        for w in writes:
+            by_type.setdefault(w.type, []).append(w)
+
+        async def run() -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                for key_type, ws in by_type.items():
+                    pipe.hmget(base + "k:" + key_type, [w.id for w in ws])
+                pipe.hmget(base + "m", ["creds", "v"])
+                return list(await pipe.execute())
+
+        replies = await self._run("outbox", run)
+        keep = [w for ws, got in zip(by_type.values(), replies, strict=False)
+                for w, v in zip(ws, got, strict=True) if v == (w.blob or b"")]  # fmt: skip
+        row = replies[-1]
+        same = creds is not None and row[0] == creds.blob and row[1] == str(creds.version).encode()
+        return keep, same
+
+
+def _body(writes: Sequence[KeyWrite], fence: int | None) -> bytes:
+    """An outbox entry's key writes, with the writer's durable fence."""
+    body: bytes = msgpack.packb([fence or 0, [[w.type, w.id, w.blob] for w in writes]],
+                                use_bin_type=True)  # fmt: skip
+    return body
 
 
 def from_config(config: StoreConfig, role: str) -> RedisHybridCache:

@@ -8,7 +8,7 @@ Per session (all keys carry the session's hash tag, so each script runs on one C
 - ``b`` bookkeeping, never expires: ``f`` last lease token issued, ``w`` write stamp (bumped by
   every write, so a fill prepared before a write is skipped), ``os``/``oa`` last outbox sequence
   appended / applied, ``ot`` time of the oldest pending entry, ``at``/``ae`` failed attempts and
-  last error of the head entry;
+  last error of the head entry, ``dl`` dead letters held;
 - ``o`` outbox list (msgpack ``[seq, kind, token, time_ms, body, (version)]``), ``oc`` a worker's
   claim on it, ``z`` tombstones to remove once drained, ``d`` dead letters. Each entry also
   carries the durable fence its writer would have used (inside ``body`` for key writes, last
@@ -17,6 +17,9 @@ Per session (all keys carry the session's hash tag, so each script runs on one C
 
 While outbox entries are pending the cache holds the only copy of their data: every key they
 touched is persisted (no TTL) until the worker has drained the session, then expires again.
+The same holds while the session has dead letters (``dl`` > 0): the cache keeps serving the
+acknowledged values the durable tier did not take (tombstones included), the session's cache
+is not dropped, and ``REQUEUE`` can tell which dead records are still current.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ local function pending(b)
   local r = redis.call('HMGET', b, 'os', 'oa')
   return tonumber(r[1] or '0') > tonumber(r[2] or '0')
 end
+local function dead(b) return tonumber(redis.call('HGET', b, 'dl') or '0') > 0 end
+local function held(b) return pending(b) or dead(b) end
 local function keep(key, ttl, hold)
   if hold then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ttl) end
 end
@@ -66,7 +71,7 @@ if stale(b, ARGV[1]) then return {1, issued(b)} end
 if (redis.call('HGET', b, 'w') or '0') ~= ARGV[2] then return {5} end
 local bad = check_types(types, 3)
 if bad then return {4, bad} end
-local hold, i = pending(b), 4
+local hold, i = held(b), 4
 for k = 3, #KEYS do
   redis.call('SADD', types, ARGV[i])
   i = apply_group(KEYS[k], i)
@@ -83,13 +88,13 @@ if stale(b, ARGV[1]) then return {1, issued(b)} end
 if pending(b) then return {7} end
 local bad = check_types(types, 3)
 if bad then return {4, bad} end
-local i = 3
+local i, hold = 3, dead(b)
 for k = 3, #KEYS do
   redis.call('SADD', types, ARGV[i])
   i = apply_group(KEYS[k], i)
-  keep(KEYS[k], ARGV[2], false)
+  keep(KEYS[k], ARGV[2], hold)
 end
-keep(types, ARGV[2], false)
+keep(types, ARGV[2], hold)
 redis.call('HINCRBY', b, 'w', 1)
 return {0}
 """
@@ -101,8 +106,8 @@ local m, b = KEYS[1], KEYS[2]
 if stale(b, ARGV[1]) then return {1, issued(b)} end
 if ARGV[2] ~= '' and (redis.call('HGET', b, 'w') or '0') ~= ARGV[2] then return {5} end
 if foreign(m, 'hash') then return {4, m} end
-local hold = pending(b)
-if ARGV[2] == '' and hold then return {7} end
+if ARGV[2] == '' and pending(b) then return {7} end
+local hold = held(b)
 if ARGV[4] == '' then
   redis.call('HDEL', m, 'creds')
   redis.call('HSET', m, 'v', ARGV[5])
@@ -114,11 +119,17 @@ if ARGV[2] == '' then redis.call('HINCRBY', b, 'w', 1) end
 return {0}
 """
 
-# KEYS: m, t, b. ARGV: token, key base. Evicts the session (not its bookkeeping).
+# KEYS: m, t, b, d, z. ARGV: token, key base, wipe ('1': the session is being cleared or
+# deleted, so its dead letters go too). Evicts the session (not its bookkeeping).
 DROP = _HYBRID + """
 local m, types, b = KEYS[1], KEYS[2], KEYS[3]
 if stale(b, ARGV[1]) then return {1, issued(b)} end
 if pending(b) then return {7} end
+if dead(b) then
+  if ARGV[3] ~= '1' then return {7} end
+  redis.call('DEL', KEYS[4], KEYS[5])
+  redis.call('HDEL', b, 'dl')
+end
 local keys = {types}
 if redis.call('TYPE', types)['ok'] == 'set' then
   for _, t in ipairs(redis.call('SMEMBERS', types)) do keys[#keys + 1] = ARGV[2] .. t end
@@ -213,6 +224,12 @@ if left > 0 then
   if head then redis.call('HSET', b, 'ot', cmsgpack.unpack(head)[4]) end
   return {0, left}
 end
+if tonumber(redis.call('HGET', b, 'dl') or '0') > 0 then
+  -- dead letters: keep tombstones and no TTLs (the cache holds what the durable tier lacks)
+  redis.call('DEL', KEYS[1])
+  redis.call('HDEL', b, 'ot')
+  return {0, 0}
+end
 for _, member in ipairs(redis.call('SMEMBERS', z)) do
   local cut = string.find(member, '\\0', 1, true)
   local key = ARGV[5] .. string.sub(member, 1, cut - 1)
@@ -243,5 +260,46 @@ local entry = redis.call('LPOP', KEYS[2])
 if not entry then return {0, at} end
 redis.call('RPUSH', KEYS[4], cmsgpack.pack({entry, ARGV[2], tonumber(ARGV[4])}))
 redis.call('HDEL', b, 'at', 'ae')
+redis.call('HINCRBY', b, 'dl', 1)
 return {2, cmsgpack.unpack(entry)[1]}
+"""
+
+# Dead letters back into the outbox: only the records the cache shows are still current.
+# KEYS: b, m, o, d, k:types... ARGV: token, now_ms, dead letters seen, key body ('' = none),
+# creds blob ('' = none), creds version, fence, then per type key: n, n x (id, expected blob)
+# ('' expected = a tombstone). Reply {0, last seq, pending}, {1, issued} or {3}: changed
+# since the caller read them (read again).
+REQUEUE = _HYBRID + """
+local b, m, o, d = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+if stale(b, ARGV[1]) then return {1, issued(b)} end
+if redis.call('LLEN', d) ~= tonumber(ARGV[3]) then return {3} end
+local i = 8
+for k = 5, #KEYS do
+  local n = tonumber(ARGV[i])
+  i = i + 1
+  for j = 1, n do
+    if redis.call('HGET', KEYS[k], ARGV[i]) ~= ARGV[i + 1] then return {3} end
+    i = i + 2
+  end
+end
+if ARGV[5] ~= '' then
+  local row = redis.call('HMGET', m, 'creds', 'v')
+  if row[1] ~= ARGV[5] or row[2] ~= ARGV[6] then return {3} end
+end
+local token, now = tonumber(ARGV[1]) or 0, tonumber(ARGV[2])
+local oa = tonumber(redis.call('HGET', b, 'oa') or '0')
+local seq = tonumber(redis.call('HGET', b, 'os') or '0')
+if seq <= oa and (ARGV[4] ~= '' or ARGV[5] ~= '') then redis.call('HSET', b, 'ot', now) end
+if ARGV[4] ~= '' then
+  seq = redis.call('HINCRBY', b, 'os', 1)
+  redis.call('RPUSH', o, cmsgpack.pack({seq, 'k', token, now, ARGV[4]}))
+end
+if ARGV[5] ~= '' then
+  seq = redis.call('HINCRBY', b, 'os', 1)
+  redis.call('RPUSH', o, cmsgpack.pack({seq, 'c', token, now, ARGV[5], tonumber(ARGV[6]),
+                                        tonumber(ARGV[7])}))
+end
+redis.call('DEL', d)
+redis.call('HDEL', b, 'dl')
+return {0, seq, seq - oa}
 """

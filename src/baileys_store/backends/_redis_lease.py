@@ -6,7 +6,8 @@ last token issued (so tokens only grow, across expiry, release and session delet
 
 On the cache tier a new token also drops what the session has cached — a previous holder may
 have left entries stale after a failed update — unless write-behind entries are pending there
-(``os > oa`` in ``<base>b``): then the cache holds the only copy and is kept.
+(``os > oa`` in ``<base>b``) or dead letters are held (``dl``): then the cache holds the only
+copy and is kept.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ redis.call('HSET', b, 'f', token)
 redis.call('HSET', l, 'o', ARGV[1], 't', token)
 redis.call('PEXPIRE', l, ARGV[2])
 if ARGV[4] == '1' then
-  local q = redis.call('HMGET', b, 'os', 'oa')
-  if tonumber(q[1] or '0') <= tonumber(q[2] or '0') then
+  local q = redis.call('HMGET', b, 'os', 'oa', 'dl')
+  if tonumber(q[1] or '0') <= tonumber(q[2] or '0') and tonumber(q[3] or '0') == 0 then
     local keys = {types}
     if redis.call('TYPE', types)['ok'] == 'set' then
       for _, t in ipairs(redis.call('SMEMBERS', types)) do keys[#keys + 1] = ARGV[5] .. t end

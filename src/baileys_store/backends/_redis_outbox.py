@@ -205,6 +205,13 @@ class RedisOutbox(RedisCache):
             out.append(DeadLetter(decode_entry(entry), error.decode("utf-8", "replace"), int(when)))
         return out
 
+    async def forget_dead(self, addr: SessionAddr) -> None:
+        """Take a session out of the dead-letter index (once its list is empty)."""
+        key, member, client = self._dlq_key(), self._member(addr), self._c()
+        await self._run("outbox", lambda: client.zrem(key, member))
+        if await self._run("outbox", lambda: client.llen(self._base(addr) + "d")):
+            await self._run("outbox", lambda: client.zadd(key, {member: time.time()}, nx=True))
+
     async def dlq_sessions(self) -> AsyncIterator[SessionAddr]:
         """Sessions with dead letters."""
         key, client = self._dlq_key(), self._c()

@@ -6,7 +6,7 @@ blobs made by the codec: they never see decoded values, so no backend can leak o
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -20,6 +20,44 @@ class CredsRecord:
 
     blob: bytes
     version: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRetry:
+    """What retrying a session's dead letters did (see ``AuthStore.retry_dead_letters``).
+
+    Attributes:
+        letters: Dead letters taken off the session's list.
+        records: Records put back into the outbox (the cache showed them still current).
+        superseded: Records left out: a later write replaced them (or the cache no longer
+            holds them, so they cannot be shown current); re-applying them could roll a
+            newer value back.
+        seq: Last outbox sequence appended (0: nothing appended).
+    """
+
+    letters: int
+    records: int
+    superseded: int
+    seq: int
+
+
+class _Entry(Protocol):
+    @property
+    def writes(self) -> Sequence[KeyWrite]: ...
+    @property
+    def creds(self) -> CredsRecord | None: ...
+
+
+def coalesce(entries: Iterable[_Entry]) -> tuple[list[KeyWrite], CredsRecord | None]:
+    """The net effect of consecutive outbox entries: last write per record, last creds."""
+    last: dict[tuple[str, str], bytes | None] = {}
+    creds: CredsRecord | None = None
+    for entry in entries:
+        if entry.creds is not None:
+            creds = entry.creds
+        for w in entry.writes:
+            last[(w.type, w.id)] = w.blob
+    return [KeyWrite(t, i, b) for (t, i), b in last.items()], creds
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""``baileys-store outbox status|drain|worker|dlq``: the write-behind outbox of a Redis cache."""
+"""``baileys-store outbox status|drain|worker|dlq list|retry``: the outbox of a Redis cache."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from .._model import session_addr
 from .._store import AuthStore
-from ..errors import ConfigError, StoreError
-from ._sessions import cli_config, one_line, run_with_store, store_option
+from ..errors import ConfigError, LeaseHeldError, StoreError, UnavailableError
+from ._sessions import cli_config, namespace_option, one_line, run_with_store, store_option
 
 
 def _outbox(store: AuthStore) -> Any:
@@ -136,3 +137,47 @@ def dlq_list_command(*, store_url: str | None) -> None:
         out.print("No dead letters.")
         return
     out.print(table)
+
+
+@dlq_group.command("retry")
+@click.argument("session_id", required=False)
+@namespace_option
+@click.option("--all", "every", is_flag=True, help="Every session with dead letters.")
+@store_option
+def dlq_retry_command(
+    *, session_id: str | None, namespace: str, every: bool, store_url: str | None
+) -> None:
+    """Put dead letters back into the outbox, then drain them.
+
+    Only records the cache shows are still current go back; a record a later write replaced
+    is dropped (re-applying it would roll the newer value back). Entries that fail again
+    return to the dead letters.
+    """
+    if every == (session_id is not None):
+        raise click.UsageError("give a SESSION_ID or --all (not both)")
+
+    async def retry(store: AuthStore) -> list[tuple[str, str]]:
+        outbox = _outbox(store)
+        if every:
+            targets = [a async for a in outbox.dlq_sessions()]
+        else:
+            targets = [session_addr(namespace, session_id)]
+        rows = []
+        for addr in targets:
+            try:
+                done = await store.retry_dead_letters(addr.session_id, namespace=addr.namespace)
+            except LeaseHeldError:
+                rows.append((str(addr), "skipped: another process holds it (write-through)"))
+                continue
+            with contextlib.suppress(UnavailableError):
+                await store.drain_outbox()
+            left = len(await outbox.dead_letters(addr))
+            rows.append((str(addr), f"{done.letters} dead letter(s): {done.records} record(s) "
+                         f"requeued, {done.superseded} superseded; {left} dead letter(s) now"))
+        return rows
+
+    rows = run_with_store(store_url, retry)
+    if not rows:
+        click.echo("No dead letters.")
+    for addr_text, line in rows:
+        click.echo(f"{addr_text}: {line}")

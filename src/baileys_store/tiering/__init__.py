@@ -4,7 +4,7 @@ from ._guard import Guard, TierGuard
 from ._lease import Lease, LeaseManager
 from ._memory_tier import MemoryTier
 from ._state import SessionState, SessionStates
-from ._worker import OutboxWorker, coalesce
+from ._worker import OutboxWorker
 from ._writes import Engine
 
 __all__ = [
@@ -17,5 +17,4 @@ __all__ = [
     "SessionState",
     "SessionStates",
     "TierGuard",
-    "coalesce",
 ]

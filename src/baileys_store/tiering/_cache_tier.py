@@ -7,7 +7,7 @@ from typing import Protocol
 
 from .._model import KeyWrite, SessionAddr
 from ..backends._cache_types import CachedCreds, CachedKeys
-from ..backends.base import CredsRecord, TierHealth
+from ..backends.base import CredsRecord, DeadLetterRetry, TierHealth
 
 
 class CacheTier(Protocol):
@@ -48,7 +48,8 @@ class CacheTier(Protocol):
         stamp: int | None = None,
     ) -> bool: ...
 
-    async def drop(self, addr: SessionAddr, *, token: int | None) -> None: ...
+    async def drop(self, addr: SessionAddr, *, token: int | None, wipe: bool = False) -> None:
+        """Evict the session; ``wipe``: it is being cleared or deleted (dead letters go too)."""
 
 
 class SharedCacheTier(CacheTier, Protocol):
@@ -67,5 +68,9 @@ class SharedCacheTier(CacheTier, Protocol):
     async def outbox_counters(
         self, addr: SessionAddr
     ) -> tuple[int, int, float | None]: ...
+
+    async def requeue_dead(
+        self, addr: SessionAddr, *, token: int | None, fence: int | None
+    ) -> DeadLetterRetry: ...
 
     async def ready_summary(self) -> tuple[int, float | None]: ...

@@ -64,7 +64,7 @@ class MemoryTier:
         await self.backend.put_creds(addr, record)
         return True
 
-    async def drop(self, addr: SessionAddr, *, token: int | None) -> None:
+    async def drop(self, addr: SessionAddr, *, token: int | None, wipe: bool = False) -> None:
         """Evict the session."""
         await self.backend.drop_session(addr)
 

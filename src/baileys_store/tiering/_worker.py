@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .._model import KeyWrite, SessionAddr
-from ..backends.base import CredsRecord, DurableBackend
+from ..backends.base import CredsRecord, DurableBackend, coalesce
 from ..errors import FencedError, StoreError, UnavailableError
 from ._guard import Guard
 
@@ -29,19 +29,6 @@ if TYPE_CHECKING:  # the Redis modules need the optional redis extra
     from ..backends._redis_outbox import OutboxEntry, RedisOutbox
 
 log = logging.getLogger("baileys_store.outbox")
-
-
-
-def coalesce(entries: Sequence[OutboxEntry]) -> tuple[list[KeyWrite], CredsRecord | None]:
-    """The net effect of consecutive entries: last write per record, last creds."""
-    last: dict[tuple[str, str], bytes | None] = {}
-    creds: CredsRecord | None = None
-    for entry in entries:
-        if entry.creds is not None:
-            creds = entry.creds
-        for w in entry.writes:
-            last[(w.type, w.id)] = w.blob
-    return [KeyWrite(t, i, b) for (t, i), b in last.items()], creds
 
 
 class OutboxWorker:

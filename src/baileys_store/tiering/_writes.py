@@ -288,7 +288,7 @@ class Engine(Tiers):
             except BaseException:
                 await self._evict(addr, token)
                 raise
-            await self._sync(addr, lease, lambda c: c.drop(addr, token=token),
-                             lambda c: c.drop(addr, token=None))  # fmt: skip
+            await self._sync(addr, lease, lambda c: c.drop(addr, token=token, wipe=True),
+                             lambda c: c.drop(addr, token=None, wipe=True))  # fmt: skip
             return result
 
