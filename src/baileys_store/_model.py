@@ -67,6 +67,15 @@ def check_type(key_type: object) -> str:
 
 def check_id(key_id: object) -> str:
     """Validate a key id; an ``int`` id becomes its decimal string (some ports pass ints)."""
+    # Fast path for the usual id: printable ASCII has no control characters and is one UTF-8
+    # byte per character, so it passes every check below exactly when its length is in range.
+    if (
+        type(key_id) is str
+        and key_id.isascii()
+        and key_id.isprintable()
+        and 0 < len(key_id) <= MAX_ID_BYTES
+    ):
+        return key_id
     if isinstance(key_id, bool):
         raise InvalidInputError("invalid key id: bool is not an id")
     if isinstance(key_id, int):
@@ -91,7 +100,7 @@ def check_ids(ids: Iterable[object]) -> list[str]:
         raise InvalidInputError("ids must be a list of ids, not a single string or bytes")
     if not isinstance(ids, Iterable):
         raise InvalidInputError(f"ids must be a list of ids, not {type(ids).__name__}")
-    return list(dict.fromkeys(check_id(i) for i in ids))
+    return list(dict.fromkeys(map(check_id, ids)))
 
 
 def normalize_set(data: object) -> dict[str, dict[str, Any]]:

@@ -50,11 +50,11 @@ class KeyStore:
         if not wanted:
             return {}
         blobs = await self._store._get_blobs(self._addr, key_type, wanted)
-        codec, aad = self._store.codec, self._aad
+        decode = self._store.codec.key_decoder(self._aad.for_type(key_type))
         out: dict[str, Any] = {}
         for key_id, blob in blobs.items():
             try:
-                out[key_id] = codec.decode(blob, aad(key_type, key_id))
+                out[key_id] = decode(key_id, blob)
             except StoreError as exc:
                 self._store.metrics.codec_error("decrypt" if isinstance(exc, DecryptError)
                                                 else "corrupt")  # fmt: skip
@@ -76,11 +76,12 @@ class KeyStore:
         """
         normalized = _model.normalize_set(data)
         codec, aad = self._store.codec, self._aad
-        writes = [
-            KeyWrite(t, i, None if v is None else codec.encode(v, aad(t, i)))
-            for t, items in normalized.items()
-            for i, v in items.items()
-        ]
+        writes: list[KeyWrite] = []
+        for t, items in normalized.items():
+            encode = codec.key_encoder(aad.for_type(t))  # the address prefix, once per type
+            writes += [
+                KeyWrite(t, i, None if v is None else encode(i, v)) for i, v in items.items()
+            ]
         if writes:
             await self._store._write_keys(self._addr, writes)
 

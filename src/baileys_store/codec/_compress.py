@@ -39,6 +39,8 @@ def compress(algo: Compression, data: bytes) -> bytes:
 
 def decompress(algo_id: int, data: bytes) -> bytes:
     """Undo :func:`compress`; an unknown id or malformed data raises CorruptDataError."""
+    if algo_id == 0:  # Compression.NONE, the common case: skip the enum lookup
+        return data
     try:
         algo = Compression(algo_id)
     except ValueError:

@@ -29,6 +29,10 @@ MAGIC = 0xB5
 FORMAT = 1
 _HEADER = struct.Struct(">BBBBH")
 HEADER_SIZE = _HEADER.size
+# The header of an uncompressed plaintext blob, the common case of the batch fast paths, and
+# its CRC (the first link of every such blob's CRC chain).
+_PLAIN = _HEADER.pack(MAGIC, FORMAT, Compression.NONE, Cipher.NONE, 0)
+_PLAIN_CRC = zlib.crc32(_PLAIN)
 
 
 def _field(value: str) -> bytes:
@@ -43,14 +47,29 @@ def record_aad(
     return b"".join(_field(p) for p in (kind, namespace, session_id, key_type, key_id))
 
 
-def session_aad(kind: str, namespace: str, session_id: str) -> Callable[[str, str], bytes]:
+class SessionAad:
+    """``record_aad`` for the records of one session, its prefix encoded once (hot in batches).
+
+    Call it as ``aad(key_type, key_id)``; :meth:`for_type` gives the part shared by every key
+    of one type, for :meth:`Codec.key_encoder` and :meth:`Codec.key_decoder`.
+    """
+
+    __slots__ = ("_prefix",)
+
+    def __init__(self, kind: str, namespace: str, session_id: str) -> None:
+        self._prefix = b"".join(_field(p) for p in (kind, namespace, session_id))
+
+    def __call__(self, key_type: str, key_id: str) -> bytes:
+        return self._prefix + _field(key_type) + _field(key_id)
+
+    def for_type(self, key_type: str) -> bytes:
+        """The address bytes of ``key_type``'s keys up to their id (the same for a whole batch)."""
+        return self._prefix + _field(key_type)
+
+
+def session_aad(kind: str, namespace: str, session_id: str) -> SessionAad:
     """``record_aad`` for the records of one session, its prefix encoded once (hot in batches)."""
-    prefix = b"".join(_field(p) for p in (kind, namespace, session_id))
-
-    def aad(key_type: str, key_id: str) -> bytes:
-        return prefix + _field(key_type) + _field(key_id)
-
-    return aad
+    return SessionAad(kind, namespace, session_id)
 
 
 class Codec:
@@ -91,7 +110,10 @@ class Codec:
 
     def encode(self, value: Any, aad: bytes) -> bytes:
         """Serialize, maybe compress, maybe encrypt ``value`` for the address ``aad``."""
-        payload = _serialize.pack(value)
+        return self._encode_payload(_serialize.pack(value), aad)
+
+    def _encode_payload(self, payload: bytes, aad: bytes) -> bytes:
+        """:meth:`encode` after serialization."""
         if len(payload) > self._max:
             raise InvalidInputError(
                 f"value is {len(payload)} bytes serialized, over the limit of {self._max}"
@@ -112,6 +134,58 @@ class Codec:
         header = _HEADER.pack(MAGIC, FORMAT, comp, self._cipher, kid)
         return header + self._suite.seal(self._cipher, key, payload, header + aad)
 
+    def key_encoder(self, aad_prefix: bytes) -> Callable[[str, Any], bytes]:
+        """``enc(key_id, value) == encode(value, aad)`` for the keys of one batch and type.
+
+        ``aad_prefix`` is :meth:`SessionAad.for_type`. Without a cipher, values that stay
+        uncompressed (no compression, or below the threshold) are built inline with one reused
+        Packer and a CRC chain started once per batch; anything else takes :meth:`encode`'s path.
+        The encoder holds a Packer: use it for one batch only, never from two threads.
+        """
+        pack, pack_errors = _serialize.packer(), _serialize.PACK_ERRORS
+        crc32, plain, limit = zlib.crc32, _PLAIN, self._max
+        # Payloads this long or longer may be compressed (or are too big): the general path.
+        if self._cipher is not Cipher.NONE:
+            limit = -1
+        elif self._compression is not Compression.NONE:
+            limit = min(limit, self._threshold - 1)
+        base = crc32(aad_prefix, _PLAIN_CRC)
+
+        def enc(key_id: str, value: Any) -> bytes:
+            try:
+                payload = pack(value)
+            except pack_errors as exc:
+                raise _serialize.pack_error(exc) from None
+            if len(payload) > limit:
+                return self._encode_payload(payload, aad_prefix + _field(key_id))
+            raw = key_id.encode("utf-8")
+            crc = crc32(payload, crc32(len(raw).to_bytes(4, "big") + raw, base))
+            return plain + payload + crc.to_bytes(4, "big")
+
+        return enc
+
+    def key_decoder(self, aad_prefix: bytes) -> Callable[[str, bytes], Any]:
+        """``dec(key_id, blob) == decode(blob, aad)`` for the keys of one batch and type.
+
+        ``aad_prefix`` is :meth:`SessionAad.for_type`. An intact uncompressed plaintext blob is
+        read inline; anything else (other formats, damage) goes through :meth:`decode`, which
+        raises exactly the errors it always does.
+        """
+        crc32, unpack, plain = zlib.crc32, _serialize.unpack, _PLAIN
+        base = crc32(aad_prefix, _PLAIN_CRC)
+        min_size = HEADER_SIZE + 4
+
+        def dec(key_id: str, blob: bytes) -> Any:
+            if type(blob) is bytes and len(blob) >= min_size and blob.startswith(plain):
+                raw = key_id.encode("utf-8")
+                payload = blob[HEADER_SIZE:-4]
+                crc = crc32(payload, crc32(len(raw).to_bytes(4, "big") + raw, base))
+                if blob.endswith(crc.to_bytes(4, "big")):
+                    return unpack(payload)
+            return self.decode(blob, aad_prefix + _field(key_id))
+
+        return dec
+
     def decode(self, blob: bytes, aad: bytes) -> Any:
         """Undo :meth:`encode`; raises CorruptDataError or DecryptError, never returns junk."""
         comp, payload = self.open(blob, aad)
@@ -119,7 +193,8 @@ class Codec:
 
     def open(self, blob: bytes, aad: bytes) -> tuple[int, bytes]:
         """Check and decrypt a blob; returns ``(compression id, payload)``."""
-        blob = bytes(blob)
+        if type(blob) is not bytes:  # a bytes-like from a driver: slices must be bytes
+            blob = bytes(blob)
         if len(blob) < HEADER_SIZE:
             raise CorruptDataError(f"blob of {len(blob)} bytes is shorter than its header")
         magic, fmt, comp, cipher_id, kid = _HEADER.unpack_from(blob)
@@ -161,4 +236,12 @@ class Codec:
         return bool(cipher_id == self._cipher and kid == active)
 
 
-__all__ = ["Cipher", "Codec", "Compression", "DecryptError", "record_aad", "session_aad"]
+__all__ = [
+    "Cipher",
+    "Codec",
+    "Compression",
+    "DecryptError",
+    "SessionAad",
+    "record_aad",
+    "session_aad",
+]
