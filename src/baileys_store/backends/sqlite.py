@@ -4,7 +4,8 @@ Why not aiosqlite: it hops to its thread once per *statement*, so a task cancell
 ``BEGIN`` and ``COMMIT`` leaves a transaction open on the shared connection. Here each whole
 transaction is one function run on a dedicated writer thread: it runs to completion (or rolls
 back) whatever happens to the awaiting task, and costs one thread hop instead of four. Reads use
-a second connection on its own thread; WAL lets them run beside the writer.
+a second connection on its own thread; WAL lets them run beside the writer. Concurrent calls are
+grouped: one commit (one fsync) and one hop for every write waiting (:mod:`._sqlite_batch`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 from .. import errors
 from .._model import KeyWrite, SessionAddr
 from . import _sqlite_schema as q
+from ._sqlite_batch import Batcher
 from .base import (
     CredsRecord,
     SessionInfo,
@@ -104,6 +106,8 @@ class SQLiteDurable:
         self._r: sqlite3.Connection | None = None
         self._wx: ThreadPoolExecutor | None = None
         self._rx: ThreadPoolExecutor | None = None
+        self._wb: Batcher | None = None
+        self._rb: Batcher | None = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -170,9 +174,15 @@ class SQLiteDurable:
                 ex.shutdown(wait=False)
             self._wx = self._rx = None
             raise
+        self._wb = Batcher(self._wx, self._writer, transaction=True)
+        self._rb = Batcher(self._rx, self._reader, transaction=False)
 
     async def close(self) -> None:
         """Close connections and stop the threads; idempotent."""
+        batchers, self._wb, self._rb = (self._wb, self._rb), None, None
+        for batcher in batchers:
+            if batcher is not None:
+                await batcher.idle()  # what was submitted runs before the connections close
         for ex, conn in ((self._wx, self._w), (self._rx, self._r)):
             if ex is not None:
                 if conn is not None:
@@ -192,27 +202,24 @@ class SQLiteDurable:
         except sqlite3.Error as exc:
             raise errors.UnavailableError(f"sqlite: {type(exc).__name__}: {exc}") from exc
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def tx() -> T:
-            conn = self._w
-            assert conn is not None
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
+    def _writer(self) -> sqlite3.Connection:
+        assert self._w is not None
+        return self._w
 
-        return await self._run(self._wx, tx)
+    def _reader(self) -> sqlite3.Connection:
+        assert self._r is not None
+        return self._r
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` in a write transaction (grouped with the writes waiting beside it)."""
+        if self._wb is None:
+            raise errors.StoreClosedError("sqlite backend is not open")
+        return await self._wb.submit(fn)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def rd() -> T:
-            assert self._r is not None
-            return fn(self._r)
-
-        return await self._run(self._rx, rd)
+        if self._rb is None:
+            raise errors.StoreClosedError("sqlite backend is not open")
+        return await self._rb.submit(fn)
 
     @staticmethod
     def _touch(conn: sqlite3.Connection, addr: SessionAddr, fence: int | None) -> int:
