@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from baileys_store import errors
-from baileys_store.backends._sqlite_batch import Batcher
+from baileys_store.backends._sqlite_batch import Batcher, Job
 
 
 class Counting(Batcher):
@@ -19,9 +20,9 @@ class Counting(Batcher):
 
     hops = 0
 
-    def _run(self, jobs: list[object]) -> list[tuple[bool, object]]:  # type: ignore[override]
+    def _run(self, jobs: list[Job]) -> list[tuple[bool, Any]]:
         type(self).hops += 1
-        return super()._run(jobs)  # type: ignore[arg-type]
+        return super()._run(jobs)
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ async def db(tmp_path: Path) -> AsyncIterator[tuple[Batcher, sqlite3.Connection]
     ex.shutdown()
 
 
-def _insert(k: str, fail: bool = False) -> object:
+def _insert(k: str, fail: bool = False) -> Callable[[sqlite3.Connection], str]:
     def job(conn: sqlite3.Connection) -> str:
         conn.execute("INSERT INTO t VALUES (?, 1)", (k,))
         conn.execute("INSERT INTO t VALUES (?, 2)", (k + "-twin",))
@@ -52,7 +53,7 @@ async def test_a_failing_call_rolls_back_alone_and_the_group_commits(
     db: tuple[Batcher, sqlite3.Connection],
 ) -> None:
     batcher, conn = db
-    calls = [batcher.submit(_insert(f"k{i}", fail=i == 3)) for i in range(20)]  # type: ignore[arg-type]
+    calls = [batcher.submit(_insert(f"k{i}", fail=i == 3)) for i in range(20)]
     results = await asyncio.gather(*calls, return_exceptions=True)
     assert isinstance(results[3], errors.FencedError)
     assert [r for i, r in enumerate(results) if i != 3] == [f"k{i}" for i in range(20) if i != 3]
@@ -68,8 +69,8 @@ async def test_sqlite_errors_become_unavailable_and_others_go_on(
     db: tuple[Batcher, sqlite3.Connection],
 ) -> None:
     batcher, conn = db
-    dup = batcher.submit(_insert("same"))  # type: ignore[arg-type]
-    again = batcher.submit(_insert("same"))  # type: ignore[arg-type]
+    dup = batcher.submit(_insert("same"))
+    again = batcher.submit(_insert("same"))
     ok, err = await asyncio.gather(dup, again, return_exceptions=True)
     assert ok == "same"
     assert isinstance(err, errors.UnavailableError)
@@ -81,9 +82,9 @@ async def test_a_call_cancelled_before_its_group_never_runs(
     db: tuple[Batcher, sqlite3.Connection],
 ) -> None:
     batcher, conn = db
-    first = asyncio.ensure_future(batcher.submit(_insert("a")))  # type: ignore[arg-type]
+    first = asyncio.ensure_future(batcher.submit(_insert("a")))
     await asyncio.sleep(0)  # the first group is on the thread now
-    second = asyncio.ensure_future(batcher.submit(_insert("b")))  # type: ignore[arg-type]
+    second = asyncio.ensure_future(batcher.submit(_insert("b")))
     await asyncio.sleep(0)
     second.cancel()
     assert await first == "a"
