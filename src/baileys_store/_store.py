@@ -63,7 +63,11 @@ class AuthStore:
         settings = BreakerSettings.from_config(config)
         self.breakers = {t: CircuitBreaker(t, settings, on_transition=self._transition)
                          for t in ("durable", "cache")}  # fmt: skip
-        self._guard = TierGuard(self.breakers, config.op_timeout)
+        self._guard = TierGuard(
+            self.breakers, config.op_timeout,
+            abandon_durable=not getattr(self.durable, "cancels_promptly", False),
+            local_cache=getattr(self.cache, "in_process", False),
+        )  # fmt: skip
         self._engine, self._worker = build_engine(
             config, self.durable, self.cache, self._guard, self.metrics
         )

@@ -41,6 +41,8 @@ class Pause:
 class HookedDurable(MemoryDurable):
     """MemoryDurable with pause points and injected failures."""
 
+    cancels_promptly = False  # it hangs like a server may: the guard must abandon its calls
+
     def __init__(self) -> None:
         super().__init__()
         self.read_pause: Pause | None = None  # after reading, before returning
@@ -102,6 +104,8 @@ class HookedDurable(MemoryDurable):
 
 class FailingCache(MemoryCache):
     """MemoryCache whose next ``fail_puts`` updates raise before changing anything."""
+
+    in_process = False  # it fails and hangs like a remote cache: guard its calls
 
     def __init__(self) -> None:
         super().__init__()

@@ -100,3 +100,27 @@ def test_automatic_check_at_import(blocked: bool, expected: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == expected
+
+
+def test_no_spans_until_a_provider_is_installed() -> None:
+    # A fresh interpreter: OpenTelemetry's global provider can be set only once per process.
+    code = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from baileys_store.observability import span, tracing_enabled
+assert tracing_enabled()
+assert span("a") is span("b")  # the placeholder provider: the shared no-op, no cost
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+import time; time.sleep(1.1)  # "no provider" is remembered for up to a second
+with span("baileys_store.get", tier="durable"):
+    pass
+print([s.name for s in exporter.get_finished_spans()])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)  # fmt: skip
+    assert out.stdout.strip() == "['baileys_store.get']"

@@ -52,6 +52,8 @@ class MemoryDurable:
     Every method runs without awaiting, so each call is atomic with respect to other tasks.
     """
 
+    cancels_promptly = True  # nothing to wind down: the store's guard need not abandon calls
+
     name = "memory"
 
     def __init__(self) -> None:
@@ -224,6 +226,7 @@ class MemoryCache:
     corrupt the cache.
     """
 
+    in_process = True  # cannot hang or go down: the store calls it without a guard
     name = "memory"
 
     def __init__(self, max_entries: int = 100_000) -> None:

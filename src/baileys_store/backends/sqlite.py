@@ -96,6 +96,9 @@ class SQLiteDurable:
     """
 
     name = "sqlite"
+    # A cancelled call returns at once (its job runs or is dropped on the writer thread), so the
+    # store's guard cancels it in place instead of abandoning it to a background task.
+    cancels_promptly = True
 
     def __init__(self, path: Path, *, synchronous: str = "full", exclusive: bool = False) -> None:
         self._path = path

@@ -2,9 +2,10 @@
 
 Tracing is on when ``opentelemetry`` is importable, unless turned off with
 :func:`set_tracing`. When off, :func:`span` returns one shared no-op context manager: no
-allocation, no import, a few tens of nanoseconds. Without an SDK configured, OpenTelemetry's own
-spans are no-ops too but cost microseconds, so a store that does not trace should turn tracing
-off.
+allocation, no import, a few tens of nanoseconds. The same happens while no tracer provider is
+installed (OpenTelemetry's global is still its placeholder, and a provider was not passed to
+:func:`set_tracing`): its no-op spans would cost microseconds per operation for nothing. Spans
+start as soon as an application installs a provider.
 
 Attributes follow the database semantic conventions: ``db.system``, ``db.operation.name``,
 ``db.namespace`` (the store namespace only, never a session id) and ``baileys_store.tier``. An
@@ -14,6 +15,7 @@ exception marks the span ERROR with the exception's type only: messages may name
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
@@ -37,6 +39,8 @@ def _otel_available() -> bool:
 _OTEL_AVAILABLE = _otel_available()
 _enabled = _OTEL_AVAILABLE
 _tracer: Tracer | None = None
+_explicit = False  # a provider was given to set_tracing
+_absent_until = 0.0  # monotonic time until which "no provider installed" is taken as known
 
 
 def set_tracing(enabled: bool, *, provider: TracerProvider | None = None) -> bool:
@@ -50,11 +54,31 @@ def set_tracing(enabled: bool, *, provider: TracerProvider | None = None) -> boo
     Returns:
         Whether tracing is now on.
     """
-    global _enabled, _tracer  # noqa: PLW0603 - one process-wide switch, read on every span
+    global _enabled, _tracer, _explicit, _absent_until  # noqa: PLW0603 - process-wide switch
     _enabled = enabled and _OTEL_AVAILABLE
+    _absent_until = 0.0  # look for a global provider again now
     # Fetched again lazily, from the provider given or the global one at that time.
     _tracer = provider.get_tracer(TRACER_NAME) if _enabled and provider is not None else None
+    _explicit = _tracer is not None
     return _enabled
+
+
+def _no_provider() -> bool:
+    """True while OpenTelemetry's global provider is its placeholder (no SDK installed).
+
+    Looked up at most once a second (the lookup reads an environment variable): spans start
+    within a second of an application installing its provider.
+    """
+    global _absent_until  # noqa: PLW0603 - a process-wide memo
+    now = time.monotonic()
+    if now < _absent_until:
+        return True
+    from opentelemetry import trace  # noqa: PLC0415 - optional; cached in sys.modules
+
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        _absent_until = now + 1.0
+        return True
+    return False
 
 
 def tracing_enabled() -> bool:
@@ -80,7 +104,7 @@ def span(name: str, **attributes: Any) -> AbstractContextManager[Any]:
     ``db.operation.name``, ``namespace`` -> ``db.namespace``, ``tier`` ->
     ``baileys_store.tier``; other names are used as given.
     """
-    if not _enabled:
+    if not _enabled or (not _explicit and _no_provider()):
         return _NOOP
     return _real_span(name, attributes)
 

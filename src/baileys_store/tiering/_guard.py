@@ -23,20 +23,29 @@ class TierGuard:
 
     A timeout becomes :class:`UnavailableError` (and counts as a breaker failure); an open
     breaker refuses with :class:`~baileys_store.errors.BreakerOpenError` without calling.
+    ``abandon_durable``: durable calls are abandoned at the deadline rather than cancelled in
+    place (see :meth:`_abandoning`); off for a backend whose calls cancel at once (SQLite's run
+    on their own thread, memory's never wait), which saves a task per call. ``local_cache``:
+    the cache is in this process (it cannot hang or go down), so its calls run unguarded.
     """
 
-    __slots__ = ("breakers", "timeout")
+    __slots__ = ("abandon_durable", "breakers", "local_cache", "timeout")
 
-    def __init__(self, breakers: dict[str, CircuitBreaker], timeout: float) -> None:
+    def __init__(self, breakers: dict[str, CircuitBreaker], timeout: float, *,
+                 abandon_durable: bool = True, local_cache: bool = False) -> None:  # fmt: skip
         self.breakers = breakers
         self.timeout = timeout
+        self.abandon_durable = abandon_durable
+        self.local_cache = local_cache
 
     async def __call__(self, tier: str, fn: Callable[[], Awaitable[T]], /) -> T:
+        if self.local_cache and tier == "cache":
+            return await fn()
         breaker = self.breakers.get(tier)
         if breaker is not None:
             breaker.before_call()
         try:
-            if tier == "durable":
+            if tier == "durable" and self.abandon_durable:
                 result = await self._abandoning(fn)
             else:
                 async with asyncio.timeout(self.timeout):

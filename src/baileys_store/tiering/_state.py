@@ -74,7 +74,10 @@ class SessionStates:
         try:
             if write:
                 try:
-                    async with asyncio.timeout(self.lock_timeout):
+                    if state.lock.locked():  # free: acquire() returns at once, no deadline needed
+                        async with asyncio.timeout(self.lock_timeout):
+                            await state.lock.acquire()
+                    else:
                         await state.lock.acquire()
                 except TimeoutError:
                     raise UnavailableError(
