@@ -239,6 +239,23 @@ async def test_pre_key_batch_of_812(backend: Backend) -> None:
         assert_same(by_str[str(n)], pair)
 
 
+async def test_big_mixed_set_of_upserts_and_deletes_over_types(backend: Backend) -> None:
+    # Runs longer than any backend's statement or chunk size, deletes between upserts.
+    async with backend.open() as store:
+        keys = store.session("s1", namespace=backend.namespace).keys
+        await keys.set({"pre-key": {n: _rand(8) for n in range(700)}})
+        mixed: dict[int, bytes | None] = {
+            n: (None if n % 3 == 0 else bytes([n % 251]) * 5) for n in range(700)}
+        mixed.update({n: b"new" for n in range(700, 950)})
+        sessions = {f"{n}.0": _rand(4) for n in range(450)}
+        await keys.set({"pre-key": mixed, "session": sessions})
+    async with backend.open() as store:
+        keys = store.session("s1", namespace=backend.namespace).keys
+        got = await keys.get("pre-key", list(range(950)))
+        assert got == {str(n): v for n, v in mixed.items() if v is not None}
+        assert await keys.get("session", list(sessions)) == sessions
+
+
 async def test_int_ids_are_decimal_strings(store: AuthStore, backend: Backend) -> None:
     keys = store.session("s1", namespace=backend.namespace).keys
     await keys.set({"pre-key": {5: b"five", "6": b"six"}})

@@ -13,6 +13,7 @@ from baileys_store import AuthStore, StoreConfig, errors
 from baileys_store._creds import creds_to_dict
 from baileys_store.cli import main
 from tests._services.redis import RedisServer
+from tests.integration._flaky import FlakySQLite
 from tests.integration.test_hybrid import (
     ADDR,
     SID,
@@ -27,18 +28,24 @@ async def _dead_letter_index(store: AuthStore) -> list[object]:
     return [a async for a in redis_cache(store).dlq_sessions()]
 
 
-async def _kill_next_apply(store: AuthStore, durable: object, error: errors.StoreError) -> None:
+def _wb_store(server: RedisServer, tmp_path: Path) -> tuple[AuthStore, FlakySQLite, StoreConfig]:
+    """A write-behind store whose first failed apply is a dead letter (worker off)."""
+    return flaky_store(server, tmp_path, write_mode="write-behind", outbox_max_attempts=1)
+
+
+async def _kill_next_apply(
+    store: AuthStore, durable: FlakySQLite, error: errors.StoreError
+) -> None:
     """Drain with the durable tier rejecting the head entry once (max attempts 1: dead)."""
-    durable.fail_with = error  # type: ignore[attr-defined]
+    durable.fail_with = error
     await store.drain_outbox()
-    durable.fail_with = None  # type: ignore[attr-defined]
+    durable.fail_with = None
 
 
 async def test_retry_requeues_current_records_and_drops_superseded(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    store, durable, _ = flaky_store(redis_server, tmp_path, write_mode="write-behind",
-                                    outbox_max_attempts=1)  # fmt: skip
+    store, durable, _ = _wb_store(redis_server, tmp_path)
     async with opened(store):
         keys = store.session(SID).keys
         await keys.set({"session": {"c": b"c0"}})
@@ -74,8 +81,7 @@ async def test_retry_requeues_current_records_and_drops_superseded(
 async def test_retry_of_a_creds_save_and_a_poison_that_fails_again(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    store, durable, _ = flaky_store(redis_server, tmp_path, write_mode="write-behind",
-                                    outbox_max_attempts=1)  # fmt: skip
+    store, durable, _ = _wb_store(redis_server, tmp_path)
     async with opened(store):
         session = store.session(SID)
         creds = {"registrationId": 7, "noiseKey": {"private": b"\x01" * 32, "public": b"\x02" * 32}}
@@ -100,8 +106,7 @@ async def test_retry_of_a_creds_save_and_a_poison_that_fails_again(
 async def test_dead_letters_survive_a_takeover_and_go_with_a_delete(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    store, durable, config = flaky_store(redis_server, tmp_path, write_mode="write-behind",
-                                         outbox_max_attempts=1)  # fmt: skip
+    store, durable, config = _wb_store(redis_server, tmp_path)
     async with opened(store):
         await store.session(SID).keys.set({"session": {"a": b"a1"}})
         await _kill_next_apply(store, durable, errors.CorruptDataError("rejected"))
@@ -124,8 +129,7 @@ async def test_retry_needs_an_outbox(tmp_path: Path) -> None:
 
 
 def test_cli_dlq_list_and_retry(redis_server: RedisServer, tmp_path: Path) -> None:
-    store, durable, config = flaky_store(redis_server, tmp_path, write_mode="write-behind",
-                                         outbox_max_attempts=1)  # fmt: skip
+    store, durable, config = _wb_store(redis_server, tmp_path)
 
     async def make_dead_letter() -> None:
         async with opened(store):

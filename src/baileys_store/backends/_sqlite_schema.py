@@ -71,11 +71,18 @@ VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (namespace, session_id) DO UPDATE SET fence = excluded.fence,
     updated_at = excluded.updated_at
 """
-UPSERT_KEY = """
-INSERT INTO bs_keys (namespace, session_id, type, id, value) VALUES (?, ?, ?, ?, ?)
+# Many rows of one type per statement (``{rows}`` = ``(?, ?), (?, ?), …`` of id, value): the
+# session and type are bound once, and one statement replaces hundreds of executemany steps
+# (measured: an 812-key upsert 6.9 ms -> 2.3 ms). Rows apply in order, so a later duplicate id
+# wins. ``WHERE true`` keeps ``ON CONFLICT`` from parsing as a join constraint.
+UPSERT_KEYS = """
+INSERT INTO bs_keys (namespace, session_id, type, id, value)
+SELECT ?, ?, ?, column1, column2 FROM (VALUES {rows}) WHERE true
 ON CONFLICT (namespace, session_id, type, id) DO UPDATE SET value = excluded.value
 """
-DELETE_KEY = "DELETE FROM bs_keys WHERE namespace = ? AND session_id = ? AND type = ? AND id = ?"
+DELETE_KEYS = """
+DELETE FROM bs_keys WHERE namespace = ? AND session_id = ? AND type = ? AND id IN ({marks})
+"""
 CLEAR_KEYS = "DELETE FROM bs_keys WHERE namespace = ? AND session_id = ?"
 DELETE_SESSION = "DELETE FROM bs_sessions WHERE namespace = ? AND session_id = ?"
 SAVE_CREDS = """

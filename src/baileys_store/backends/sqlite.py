@@ -36,6 +36,7 @@ from .base import (
 
 T = TypeVar("T")
 _CHUNK = 500  # ids per IN (...) query; far below SQLite's variable limit
+_ROWS = 200  # rows per multi-row upsert (measured fastest; larger statements cost more to prepare)
 _PAGE = 500
 
 
@@ -55,14 +56,34 @@ def sqlite_path(url: str) -> Path:
 
 
 def _apply_writes(conn: sqlite3.Connection, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
-    """Upserts and deletes (``blob=None``) of one write, inside the caller's transaction."""
-    ns, sid = addr.namespace, addr.session_id
-    ups = [(ns, sid, w.type, w.id, w.blob) for w in writes if w.blob is not None]
-    dels = [(ns, sid, w.type, w.id) for w in writes if w.blob is None]
-    if ups:
-        conn.executemany(q.UPSERT_KEY, ups)
-    if dels:
-        conn.executemany(q.DELETE_KEY, dels)
+    """Upserts and deletes (``blob=None``) of one write, inside the caller's transaction.
+
+    In order, per type, a statement per run of up to ``_ROWS`` upserts or ``_CHUNK`` deletes:
+    consecutive writes of one kind group, so a delete and a later re-write of an id keep
+    their order.
+    """
+    head = (addr.namespace, addr.session_id)
+    run: list[KeyWrite] = []
+    for w in writes:
+        if run and (w.type != run[0].type or (w.blob is None) != (run[0].blob is None)
+                    or len(run) >= (_ROWS if w.blob is not None else _CHUNK)):  # fmt: skip
+            _apply_run(conn, head, run)
+            run = []
+        run.append(w)
+    if run:
+        _apply_run(conn, head, run)
+
+
+def _apply_run(conn: sqlite3.Connection, head: tuple[str, str], run: list[KeyWrite]) -> None:
+    """Writes of one type and kind (all upserts or all deletes) as one statement."""
+    if run[0].blob is None:
+        marks = ",".join("?" * len(run))
+        conn.execute(q.DELETE_KEYS.format(marks=marks), (*head, run[0].type, *(w.id for w in run)))
+        return
+    args: list[object] = [*head, run[0].type]
+    for w in run:
+        args += (w.id, w.blob)
+    conn.execute(q.UPSERT_KEYS.format(rows=",".join(["(?,?)"] * len(run))), args)
 
 
 def _migrate(w: sqlite3.Connection) -> None:
