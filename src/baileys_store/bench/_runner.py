@@ -215,6 +215,7 @@ async def _run_stores(specs: list[StoreSpec], env: BenchEnv, opts: BenchOptions,
     lives = [_Live(spec, {
         "name": spec.name, "group": spec.group, "description": spec.description,
         "durable": spec.durable, "cache": spec.cache, "sync": spec.sync,
+        "write_mode": spec.options.get("write_mode", "write-through"),
         "status": "ok", "reason": None,
     }) for spec in specs]
     for live in lives:
