@@ -312,3 +312,33 @@ async def test_purge_skips_a_session_another_process_holds(
         report = await admin.purge(0.5)
         assert (report.matched, report.deleted, report.in_use) == (1, 0, 1)
         assert await live.session(SID).keys.get("session", ["1.0"]) == {"1.0": b"x"}
+
+
+async def test_a_write_while_the_lease_is_not_fresh_leaves_nothing_stale_in_l1(
+    make: Callable[..., AuthStore],
+) -> None:
+    async with opened(make()) as store:
+        keys = store.session(SID).keys
+        await keys.set({"session": {"x": b"v1"}})
+        assert await keys.get("session", ["x"]) == {"x": b"v1"}  # L1 holds it now
+        leases = store._engine.leases
+        assert leases is not None
+        lease = leases.held[ADDR]
+        # An event loop that fell behind: the lease was not renewed lately, L1 is bypassed.
+        kept, lease.valid_until = lease.valid_until, 0.0
+        await keys.set({"session": {"x": b"v2"}})
+        lease.valid_until = kept  # renewed again: L1 is used again
+        assert await keys.get("session", ["x"]) == {"x": b"v2"}
+
+
+async def test_release_then_takeover_leaves_nothing_stale_in_l1(
+    make: Callable[..., AuthStore],
+) -> None:
+    async with opened(make()) as a, opened(make()) as b:
+        await a.session(SID).keys.set({"session": {"x": b"a"}})
+        assert await a.session(SID).keys.get("session", ["x"]) == {"x": b"a"}  # in A's L1
+        assert await a.release(SID)
+        await b.session(SID).keys.set({"session": {"x": b"b"}})
+        assert await b.release(SID)
+        await a.session(SID).keys.set({"session": {"y": b"a"}})  # A holds the lease again
+        assert await a.session(SID).keys.get("session", ["x"]) == {"x": b"b"}

@@ -198,6 +198,7 @@ class LeaseManager:
         lease = self.held.pop(addr, None)
         if lease is None or lease.lost:
             return False
+        self._on_lost(addr)  # another process may write it now: L1 must not keep its values
         ok = await self._call(lambda: self._backend.release_lease(addr, self.owner, lease.token))
         self._event("released")
         return bool(ok)

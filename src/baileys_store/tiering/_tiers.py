@@ -116,6 +116,17 @@ class Tiers:
             return None
         return self.l1
 
+    def _l1_write(self, addr: SessionAddr, lease: Lease | None) -> MemoryTier | None:
+        """L1 for a write to update, or None, and then L1 forgets the session.
+
+        A write L1 does not take (its lease not renewed lately, e.g. an event loop that fell
+        behind) must not leave the old values there for when the lease is fresh again.
+        """
+        l1 = self._l1(addr, lease)
+        if l1 is None:
+            self.lost(addr)
+        return l1
+
     def _primary(self, addr: SessionAddr) -> bool:
         """True when the shared cache holds data the durable tier may not have yet."""
         return self.cache is not None and self.cache.shared and (
@@ -168,6 +179,7 @@ class Tiers:
         """Blobs of the ids found: L1, then the cache, then the durable tier for the rest."""
         async with self.states.use(addr) as state:
             lease = await self._lease(addr, write=False)
+            start = state.gen  # a write from here on makes what this read saw too old for L1
             found: dict[str, bytes] = {}
             # Records of a write in flight are skipped in L1 (updated last) and, in
             # write-through, in the cache too (updated after the durable tier); a write-behind
@@ -194,7 +206,7 @@ class Tiers:
                     absent, stamp = hit.absent, hit.stamp
                     known = len(hit.found) + len(hit.absent)
                     self.metrics.cache_lookup("cache", known, len(rest) - known)
-                    if l1 is not None and hit.found:
+                    if l1 is not None and hit.found and state.quiet_since(start):
                         await l1.fill_keys(addr, _upserts(key_type, hit.found), stamp=0, token=None)
             misses = [i for i in ids if i not in found and i not in absent]
             if not misses:

@@ -112,7 +112,7 @@ class Engine(Tiers):
             log.warning("cache update failed; session bypasses the cache until repaired",
                         extra={"event": "cache_distrusted"})  # fmt: skip
             return
-        l1 = self._l1(addr, lease)
+        l1 = self._l1_write(addr, lease)
         if l1 is not None:
             await l1_apply(l1)
 
@@ -197,7 +197,7 @@ class Engine(Tiers):
             addr, writes, token=token, fence=fence)))  # fmt: skip
         self.behind[addr] = max(self.behind.get(addr, 0), seq)
         self.on_append()
-        l1 = self._l1(addr, lease)
+        l1 = self._l1_write(addr, lease)
         if l1 is not None:
             await l1.update_keys(addr, writes, token=None)
 
@@ -248,7 +248,7 @@ class Engine(Tiers):
                 version, seq, _ = done
                 self.behind[addr] = max(self.behind.get(addr, 0), seq)
                 self.on_append()
-                l1 = self._l1(addr, lease)
+                l1 = self._l1_write(addr, lease)
                 if l1 is not None:
                     await l1.put_creds_guarded(addr, CredsRecord(blob, version), token=None)
                 return version
