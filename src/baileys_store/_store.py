@@ -38,6 +38,7 @@ from .observability._tracing import span
 from .resilience import BreakerSettings, CircuitBreaker
 from .tiering import TierGuard
 from .tiering._build import build_engine
+from .tiering._cache_tier import SharedCacheTier
 from .tiering._dead import retry_dead_letters
 
 T = TypeVar("T")
@@ -88,6 +89,7 @@ class AuthStore:
         if engine.cache is not None:
             try:
                 await self._guard("cache", engine.cache.open)
+                await self._bind(engine.shared)
             except UnavailableError:
                 if engine.write_behind or engine.shared is None:
                     await self.durable.close()
@@ -102,6 +104,16 @@ class AuthStore:
         if self._worker is not None and self.config.outbox_worker:
             self._worker.start()
         self._open = True
+
+    async def _bind(self, shared: SharedCacheTier | None) -> None:
+        """Tie a Redis cache's prefix to this durable tier (ConfigError if another has it).
+
+        Two stores with different durable tiers under one prefix would serve each other's
+        cached records and drain each other's outboxes into the wrong database.
+        """
+        store_id = getattr(self.durable, "store_id", "")
+        if shared is not None and store_id:
+            await self._guard("cache", lambda: shared.bind_durable(store_id))
 
     async def close(self) -> None:
         """Stop the worker, release leases, close the tiers; idempotent."""

@@ -201,7 +201,8 @@ async def test_sqlite_version_1_file_upgrades_in_place(tmp_path: Path) -> None:
     finally:
         await durable.close()
     with sqlite3.connect(path) as conn:
-        version = conn.execute("SELECT value FROM bs_meta").fetchall()
+        version = conn.execute(
+            "SELECT value FROM bs_meta WHERE name = 'schema_version'").fetchall()
         seq = conn.execute("SELECT outbox_seq FROM bs_sessions").fetchall()
     conn.close()
     assert version == [(str(SQLITE_SCHEMA_VERSION),)]

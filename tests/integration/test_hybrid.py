@@ -342,3 +342,20 @@ async def test_release_then_takeover_leaves_nothing_stale_in_l1(
         assert await b.release(SID)
         await a.session(SID).keys.set({"session": {"y": b"a"}})  # A holds the lease again
         assert await a.session(SID).keys.get("session", ["x"]) == {"x": b"b"}
+
+
+async def test_a_redis_prefix_belongs_to_one_durable_tier(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # Two databases under one prefix would serve each other's records and drain each other's
+    # outboxes into the wrong database: the second store refuses to open.
+    cache = with_query(redis_server.url, prefix=unique_prefix())
+    first = AuthStore(StoreConfig(durable=f"sqlite:///{tmp_path / 'a.db'}", cache=cache))
+    async with opened(first):
+        again = AuthStore(StoreConfig(durable=f"sqlite:///{tmp_path / 'a.db'}", cache=cache,
+                                      lease="on"))  # fmt: skip
+        async with opened(again):  # the same database from another store: fine
+            pass
+        other = AuthStore(StoreConfig(durable=f"sqlite:///{tmp_path / 'b.db'}", cache=cache))
+        with pytest.raises(errors.ConfigError, match="belongs to another durable tier"):
+            await other.open()

@@ -304,14 +304,17 @@ async def test_schema_creation_idempotent_and_concurrent(
     await asyncio.gather(*(b.close() for b in backends))
     async with opened(durable(postgres_db.dsn, schema)) as again:
         await again.write_keys(ADDR, [KeyWrite("session", "a", b"1")])
-    assert await fetch(admin, f"SELECT name, value FROM {schema}.meta") == [
-        ("schema_version", str(SCHEMA_VERSION))
+    assert await fetch(admin, f"SELECT name, value FROM {schema}.meta ORDER BY 1") == [
+        ("schema_version", str(SCHEMA_VERSION)), ("store_id", again.store_id)
     ]
+    assert {b.store_id for b in backends} == {again.store_id}  # the racing openers agree
     tables = await fetch(
         admin, "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", schema
     )
     assert tables == [("keys",), ("leases",), ("meta",), ("sessions",)]
-    await admin.execute(f"UPDATE {schema}.meta SET value = '{SCHEMA_VERSION + 1}'".encode())
+    await admin.execute(
+        f"UPDATE {schema}.meta SET value = '{SCHEMA_VERSION + 1}' WHERE name = 'schema_version'"
+        .encode())  # fmt: skip
     with pytest.raises(errors.UnavailableError, match="newer than this baileys-store"):
         await durable(postgres_db.dsn, schema).open()
 
@@ -662,7 +665,8 @@ async def test_version_1_schema_upgrades_in_place(
         with pytest.raises(errors.FencedError):
             await store.advance_fence(ADDR, fence - 1)
         assert await store.acquire_lease(ADDR, "p1", 1000) == 8  # above the recorded fence
-    assert await fetch(admin, f"SELECT value FROM {schema}.meta") == [(str(SCHEMA_VERSION),)]
+    assert await fetch(admin, f"SELECT value FROM {schema}.meta WHERE name = 'schema_version'"
+                       ) == [(str(SCHEMA_VERSION),)]  # fmt: skip
     rows = await fetch(admin, f"SELECT outbox_seq, fence FROM {schema}.sessions")
     assert rows == [(1, 7 << FENCE_SHIFT)]
 

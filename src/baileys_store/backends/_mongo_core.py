@@ -74,6 +74,7 @@ class MongoBase:
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._settings = parse_mongo_url(url, op_timeout=op_timeout)
+        self.store_id = ""  # known once open (see base.DurableBackend)
         self._options = {**self._settings.client_defaults, **(client_options or {})}
         self._op_timeout = op_timeout
         self._retrying = AsyncRetrying(
@@ -107,6 +108,7 @@ class MongoBase:
             clustered = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
             self.transactions = clustered and "logicalSessionTimeoutMinutes" in hello
             await s.ensure_schema(db)
+            self.store_id = await s.store_id(db)
 
         try:
             await self._run("open", setup)

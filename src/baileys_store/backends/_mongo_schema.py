@@ -22,6 +22,7 @@ in the filter). No TTL index, ever: expiring auth state is how identities get lo
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
@@ -63,6 +64,15 @@ def session_filter(addr: SessionAddr) -> Doc:
 def keys_filter(addr: SessionAddr) -> Doc:
     """Filter matching every key document of the session (served by ``bs_keys_session``)."""
     return {"namespace": addr.namespace, "session_id": addr.session_id}
+
+
+async def store_id(db: AsyncDatabase[Doc]) -> str:
+    """The database's id (made once, kept): a Redis cache refuses a second database."""
+    doc = await db[META].find_one_and_update(
+        {"_id": "store_id"}, {"$setOnInsert": {"value": secrets.token_hex(8)}},
+        upsert=True, return_document=ReturnDocument.AFTER,
+    )  # fmt: skip
+    return str(doc["value"]) if doc else ""
 
 
 async def ensure_schema(db: AsyncDatabase[Doc]) -> None:

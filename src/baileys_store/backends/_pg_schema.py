@@ -209,6 +209,10 @@ META_EXISTS = (
     "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = 'meta'"
 )
 _GET_META = "SELECT value FROM {s}.meta WHERE name = 'schema_version'"
+_INIT_STORE_ID = """
+INSERT INTO {s}.meta (name, value) VALUES ('store_id', %s) ON CONFLICT (name) DO NOTHING
+"""
+_GET_STORE_ID = "SELECT value FROM {s}.meta WHERE name = 'store_id'"
 _SET_META = """
 INSERT INTO {s}.meta (name, value) VALUES ('schema_version', %s)
 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value
@@ -233,6 +237,8 @@ class Queries:
     meta: sql.Composed
     migrations: dict[int, sql.Composed]
     get_meta: sql.Composed
+    init_store_id: sql.Composed
+    get_store_id: sql.Composed
     set_meta: sql.Composed
     touch: sql.Composed
     upsert_keys: sql.Composed
@@ -261,6 +267,8 @@ class Queries:
             meta=_q(_META, schema),
             migrations={v: _q(text, schema) for v, text in MIGRATIONS.items()},
             get_meta=_q(_GET_META, schema),
+            init_store_id=_q(_INIT_STORE_ID, schema),
+            get_store_id=_q(_GET_STORE_ID, schema),
             set_meta=_q(_SET_META, schema),
             touch=_q(_TOUCH, schema),
             upsert_keys=_q(_UPSERT_KEYS, schema),

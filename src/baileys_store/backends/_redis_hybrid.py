@@ -176,6 +176,25 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
             )
         return int(reply[1]), int(reply[2]), int(reply[3])
 
+    async def bind_durable(self, store_id: str) -> None:
+        """Claim this prefix for the durable tier ``store_id`` (first come), or ConfigError."""
+        key, client = f"{self._prefix}:durable", self._c()
+
+        async def run() -> Any:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.set(key, store_id, nx=True)
+                pipe.get(key)
+                return (await pipe.execute())[1]
+
+        bound = await self._run("bind", run)
+        found = bound.decode() if isinstance(bound, bytes) else str(bound)
+        if found != store_id:
+            raise errors.ConfigError(
+                f"redis prefix {self._prefix!r} belongs to another durable tier (database id "
+                f"{found}, this one is {store_id}); give each database its own prefix "
+                "(?prefix= in the cache URL)"
+            )
+
     async def requeue_dead(
         self, addr: SessionAddr, *, token: int | None, fence: int | None
     ) -> DeadLetterRetry:

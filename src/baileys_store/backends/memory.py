@@ -6,6 +6,7 @@ tests run with no file or server; the cache is the embedded default's hot tier.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -57,6 +58,7 @@ class MemoryDurable:
     name = "memory"
 
     def __init__(self) -> None:
+        self.store_id = secrets.token_hex(8)  # this process's dict: a database of its own
         self._sessions: dict[SessionAddr, _Session] = {}
         self._leases: dict[SessionAddr, _Lease] = {}
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -126,6 +127,7 @@ class PostgresDurable(PgListingMixin, PgLeaseMixin):
         self._timeout = op_timeout
         self._q = q.Queries.for_schema(settings.schema)
         self._pool: AsyncConnectionPool[Conn] | None = None
+        self.store_id = ""  # known once open (see base.DurableBackend)
 
     async def open(self) -> None:
         """Migrate the schema on a direct connection, then open the pool.
@@ -198,13 +200,16 @@ class PostgresDurable(PgListingMixin, PgLeaseMixin):
                     f"postgres schema {self._s.schema!r} is at version {current}, newer than "
                     f"this baileys-store ({q.SCHEMA_VERSION})"
                 )
-            if current == q.SCHEMA_VERSION:
-                return
-            # prepare=False: scripts of several statements cannot be prepared.
-            await conn.execute(self._q.meta, prepare=False)
-            for version in range(current + 1, q.SCHEMA_VERSION + 1):
-                await conn.execute(self._q.migrations[version], prepare=False)
-            await conn.execute(self._q.set_meta, (str(q.SCHEMA_VERSION),))
+            if current < q.SCHEMA_VERSION:
+                # prepare=False: scripts of several statements cannot be prepared.
+                await conn.execute(self._q.meta, prepare=False)
+                for version in range(current + 1, q.SCHEMA_VERSION + 1):
+                    await conn.execute(self._q.migrations[version], prepare=False)
+                await conn.execute(self._q.set_meta, (str(q.SCHEMA_VERSION),))
+            # Who this database is, so a Redis cache can refuse a second database (store_id).
+            await conn.execute(self._q.init_store_id, (secrets.token_hex(8),))
+            row = await (await conn.execute(self._q.get_store_id)).fetchone()
+            self.store_id = str(row[0]) if row else ""
 
     async def _run(
         self,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -132,6 +133,7 @@ class SQLiteDurable:
         self._rx: ThreadPoolExecutor | None = None
         self._wb: Batcher | None = None
         self._rb: Batcher | None = None
+        self.store_id = ""  # known once open (see base.DurableBackend)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -178,6 +180,11 @@ class SQLiteDurable:
         try:
             w = self._connect()
             self._init_schema(w)
+            # Who this database is, so a Redis cache can refuse a second database (store_id).
+            w.execute("INSERT OR IGNORE INTO bs_meta (name, value) VALUES ('store_id', ?)",
+                      (secrets.token_hex(8),))  # fmt: skip
+            self.store_id = str(w.execute(
+                "SELECT value FROM bs_meta WHERE name = 'store_id'").fetchone()[0])  # fmt: skip
             self._w, self._r = w, self._connect()
         except BaseException:
             # A failed open must not keep the lock (or a connection): a retry has to work.

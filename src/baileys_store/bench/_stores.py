@@ -7,6 +7,7 @@ A new backend or mode (hybrid write-through / write-behind, L1) joins the bench 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -250,18 +251,24 @@ async def open_target(spec: StoreSpec, env: BenchEnv, tag: str) -> Target:
         return BlobTarget(root / "blobs.db")
     urls = await _server_urls(spec, env)
     plan = await _plan(spec, root, urls)
+    prefix = "bench" + hashlib.sha1(namespace.encode()).hexdigest()[:12]  # noqa: S324 - a name
     if "redis" in urls:
         url = urls["redis"]
 
         async def unlink() -> None:
             await redis_unlink_namespace(url, namespace)
+            await redis_unlink_namespace(url, prefix)  # the prefix's own keys (index, binding)
 
         async def memory(out: dict[str, int | None]) -> None:
             out["memory_bytes"] = await redis_memory(url)
 
         plan.cleanup.insert(0, unlink)
         plan.sizes.append(memory)
-    cache = {"redis": urls.get("redis"), "memory": "memory://"}.get(spec.cache or "")
+    # Each store its own Redis prefix: a prefix belongs to one durable tier (store_id).
+    redis_cache = urls.get("redis")
+    if redis_cache is not None:
+        redis_cache += ("&" if "?" in redis_cache else "?") + f"prefix={prefix}"
+    cache = {"redis": redis_cache, "memory": "memory://"}.get(spec.cache or "")
     try:
         store = AuthStore(StoreConfig(durable=plan.durable, cache=cache, op_timeout=60,
                                       **spec.options))
