@@ -235,6 +235,8 @@ class MemoryCache:
         self._max = max_entries
         self._lru: OrderedDict[tuple[SessionAddr, str, str], bytes] = OrderedDict()
         self._creds: dict[SessionAddr, CredsRecord] = {}
+        # The entries of each session, so forgetting one costs its own size, not the cache's.
+        self._by_session: dict[SessionAddr, set[tuple[SessionAddr, str, str]]] = {}
 
     async def open(self) -> None:
         """Nothing to connect."""
@@ -243,6 +245,7 @@ class MemoryCache:
         """Empty the cache."""
         self._lru.clear()
         self._creds.clear()
+        self._by_session.clear()
 
     async def get_keys(
         self, addr: SessionAddr, key_type: str, ids: Sequence[str]
@@ -260,16 +263,31 @@ class MemoryCache:
 
     async def put_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
         """Store or evict entries, then trim to the bound."""
-        lru = self._lru
+        lru, index = self._lru, self._by_session
         for w in writes:
             k = (addr, w.type, w.id)
             if w.blob is None or self._max == 0:
-                lru.pop(k, None)
+                if lru.pop(k, None) is not None:
+                    self._unindex(k)
             else:
                 lru[k] = w.blob
                 lru.move_to_end(k)
+                index.setdefault(addr, set()).add(k)
         while len(lru) > self._max:
-            lru.popitem(last=False)
+            self._unindex(lru.popitem(last=False)[0])
+
+    def _unindex(self, k: tuple[SessionAddr, str, str]) -> None:
+        keys = self._by_session.get(k[0])
+        if keys is not None:
+            keys.discard(k)
+            if not keys:
+                del self._by_session[k[0]]
+
+    def forget(self, addr: SessionAddr) -> None:
+        """Evict the session's entries and creds now (synchronous: lease-loss callbacks)."""
+        self._creds.pop(addr, None)
+        for k in self._by_session.pop(addr, ()):
+            self._lru.pop(k, None)
 
     async def get_creds(self, addr: SessionAddr) -> CredsRecord | None:
         """Cached creds, if any."""
@@ -283,10 +301,8 @@ class MemoryCache:
             self._creds[addr] = record
 
     async def drop_session(self, addr: SessionAddr) -> None:
-        """Evict the session's entries (a scan: sessions are dropped rarely)."""
-        self._creds.pop(addr, None)
-        for k in [k for k in self._lru if k[0] == addr]:
-            del self._lru[k]
+        """Evict the session's entries."""
+        self.forget(addr)
 
     async def check(self) -> TierHealth:
         """Always healthy."""

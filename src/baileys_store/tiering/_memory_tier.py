@@ -70,10 +70,7 @@ class MemoryTier:
 
     def forget(self, addr: SessionAddr) -> None:
         """Evict the session now (synchronously: called from lease-loss callbacks)."""
-        cache = self.backend
-        cache._creds.pop(addr, None)  # same package; MemoryCache has no sync API
-        for k in [k for k in cache._lru if k[0] == addr]:
-            del cache._lru[k]
+        self.backend.forget(addr)
 
     async def check(self) -> TierHealth:
         """Always healthy."""
