@@ -16,29 +16,25 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from .. import errors
 from .._model import KeyWrite, SessionAddr
 from . import _sqlite_schema as q
 from ._sqlite_batch import Batcher
+from ._sqlite_more import ID_CHUNK, SQLiteKeysLeases, apply_writes
 from .base import (
     CredsRecord,
-    SessionInfo,
     TierHealth,
     check_fence,
     check_version,
-    lease_token_of,
 )
 
 T = TypeVar("T")
-_CHUNK = 500  # ids per IN (...) query; far below SQLite's variable limit
-_ROWS = 200  # rows per multi-row upsert (measured fastest; larger statements cost more to prepare)
-_PAGE = 500
 
 
 def sqlite_path(url: str) -> Path:
@@ -54,37 +50,6 @@ def sqlite_path(url: str) -> Path:
             "sqlite URL needs a file path; use memory:// for a throwaway store"
         )
     return Path(path)
-
-
-def _apply_writes(conn: sqlite3.Connection, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
-    """Upserts and deletes (``blob=None``) of one write, inside the caller's transaction.
-
-    In order, per type, a statement per run of up to ``_ROWS`` upserts or ``_CHUNK`` deletes:
-    consecutive writes of one kind group, so a delete and a later re-write of an id keep
-    their order.
-    """
-    head = (addr.namespace, addr.session_id)
-    run: list[KeyWrite] = []
-    for w in writes:
-        if run and (w.type != run[0].type or (w.blob is None) != (run[0].blob is None)
-                    or len(run) >= (_ROWS if w.blob is not None else _CHUNK)):  # fmt: skip
-            _apply_run(conn, head, run)
-            run = []
-        run.append(w)
-    if run:
-        _apply_run(conn, head, run)
-
-
-def _apply_run(conn: sqlite3.Connection, head: tuple[str, str], run: list[KeyWrite]) -> None:
-    """Writes of one type and kind (all upserts or all deletes) as one statement."""
-    if run[0].blob is None:
-        marks = ",".join("?" * len(run))
-        conn.execute(q.DELETE_KEYS.format(marks=marks), (*head, run[0].type, *(w.id for w in run)))
-        return
-    args: list[object] = [*head, run[0].type]
-    for w in run:
-        args += (w.id, w.blob)
-    conn.execute(q.UPSERT_KEYS.format(rows=",".join(["(?,?)"] * len(run))), args)
 
 
 def _migrate(w: sqlite3.Connection) -> None:
@@ -104,7 +69,7 @@ def _migrate(w: sqlite3.Connection) -> None:
     )
 
 
-class SQLiteDurable:
+class SQLiteDurable(SQLiteKeysLeases):
     """Durable tier in one SQLite file.
 
     Args:
@@ -269,8 +234,8 @@ class SQLiteDurable:
 
         def fn(conn: sqlite3.Connection) -> dict[str, bytes]:
             out: dict[str, bytes] = {}
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
+            for start in range(0, len(ids), ID_CHUNK):
+                chunk = ids[start : start + ID_CHUNK]
                 sql = q.GET_KEYS.format(marks=",".join("?" * len(chunk)))
                 cur = conn.execute(sql, (addr.namespace, addr.session_id, key_type, *chunk))
                 out.update((i, bytes(v)) for i, v in cur)
@@ -285,7 +250,7 @@ class SQLiteDurable:
 
         def fn(conn: sqlite3.Connection) -> None:
             self._touch(conn, addr, fence)
-            _apply_writes(conn, addr, writes)
+            apply_writes(conn, addr, writes)
 
         await self._write(fn)
 
@@ -364,102 +329,13 @@ class SQLiteDurable:
             if row is not None and int(row[0]) >= seq:
                 return False
             self._touch(conn, addr, fence)
-            _apply_writes(conn, addr, writes)
+            apply_writes(conn, addr, writes)
             if creds is not None:
                 conn.execute(q.SAVE_CREDS, (creds.blob, creds.version, ns, sid))
             conn.execute(q.SET_SEQ, (seq, ns, sid))
             return True
 
         return await self._write(fn)
-
-    async def acquire_lease(
-        self, addr: SessionAddr, owner: str, ttl_ms: int, *, floor: int = 0
-    ) -> int | None:
-        """Take the lease if free, expired or ``owner``'s: a new, higher token."""
-        key = (addr.namespace, addr.session_id)
-
-        def fn(conn: sqlite3.Connection) -> int | None:
-            now = time.time()
-            row = conn.execute(q.SELECT_LEASE, key).fetchone()
-            if row is not None and row[0] and row[0] != owner and row[2] > now:
-                return None
-            sess = conn.execute(q.SELECT_SESSION, key).fetchone()
-            fence = lease_token_of(sess[0]) if sess else 0
-            token = max(row[1] if row else 0, fence, floor) + 1
-            conn.execute(q.PUT_LEASE, (*key, owner, token, now + ttl_ms / 1000))
-            return int(token)
-
-        return await self._write(fn)
-
-    async def renew_lease(self, addr: SessionAddr, owner: str, token: int, ttl_ms: int) -> bool:
-        """Extend the lease while ``owner`` holds it (unexpired) with ``token``."""
-
-        def fn(conn: sqlite3.Connection) -> bool:
-            now = time.time()
-            args = (now + ttl_ms / 1000, addr.namespace, addr.session_id, owner, token, now)
-            return conn.execute(q.RENEW_LEASE, args).rowcount == 1
-
-        return await self._write(fn)
-
-    async def release_lease(self, addr: SessionAddr, owner: str, token: int) -> bool:
-        """Drop the lease if ``owner`` still holds it with ``token``."""
-
-        def fn(conn: sqlite3.Connection) -> bool:
-            args = (addr.namespace, addr.session_id, owner, token)
-            return conn.execute(q.RELEASE_LEASE, args).rowcount == 1
-
-        return await self._write(fn)
-
-    async def _keyset(
-        self, sql: str, params: Callable[[tuple[str, str]], tuple[Any, ...]], start: tuple[str, str]
-    ) -> AsyncIterator[Any]:
-        """Rows of ``sql`` by keyset pages of ``_PAGE``.
-
-        Each page starts after the first two columns of the previous page's last row, so a long
-        listing holds no read transaction open.
-        """
-        last = start
-        while True:
-            page = params(last)
-
-            def fn(conn: sqlite3.Connection, p: tuple[Any, ...] = page) -> list[Any]:
-                return conn.execute(sql, p).fetchall()
-
-            rows = await self._read(fn)
-            for row in rows:
-                yield row
-            if len(rows) < _PAGE:
-                return
-            last = (rows[-1][0], rows[-1][1])
-
-    async def list_sessions(self, namespace: str | None = None) -> AsyncIterator[SessionInfo]:
-        """Sessions in (namespace, session_id) order, by keyset pages."""
-        ns_filter = "AND namespace = ?" if namespace is not None else ""
-        ns_param = (namespace,) if namespace is not None else ()
-        rows = self._keyset(
-            q.LIST_PAGE.format(ns_filter=ns_filter),
-            lambda last: (*last, *ns_param, _PAGE),
-            (namespace or "", ""),
-        )
-        async for ns, sid, version, updated in rows:
-            yield SessionInfo(ns, sid, int(version), float(updated))
-
-    async def iter_key_ids(self, addr: SessionAddr) -> AsyncIterator[tuple[str, str]]:
-        """Every ``(type, id)`` of the session in order, by keyset pages (for export)."""
-        rows = self._keyset(
-            q.KEY_IDS_PAGE, lambda last: (addr.namespace, addr.session_id, *last, _PAGE), ("", "")
-        )
-        async for key_type, key_id in rows:
-            yield str(key_type), str(key_id)
-
-    async def count_keys(self, addr: SessionAddr) -> dict[str, int]:
-        """``{type: count}`` of the session's keys, one aggregate query."""
-
-        def fn(conn: sqlite3.Connection) -> dict[str, int]:
-            rows = conn.execute(q.COUNT_KEYS, (addr.namespace, addr.session_id)).fetchall()
-            return {str(t): int(n) for t, n in rows}
-
-        return await self._read(fn)
 
     async def check(self) -> TierHealth:
         """``SELECT 1`` on the read connection."""
