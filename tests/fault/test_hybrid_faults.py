@@ -96,6 +96,17 @@ async def run_load(store: AuthStore, ns: str, duration: float,
     return check
 
 
+async def lost_in(store: AuthStore, ns: str, check: Checker) -> int:
+    """Acknowledged writes the store no longer returns (newest value lost or rolled back)."""
+    return len(check.lost_writes(await final_state(store, ns, check)))
+
+
+async def lost_in_durable(config: StoreConfig, ns: str, check: Checker) -> int:
+    """The same, read from the durable tier alone (the store over ``config`` is closed)."""
+    async with opened(config.model_copy(update={"cache": None})) as durable_only:
+        return await lost_in(durable_only, ns, check)
+
+
 @asynccontextmanager
 async def opened(config: StoreConfig) -> AsyncIterator[AuthStore]:
     store = AuthStore(config)
@@ -137,9 +148,8 @@ async def test_redis_killed_and_restarted_write_through(own_redis: RedisServer,
 
     async with opened(config) as store:
         check = await run_load(store, ns, seconds(5.0), fault)
-        lost = len(check.lost_writes(await final_state(store, ns, check)))
-    async with opened(config.model_copy(update={"cache": None})) as durable_only:
-        lost_durable = len(check.lost_writes(await final_state(durable_only, ns, check)))
+        lost = await lost_in(store, ns, check)
+    lost_durable = await lost_in_durable(config, ns, check)
     report("write-through, Redis SIGKILL + restart",
            {**summary(check), "lost": lost, "lost_in_durable": lost_durable})
     assert check.counts["acked"] > 100
@@ -181,9 +191,8 @@ async def test_durable_blackholed(
 
             check = await run_load(store, ns, seconds(6.0), fault)
             await store.drain_outbox()
-            lost = len(check.lost_writes(await final_state(store, ns, check)))
-        async with opened(config.model_copy(update={"cache": None})) as durable_only:
-            lost_durable = len(check.lost_writes(await final_state(durable_only, ns, check)))
+            lost = await lost_in(store, ns, check)
+        lost_durable = await lost_in_durable(config, ns, check)
     finally:
         proxy.stop()
     report(f"write-through over PostgreSQL, PostgreSQL blackholed 2.5 s, durable_outage={outage}",
@@ -216,9 +225,8 @@ async def test_mongo_connections_reset_write_through(
 
             check = await run_load(store, ns, seconds(4.0), fault)
             await store.drain_outbox()
-            lost = len(check.lost_writes(await final_state(store, ns, check)))
-        async with opened(config.model_copy(update={"cache": None})) as durable_only:
-            lost_durable = len(check.lost_writes(await final_state(durable_only, ns, check)))
+            lost = await lost_in(store, ns, check)
+        lost_durable = await lost_in_durable(config, ns, check)
     finally:
         proxy.stop()
     report("write-through over MongoDB, connections reset 3x",
@@ -299,6 +307,6 @@ async def test_soak_redis_killed_repeatedly(own_redis: RedisServer, tmp_path: Pa
 
     async with opened(config) as store:
         check = await run_load(store, ns, duration, fault)
-        lost = len(check.lost_writes(await final_state(store, ns, check)))
+        lost = await lost_in(store, ns, check)
     report("soak: write-through, Redis SIGKILLed every 5 s", {**summary(check), "lost": lost})
     assert (lost, check.counts["stale_reads"]) == (0, 0)

@@ -43,14 +43,8 @@ local exists = redis.call('EXISTS', meta) == 1
 if exists and tonumber(redis.call('HGET', meta, 's') or '0') >= tonumber(ARGV[4]) then
   return {0, 0}
 end
-if not exists and ARGV[3] ~= '1' then return {2} end
-local cur = redis.call('HGET', meta, 'f') or '0'
-local fence = fence_of(cur, ARGV[1])
-if not fence then return {1, cur} end
-if foreign(types, 'set') then return {4, types} end
-for k = 3, #KEYS do
-  if foreign(KEYS[k], 'hash') then return {4, KEYS[k]} end
-end
+local refused, fence = admit(meta, types, exists, ARGV[3], ARGV[1])
+if refused then return refused end
 local i = 7
 for k = 3, #KEYS do
   redis.call('SADD', types, ARGV[i])

@@ -134,8 +134,9 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
         base = self._base(addr)
         keys = [base + "m", base + "t", base + "b", base + "d", base + "z"]
         args = [_token(token), base + "k:", "1" if wipe else ""]
-        self._check(addr, await self._eval("drop", lua.DROP, keys, args), token)
-        if wipe:
+        reply = await self._eval("drop", lua.DROP, keys, args)
+        self._check(addr, reply, token)
+        if int(reply[1]):  # the dead-letter index is global: only a wipe that found some
             await self.forget_dead(addr)
 
     async def wb_keys(
@@ -213,14 +214,11 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
                 await self.forget_dead(addr)
                 return DeadLetterRetry(0, 0, 0, 0)
             writes, creds = coalesce(letter.entry for letter in letters)
-            keep, creds_ok = await self._current(addr, writes, creds)
-            by_type: dict[str, list[KeyWrite]] = {}
-            for w in keep:
-                by_type.setdefault(w.type, []).append(w)
+            by_type, kept_creds = await self._current(addr, writes, creds)
+            keep = [w for ws in by_type.values() for w in ws]
             checks: list[Any] = []
             for ws in by_type.values():
                 checks += [len(ws), *(x for w in ws for x in (w.id, w.blob or b""))]
-            kept_creds = creds if creds is not None and creds_ok else None
             keys = [base + "b", base + "m", base + "o", base + "d",
                     *(base + "k:" + t for t in by_type)]  # fmt: skip
             args = [_token(token), int(time.time() * 1000), len(letters),
@@ -239,9 +237,10 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
                                    int(reply[1]) if appends else 0)  # fmt: skip
         raise errors.UnavailableError(f"session {addr}: dead letters kept changing; try again")
 
-    async def _current(self, addr: SessionAddr, writes: list[KeyWrite],
-                       creds: CredsRecord | None) -> tuple[list[KeyWrite], bool]:  # fmt: skip
-        """The writes whose value the cache still holds, and whether it holds ``creds``."""
+    async def _current(
+        self, addr: SessionAddr, writes: list[KeyWrite], creds: CredsRecord | None
+    ) -> tuple[dict[str, list[KeyWrite]], CredsRecord | None]:
+        """The writes whose value the cache still holds, by type; ``creds`` if it holds them."""
         base, client = self._base(addr), self._c()
         by_type: dict[str, list[KeyWrite]] = {}
         for w in writes:
@@ -255,11 +254,13 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
                 return list(await pipe.execute())
 
         replies = await self._run("outbox", run)
-        keep = [w for ws, got in zip(by_type.values(), replies, strict=False)
-                for w, v in zip(ws, got, strict=True) if v == (w.blob or b"")]  # fmt: skip
+        kept: dict[str, list[KeyWrite]] = {}
+        for (key_type, ws), got in zip(by_type.items(), replies, strict=False):
+            if same := [w for w, v in zip(ws, got, strict=True) if v == (w.blob or b"")]:
+                kept[key_type] = same
         row = replies[-1]
-        same = creds is not None and row[0] == creds.blob and row[1] == str(creds.version).encode()
-        return keep, same
+        held = creds is not None and row[0] == creds.blob and row[1] == str(creds.version).encode()
+        return kept, creds if held else None
 
 
 def _body(writes: Sequence[KeyWrite], fence: int | None) -> bytes:

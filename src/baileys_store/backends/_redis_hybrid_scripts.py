@@ -44,12 +44,23 @@ local function held(b) return pending(b) or dead(b) end
 local function keep(key, ttl, hold)
   if hold then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ttl) end
 end
-local function check_types(types, first)
-  if foreign(types, 'set') then return types end
-  for k = first, #KEYS do
-    if foreign(KEYS[k], 'hash') then return KEYS[k] end
+-- Apply the groups from ARGV[i] to KEYS[3..] and give them (and `types`) the TTL, or none.
+local function apply_kept(types, i, ttl, hold)
+  for k = 3, #KEYS do
+    redis.call('SADD', types, ARGV[i])
+    i = apply_group(KEYS[k], i)
+    keep(KEYS[k], ttl, hold)
   end
-  return nil
+  keep(types, ttl, hold)
+end
+-- Evict what the session has cached (its type hashes, its type set, its creds), not `b`.
+local function evict(m, types, base)
+  local keys = {types}
+  if redis.call('TYPE', types)['ok'] == 'set' then
+    for _, t in ipairs(redis.call('SMEMBERS', types)) do keys[#keys + 1] = base .. t end
+  end
+  redis.call('UNLINK', unpack(keys))
+  if redis.call('TYPE', m)['ok'] == 'hash' then redis.call('HDEL', m, 'creds', 'v') end
 end
 """
 
@@ -71,13 +82,7 @@ if stale(b, ARGV[1]) then return {1, issued(b)} end
 if (redis.call('HGET', b, 'w') or '0') ~= ARGV[2] then return {5} end
 local bad = check_types(types, 3)
 if bad then return {4, bad} end
-local hold, i = held(b), 4
-for k = 3, #KEYS do
-  redis.call('SADD', types, ARGV[i])
-  i = apply_group(KEYS[k], i)
-  keep(KEYS[k], ARGV[3], hold)
-end
-keep(types, ARGV[3], hold)
+apply_kept(types, 4, ARGV[3], held(b))
 return {0}
 """
 
@@ -88,13 +93,7 @@ if stale(b, ARGV[1]) then return {1, issued(b)} end
 if pending(b) then return {7} end
 local bad = check_types(types, 3)
 if bad then return {4, bad} end
-local i, hold = 3, dead(b)
-for k = 3, #KEYS do
-  redis.call('SADD', types, ARGV[i])
-  i = apply_group(KEYS[k], i)
-  keep(KEYS[k], ARGV[2], hold)
-end
-keep(types, ARGV[2], hold)
+apply_kept(types, 3, ARGV[2], dead(b))
 redis.call('HINCRBY', b, 'w', 1)
 return {0}
 """
@@ -121,23 +120,21 @@ return {0}
 
 # KEYS: m, t, b, d, z. ARGV: token, key base, wipe ('1': the session is being cleared or
 # deleted, so its dead letters go too). Evicts the session (not its bookkeeping).
+# Reply {0, 1 when dead letters were discarded, else 0}.
 DROP = _HYBRID + """
 local m, types, b = KEYS[1], KEYS[2], KEYS[3]
 if stale(b, ARGV[1]) then return {1, issued(b)} end
 if pending(b) then return {7} end
+local discarded = 0
 if dead(b) then
   if ARGV[3] ~= '1' then return {7} end
   redis.call('DEL', KEYS[4], KEYS[5])
   redis.call('HDEL', b, 'dl')
+  discarded = 1
 end
-local keys = {types}
-if redis.call('TYPE', types)['ok'] == 'set' then
-  for _, t in ipairs(redis.call('SMEMBERS', types)) do keys[#keys + 1] = ARGV[2] .. t end
-end
-redis.call('UNLINK', unpack(keys))
-if redis.call('TYPE', m)['ok'] == 'hash' then redis.call('HDEL', m, 'creds', 'v') end
+evict(m, types, ARGV[2])
 redis.call('HINCRBY', b, 'w', 1)
-return {0}
+return {0, discarded}
 """
 
 # Write-behind keys. KEYS: b, t, o, z, k:types... ARGV: token, now_ms, body, groups.

@@ -15,10 +15,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._model import SessionAddr
+from ._redis_hybrid_scripts import _HYBRID
 
 # KEYS: l, b, m, t. ARGV: owner, ttl_ms, floor, reset_cache (0/1), key base.
 # Reply {1, token} or {0, pttl} when another owner holds it.
-ACQUIRE = """
+ACQUIRE = _HYBRID + """
 local l, b, m, types = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local holder = redis.call('HGET', l, 'o')
 if holder and holder ~= ARGV[1] then return {0, redis.call('PTTL', l)} end
@@ -32,17 +33,7 @@ token = token + 1
 redis.call('HSET', b, 'f', token)
 redis.call('HSET', l, 'o', ARGV[1], 't', token)
 redis.call('PEXPIRE', l, ARGV[2])
-if ARGV[4] == '1' then
-  local q = redis.call('HMGET', b, 'os', 'oa', 'dl')
-  if tonumber(q[1] or '0') <= tonumber(q[2] or '0') and tonumber(q[3] or '0') == 0 then
-    local keys = {types}
-    if redis.call('TYPE', types)['ok'] == 'set' then
-      for _, t in ipairs(redis.call('SMEMBERS', types)) do keys[#keys + 1] = ARGV[5] .. t end
-    end
-    redis.call('UNLINK', unpack(keys))
-    if redis.call('TYPE', m)['ok'] == 'hash' then redis.call('HDEL', m, 'creds', 'v') end
-  end
-end
+if ARGV[4] == '1' and not held(b) then evict(m, types, ARGV[5]) end
 return {1, token}
 """
 

@@ -49,6 +49,25 @@ local function foreign(key, want)
   local t = redis.call('TYPE', key)['ok']
   return t ~= want and t ~= 'none'
 end
+-- The first of `types` (a set) and KEYS[first..] (hashes) holding another Redis type, or nil.
+local function check_types(types, first)
+  if foreign(types, 'set') then return types end
+  for k = first, #KEYS do
+    if foreign(KEYS[k], 'hash') then return KEYS[k] end
+  end
+  return nil
+end
+-- The checks a durable key write starts with (reads only; KEYS[3..] are its type hashes):
+-- the reply that refuses it, or nil and the fence to record.
+local function admit(meta, types, exists, may_create, token)
+  if not exists and may_create ~= '1' then return {2} end
+  local cur = redis.call('HGET', meta, 'f') or '0'
+  local fence = fence_of(cur, token)
+  if not fence then return {1, cur} end
+  local bad = check_types(types, 3)
+  if bad then return {4, bad} end
+  return nil, fence
+end
 """
 
 # KEYS: meta, types, then one hash per written type (same order as the groups in ARGV).
@@ -56,14 +75,8 @@ end
 WRITE_KEYS = _PRELUDE + """
 local meta, types = KEYS[1], KEYS[2]
 local exists = redis.call('EXISTS', meta) == 1
-if not exists and ARGV[3] ~= '1' then return {2} end
-local cur = redis.call('HGET', meta, 'f') or '0'
-local fence = fence_of(cur, ARGV[1])
-if not fence then return {1, cur} end
-if foreign(types, 'set') then return {4, types} end
-for k = 3, #KEYS do
-  if foreign(KEYS[k], 'hash') then return {4, KEYS[k]} end
-end
+local refused, fence = admit(meta, types, exists, ARGV[3], ARGV[1])
+if refused then return refused end
 local i, names = 4, {}
 for k = 3, #KEYS do
   names[#names + 1] = ARGV[i]

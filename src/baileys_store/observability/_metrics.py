@@ -366,7 +366,6 @@ class StoreMetrics:
         """Count one retried call to ``tier``."""
         self._f.retries.labels(_pick(tier, TIERS)).inc()
 
-
     def sessions_in_use(self, n: int) -> None:
         """Set the number of sessions with work in flight or a lease held."""
         self._f.sessions.set(n)

@@ -39,6 +39,5 @@ async def retry_dead_letters(engine: Engine, addr: SessionAddr) -> DeadLetterRet
         done = await engine._fenced(addr, engine.guard("cache", lambda: shared.requeue_dead(
             addr, token=token, fence=fence)))  # fmt: skip
         if done.seq:
-            engine.behind[addr] = max(engine.behind.get(addr, 0), done.seq)
-            engine.on_append()
+            engine.appended(addr, done.seq)
         return done

@@ -23,7 +23,7 @@ from typing import TypeVar
 from .._model import KeyWrite, SessionAddr
 from ..backends.base import CredsRecord
 from ..errors import FencedError, LeaseLostError, UnavailableError
-from ._cache_tier import CacheTier
+from ._cache_tier import CacheTier, SharedCacheTier
 from ._lease import Lease
 from ._state import CREDS
 from ._tiers import Tiers
@@ -184,19 +184,28 @@ class Engine(Tiers):
             await self._through_creds(addr, lease, new, record.version, buffer=False)
             return True
 
+    async def _behind_tier(self, addr: SessionAddr, token: int | None) -> SharedCacheTier:
+        """The shared cache a write-behind write goes to, repaired first if distrusted."""
+        shared = self.shared
+        assert shared is not None
+        if not await self._repair(addr, shared, token):
+            raise UnavailableError(f"session {addr}: the cache tier is unavailable")
+        return shared
+
+    def appended(self, addr: SessionAddr, seq: int) -> None:
+        """An outbox entry ``seq`` was appended: the session is behind until it drains."""
+        self.behind[addr] = max(self.behind.get(addr, 0), seq)
+        self.on_append()
+
     async def _behind_keys(
         self, addr: SessionAddr, lease: Lease | None, writes: Sequence[KeyWrite]
     ) -> None:
-        shared = self.shared
-        assert shared is not None
         token = lease.token if lease else None
-        if not await self._repair(addr, shared, token):
-            raise UnavailableError(f"session {addr}: the cache tier is unavailable")
+        shared = await self._behind_tier(addr, token)
         fence = lease.fence() if lease else None
         seq, _ = await self._fenced(addr, self.guard("cache", lambda: shared.wb_keys(
             addr, writes, token=token, fence=fence)))  # fmt: skip
-        self.behind[addr] = max(self.behind.get(addr, 0), seq)
-        self.on_append()
+        self.appended(addr, seq)
         l1 = self._l1_write(addr, lease)
         if l1 is not None:
             await l1.update_keys(addr, writes, token=None)
@@ -235,19 +244,15 @@ class Engine(Tiers):
     async def _behind_creds(
         self, addr: SessionAddr, lease: Lease | None, blob: bytes, expected: int | None
     ) -> int:
-        shared = self.shared
-        assert shared is not None
         token = lease.token if lease else None
-        if not await self._repair(addr, shared, token):
-            raise UnavailableError(f"session {addr}: the cache tier is unavailable")
+        shared = await self._behind_tier(addr, token)
         fence = lease.fence() if lease else None
         for _ in range(2):
             done = await self._fenced(addr, self.guard("cache", lambda: shared.wb_creds(
                 addr, blob, expected, token=token, fence=fence)))  # fmt: skip
             if done is not None:
                 version, seq, _ = done
-                self.behind[addr] = max(self.behind.get(addr, 0), seq)
-                self.on_append()
+                self.appended(addr, seq)
                 l1 = self._l1_write(addr, lease)
                 if l1 is not None:
                     await l1.put_creds_guarded(addr, CredsRecord(blob, version), token=None)
