@@ -355,6 +355,11 @@ async def test_hash_partitioned_keys_table(
     )
     assert len(per_partition) > 1
     assert sum(n for _, n in per_partition) == 20
+    # schema v3's fillfactor went to each partition (a partitioned parent refuses it)
+    options = await fetch(admin, "SELECT relname, reloptions FROM pg_class c JOIN pg_namespace n "
+                          f"ON n.oid = c.relnamespace WHERE n.nspname = '{schema}' "
+                          "AND relname LIKE 'keys%' AND relkind IN ('r', 'p') ORDER BY 1")
+    assert options == [("keys", None), *((f"keys_p{r}", ["fillfactor=80"]) for r in range(4))]
 
 
 async def test_list_sessions_pages_in_byte_order(
@@ -669,6 +674,10 @@ async def test_version_1_schema_upgrades_in_place(
                        ) == [(str(SCHEMA_VERSION),)]  # fmt: skip
     rows = await fetch(admin, f"SELECT outbox_seq, fence FROM {schema}.sessions")
     assert rows == [(1, 7 << FENCE_SHIFT)]
+    # version 3: the keys table leaves room for HOT updates
+    assert await fetch(admin, "SELECT reloptions FROM pg_class c JOIN pg_namespace n ON "
+                       f"n.oid = c.relnamespace WHERE n.nspname = '{schema}' AND "
+                       "c.relname = 'keys'") == [(["fillfactor=80"],)]  # fmt: skip
 
 
 async def test_lease_expiry_is_the_servers_clock(store: pg.PostgresDurable, admin: Admin,

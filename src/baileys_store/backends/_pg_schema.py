@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_SCHEMA = "baileys_store"
 FENCED_STATE = "BSF01"  # raised by fence_check(); DETAIL = the session's current fence
 CONFLICT_STATE = "BSC01"  # raised by next_version(); DETAIL = the current creds version
@@ -94,7 +94,26 @@ BEGIN
 END $$;
 """
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
+# Version 3: room on every keys page for HOT updates. A key re-written in place (a ``session``
+# on every message, sender keys, app-state versions, an 812-id pre-key upsert) then adds no index
+# entry and dirties one page; at fillfactor 100 every update was a new index entry on a full
+# page. Measured, 812-row upsert over existing rows, median of 25: 21.4 ms -> 15.5 ms; costs
+# ~20% more heap space. Only pages written from now on get the room (no table rewrite). A
+# hash-partitioned keys table (README recipe) takes the setting on each partition, not the parent.
+_V3 = """
+DO $$
+DECLARE leaf regclass;
+BEGIN
+    -- pg_partition_tree() lists nothing for a plain table: then the table is the one leaf
+    FOR leaf IN SELECT relid FROM pg_partition_tree('{s}.keys'::regclass) WHERE isleaf
+                UNION SELECT '{s}.keys'::regclass
+                WHERE (SELECT relkind FROM pg_class WHERE oid = '{s}.keys'::regclass) = 'r' LOOP
+        EXECUTE format('ALTER TABLE %s SET (fillfactor = 80)', leaf);
+    END LOOP;
+END $$;
+"""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
 
 _META = """
 CREATE SCHEMA IF NOT EXISTS {s};
