@@ -64,6 +64,9 @@ class AuthStore:
         settings = BreakerSettings.from_config(config)
         self.breakers = {t: CircuitBreaker(t, settings, on_transition=self._transition)
                          for t in ("durable", "cache")}  # fmt: skip
+        for tier in ("durable", "cache") if self.cache is not None else ("durable",):
+            # A gauge with labels has no sample until set: show "closed" from the start.
+            self.metrics.breaker_state(tier, self.breakers[tier].state)
         self._guard = TierGuard(
             self.breakers, config.op_timeout,
             abandon_durable=not getattr(self.durable, "cancels_promptly", False),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from baileys_store import AuthStore, StoreConfig
 from baileys_store.errors import ConfigError
 from baileys_store.observability import METRICS_DOC, Metrics, NullMetrics, StoreMetrics
 from baileys_store.observability._metrics import MAX_NAMESPACES
@@ -229,3 +230,14 @@ def test_null_metrics_records_nothing_and_both_satisfy_the_protocol() -> None:
     public = {n for n in dir(StoreMetrics) if not n.startswith("_")}
     assert public == {n for n in dir(NullMetrics) if not n.startswith("_")}
     assert not hasattr(NullMetrics(), "__dict__")
+
+
+async def test_a_new_store_reports_its_breakers_closed(reg: CollectorRegistry) -> None:
+    gauge = "baileys_store_breaker_state"
+    AuthStore(StoreConfig.testing(cache="none"), metrics=StoreMetrics(reg))
+    assert reg.get_sample_value(gauge, {"tier": "durable"}) == 0
+    assert reg.get_sample_value(gauge, {"tier": "cache"}) is None  # no cache tier: no gauge
+    other = CollectorRegistry()
+    AuthStore(StoreConfig.testing(), metrics=StoreMetrics(other))
+    assert other.get_sample_value(gauge, {"tier": "durable"}) == 0
+    assert other.get_sample_value(gauge, {"tier": "cache"}) == 0
