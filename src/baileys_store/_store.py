@@ -25,15 +25,13 @@ from .backends.base import (
 )
 from .codec import Codec
 from .errors import (
-    ConflictError,
-    FencedError,
     InvalidInputError,
     LeaseHeldError,
     StoreClosedError,
     StoreError,
     UnavailableError,
 )
-from .observability._metrics import Metrics, StoreMetrics
+from .observability._metrics import Metrics, StoreMetrics, result_of
 from .observability._tracing import span
 from .resilience import BreakerSettings, CircuitBreaker
 from .tiering import TierGuard
@@ -71,6 +69,7 @@ class AuthStore:
             self.breakers, config.op_timeout,
             abandon_durable=not getattr(self.durable, "cancels_promptly", False),
             local_cache=getattr(self.cache, "in_process", False),
+            observe=self.metrics.observe_op,
         )  # fmt: skip
         self._engine, self._worker = build_engine(
             config, self.durable, self.cache, self._guard, self.metrics
@@ -87,11 +86,11 @@ class AuthStore:
         degraded (reads and write-through writes go to the durable tier) and uses Redis once
         it answers. In write-behind mode Redis is the primary, so it must answer.
         """
-        await self._guard("durable", self.durable.open)
+        await self._guard("durable", "open", self.durable.open)
         engine = self._engine
         if engine.cache is not None:
             try:
-                await self._guard("cache", engine.cache.open)
+                await self._guard("cache", "open", engine.cache.open)
                 await self._bind(engine.shared)
             except UnavailableError:
                 if engine.write_behind or engine.shared is None:
@@ -116,7 +115,7 @@ class AuthStore:
         """
         store_id = getattr(self.durable, "store_id", "")
         if shared is not None and store_id:
-            await self._guard("cache", lambda: shared.bind_durable(store_id))
+            await self._guard("cache", "bind_durable", lambda: shared.bind_durable(store_id))
 
     async def close(self) -> None:
         """Stop the worker, release leases, close the tiers; idempotent."""
@@ -283,7 +282,7 @@ class AuthStore:
                       namespace=addr.namespace, tier="store"):  # fmt: skip
                 return await fn()
         except StoreError as exc:
-            result = _outcome(exc)
+            result = result_of(exc)
             if result == "conflict":
                 self.metrics.version_conflict()
             raise
@@ -331,16 +330,6 @@ class PurgeReport:
     matched: int
     deleted: int = 0
     in_use: int = 0
-
-
-def _outcome(exc: StoreError) -> str:
-    if isinstance(exc, UnavailableError):
-        return "unavailable"
-    if isinstance(exc, ConflictError):
-        return "conflict"
-    if isinstance(exc, FencedError):
-        return "fenced"
-    return "error"
 
 
 @asynccontextmanager

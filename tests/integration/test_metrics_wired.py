@@ -121,3 +121,22 @@ async def test_every_metric_is_updated(redis_server: RedisServer, tmp_path: Path
                  "baileys_store_fenced_writes_total", "baileys_store_codec_errors_total"):
         assert (registry.get_sample_value(name) or sum(
             s.value for m in registry.collect() for s in m.samples if s.name == name)) > 0, name
+
+    # Every tier call is counted and timed with its tier, operation and outcome.
+    def ops(tier: str) -> dict[tuple[str, str], float]:
+        return {(s.labels["op"], s.labels["result"]): s.value for m in registry.collect()
+                for s in m.samples if s.name == "baileys_store_operations_total"
+                and s.labels["tier"] == tier}  # fmt: skip
+
+    durable_ops, cache_ops = ops("durable"), ops("cache")
+    for op in ("write_keys", "get_keys", "save_creds", "apply_batch", "advance_fence"):
+        assert durable_ops.get((op, "ok"), 0) > 0, op
+    assert durable_ops.get(("get_keys", "unavailable"), 0) > 0  # the outage, refusals included
+    assert durable_ops.get(("write_keys", "fenced"), 0) > 0  # the old holder's late write
+    for op in ("update_keys", "read_keys", "acquire_lease", "renew_lease", "wb_keys", "claim"):
+        assert cache_ops.get((op, "ok"), 0) > 0, op
+    assert "other" not in {op for op, _ in (*durable_ops, *cache_ops)}  # every call is named
+    durations = {(s.labels["tier"], s.labels["op"]) for m in registry.collect()
+                 for s in m.samples if s.name == "baileys_store_operation_duration_seconds_count"}
+    assert {("durable", "write_keys"), ("cache", "update_keys"), ("store", "write_keys")
+            } <= durations  # fmt: skip

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ConflictError, FencedError, StoreError, UnavailableError
 
 OTHER = "other"
 _MAX_CHILDREN = 4096
@@ -34,6 +34,9 @@ OPS = frozenset({
     "check", "advance_fence", "apply_batch", "acquire_lease", "renew_lease", "release_lease",
     "get_blobs", "read_keys", "fill_keys", "update_keys", "put_keys", "read_creds", "get_creds",
     "put_creds", "drop", "drop_session", "wb_keys", "wb_creds", "drain", "list_sessions",
+    # calls of the tiers (tier="durable" / "cache") beyond the names above
+    "open", "bind_durable", "put_creds_guarded", "requeue_dead", "ready_summary",
+    "outbox_counters", "ready_sessions", "claim", "ack", "fail", "release", "unready",
 })
 TIERS = frozenset({"store", "l1", "cache", "durable", "outbox", "lease"})
 RESULTS = frozenset({"ok", "error", "unavailable", "conflict", "fenced"})
@@ -47,7 +50,8 @@ CODEC_KINDS = frozenset({"decrypt", "corrupt"})
 # (name without prefix, type, labels, meaning); the README table is generated from this.
 _DOC = [
     ("operations_total", "counter", "op, tier, result",
-     "Operations by tier and outcome (ok, error, unavailable, conflict, fenced)."),
+     "Operations by outcome (ok, error, unavailable, conflict, fenced): API calls "
+     '(`tier="store"`) and each call to the durable tier and the Redis cache.'),
     ("operation_duration_seconds", "histogram", "op, tier",
      "Operation latency, 50 µs to 10 s buckets."),
     ("cache_lookups_total", "counter", "level, result",
@@ -75,6 +79,17 @@ METRICS_DOC: list[tuple[str, str, str, str]] = [
     (f"baileys_store_{name}", kind, labels, meaning) for name, kind, labels, meaning in _DOC
 ]
 """``(name, type, labels, meaning)`` of every metric, for the README (default prefix)."""
+
+
+def result_of(exc: StoreError) -> str:
+    """The ``result`` label of an operation that raised ``exc``."""
+    if isinstance(exc, UnavailableError):
+        return "unavailable"
+    if isinstance(exc, ConflictError):
+        return "conflict"
+    if isinstance(exc, FencedError):
+        return "fenced"
+    return "error"
 
 
 def _pick(value: str, allowed: frozenset[str]) -> str:

@@ -1,21 +1,23 @@
-"""The call guard every tier call goes through: circuit breaker + per-operation timeout."""
+"""The call guard every tier call goes through: circuit breaker, per-operation timeout, metrics."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from ..errors import UnavailableError
+from ..errors import StoreError, UnavailableError
+from ..observability._metrics import result_of
 from ..resilience import CircuitBreaker
 
 T = TypeVar("T")
 
 
 class Guard(Protocol):
-    """``await guard(tier, fn)``: run ``fn()`` against ``tier`` under its breaker and timeout."""
+    """``await guard(tier, op, fn)``: ``fn()``, the tier's ``op``, under breaker and timeout."""
 
-    def __call__(self, tier: str, fn: Callable[[], Awaitable[T]], /) -> Awaitable[T]: ...
+    def __call__(self, tier: str, op: str, fn: Callable[[], Awaitable[T]], /) -> Awaitable[T]: ...
 
 
 class TierGuard:
@@ -26,21 +28,47 @@ class TierGuard:
     ``abandon_durable``: durable calls are abandoned at the deadline rather than cancelled in
     place (see :meth:`_abandoning`); off for a backend whose calls cancel at once (SQLite's run
     on their own thread, memory's never wait), which saves a task per call. ``local_cache``:
-    the cache is in this process (it cannot hang or go down), so its calls run unguarded.
+    the cache is in this process (it cannot hang or go down), so its calls run unguarded (and
+    untimed: a metric would cost more than the call). ``observe(op, tier, result, seconds)``
+    records every other call, refused and timed-out ones included; a cancelled call is not an
+    outcome of the tier and is not recorded.
     """
 
-    __slots__ = ("abandon_durable", "breakers", "local_cache", "timeout")
+    __slots__ = ("abandon_durable", "breakers", "local_cache", "observe", "timeout")
 
     def __init__(self, breakers: dict[str, CircuitBreaker], timeout: float, *,
-                 abandon_durable: bool = True, local_cache: bool = False) -> None:  # fmt: skip
+                 abandon_durable: bool = True, local_cache: bool = False,
+                 observe: Callable[[str, str, str, float], None] | None = None,
+                 ) -> None:  # fmt: skip
         self.breakers = breakers
         self.timeout = timeout
         self.abandon_durable = abandon_durable
         self.local_cache = local_cache
+        self.observe = observe
 
-    async def __call__(self, tier: str, fn: Callable[[], Awaitable[T]], /) -> T:
+    async def __call__(self, tier: str, op: str, fn: Callable[[], Awaitable[T]], /) -> T:
         if self.local_cache and tier == "cache":
             return await fn()
+        if self.observe is None:
+            return await self._guarded(tier, fn)
+        start = time.perf_counter()
+        result: str | None = "ok"
+        try:
+            return await self._guarded(tier, fn)
+        except asyncio.CancelledError:
+            result = None
+            raise
+        except StoreError as exc:
+            result = result_of(exc)
+            raise
+        except BaseException:
+            result = "error"
+            raise
+        finally:
+            if result is not None:
+                self.observe(op, tier, result, time.perf_counter() - start)
+
+    async def _guarded(self, tier: str, fn: Callable[[], Awaitable[T]]) -> T:
         breaker = self.breakers.get(tier)
         if breaker is not None:
             breaker.before_call()

@@ -113,11 +113,11 @@ class LeaseManager:
         for addr, lease in held.items():
             if not lease.lost:
                 with contextlib.suppress(Exception):
-                    await self._call(lambda a=addr, t=lease.token: self._backend.release_lease(
-                        a, self.owner, t))  # type: ignore[misc]  # fmt: skip
+                    await self._call("release_lease", lambda a=addr, t=lease.token: (  # type: ignore[misc]
+                        self._backend.release_lease(a, self.owner, t)))  # fmt: skip
 
-    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        return await self._guard(self._tier, fn)
+    async def _call(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
+        return await self._guard(self._tier, op, fn)
 
     async def get(self, addr: SessionAddr, *, write: bool) -> Lease | None:
         """The session's lease, acquiring it if needed.
@@ -163,8 +163,8 @@ class LeaseManager:
         delay, floor = 0.02, 0
         for _ in range(1000):
             start = time.monotonic()
-            token = await self._call(lambda f=floor: self._backend.acquire_lease(  # type: ignore[misc]
-                addr, self.owner, self._ttl_ms, floor=f))  # fmt: skip
+            token = await self._call("acquire_lease", lambda f=floor: (  # type: ignore[misc]
+                self._backend.acquire_lease(addr, self.owner, self._ttl_ms, floor=f)))  # fmt: skip
             if token is None:
                 if time.monotonic() >= deadline:
                     self._event("held_elsewhere")
@@ -176,8 +176,8 @@ class LeaseManager:
                 delay = min(delay * 2, 0.5)
                 continue
             try:
-                await self._guard("durable", lambda t=token: self._durable.advance_fence(
-                    addr, t << FENCE_SHIFT))  # type: ignore[misc]  # fmt: skip
+                await self._guard("durable", "advance_fence", lambda t=token: (  # type: ignore[misc]
+                    self._durable.advance_fence(addr, t << FENCE_SHIFT)))  # fmt: skip
             except FencedError as exc:  # the durable tier saw a higher token: ask for more
                 floor = lease_token_of(exc.current)
                 continue
@@ -199,7 +199,8 @@ class LeaseManager:
         if lease is None or lease.lost:
             return False
         self._on_lost(addr)  # another process may write it now: L1 must not keep its values
-        ok = await self._call(lambda: self._backend.release_lease(addr, self.owner, lease.token))
+        ok = await self._call("release_lease", lambda: self._backend.release_lease(
+            addr, self.owner, lease.token))  # fmt: skip
         self._event("released")
         return bool(ok)
 
@@ -218,8 +219,8 @@ class LeaseManager:
                 continue
             start = time.monotonic()
             try:
-                ok = await self._call(lambda a=addr, t=lease.token: self._backend.renew_lease(
-                    a, self.owner, t, self._ttl_ms))  # type: ignore[misc]  # fmt: skip
+                ok = await self._call("renew_lease", lambda a=addr, t=lease.token: (  # type: ignore[misc]
+                    self._backend.renew_lease(a, self.owner, t, self._ttl_ms)))  # fmt: skip
             except Exception:  # unreachable: keep the token (fencing still protects), stop L1
                 lease.valid_until = 0.0
                 continue

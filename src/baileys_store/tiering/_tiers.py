@@ -72,11 +72,11 @@ class Tiers:
         shared = self.shared
         if shared is None:
             return
-        count, oldest = await self.guard("cache", shared.ready_summary)
+        count, oldest = await self.guard("cache", "ready_summary", shared.ready_summary)
         self.metrics.outbox(count, max(time.time() - oldest, 0.0) if oldest else 0.0)
         for addr in list(self.behind):
             appended, applied, _ = await self.guard(
-                "cache", lambda a=addr: shared.outbox_counters(a)  # type: ignore[misc]
+                "cache", "outbox_counters", lambda a=addr: shared.outbox_counters(a)  # type: ignore[misc]
             )
             if appended <= applied:
                 self.drained(addr, applied)
@@ -91,8 +91,8 @@ class Tiers:
             # A previous holder may have left outbox entries: keep their order.
             shared = self.shared
             try:
-                appended, applied, _ = await self.guard("cache", lambda: shared.outbox_counters(
-                    addr))  # fmt: skip
+                appended, applied, _ = await self.guard(
+                    "cache", "outbox_counters", lambda: shared.outbox_counters(addr))
             except UnavailableError:
                 if write:
                     raise
@@ -145,7 +145,8 @@ class Tiers:
         if self._primary(addr):
             return shared
         try:
-            appended, applied, _ = await self.guard("cache", lambda: shared.outbox_counters(addr))
+            appended, applied, _ = await self.guard(
+                "cache", "outbox_counters", lambda: shared.outbox_counters(addr))
         except UnavailableError:
             # Redis is down: serve from the durable tier (the degraded mode). Entries could be
             # pending unseen only if the durable tier had been down too just before.
@@ -199,7 +200,7 @@ class Tiers:
             stamp = None
             rest = [i for i in cached if i not in found]
             if reader is not None and rest:
-                hit = await self._read_cache(addr, lambda: reader.read_keys(
+                hit = await self._read_cache(addr, "read_keys", lambda: reader.read_keys(
                     addr, key_type, rest))  # fmt: skip
                 if hit is not None:
                     found.update(hit.found)
@@ -214,7 +215,7 @@ class Tiers:
             if self.cache is not None:
                 self.metrics.durable_fallback(self._why(addr, reader), len(misses))
             gen = state.gen
-            loaded = await self.guard("durable", lambda: self.durable.get_keys(
+            loaded = await self.guard("durable", "get_keys", lambda: self.durable.get_keys(
                 addr, key_type, misses))  # fmt: skip
             if loaded and owner is not None and stamp is not None and state.quiet_since(gen):
                 await self._fill(addr, _upserts(key_type, loaded), cache=owner, l1=l1,
@@ -227,9 +228,10 @@ class Tiers:
             return "miss"
         return "untrusted" if addr in self.untrusted else "not_owner"
 
-    async def _read_cache(self, addr: SessionAddr, fn: Callable[[], Awaitable[T]]) -> T | None:
+    async def _read_cache(self, addr: SessionAddr, op: str,
+                          fn: Callable[[], Awaitable[T]]) -> T | None:  # fmt: skip
         try:
-            return await self.guard("cache", fn)
+            return await self.guard("cache", op, fn)
         except UnavailableError as exc:
             reason = "breaker_open" if isinstance(exc, BreakerOpenError) else "cache_error"
             self.metrics.durable_fallback(reason)
@@ -242,7 +244,7 @@ class Tiers:
                     stamp: int) -> None:  # fmt: skip
         token = lease.token if lease else None
         try:
-            stored = await self.guard("cache", lambda: cache.fill_keys(
+            stored = await self.guard("cache", "fill_keys", lambda: cache.fill_keys(
                 addr, writes, stamp=stamp, token=token))  # fmt: skip
         except LeaseLostError:
             self.metrics.cache_fill("failed")
@@ -264,17 +266,18 @@ class Tiers:
             reader = owner or await self._reader(addr)
             stamp = None
             if reader is not None and (self._primary(addr) or state.cached(CREDS[0], [CREDS[1]])):
-                hit = await self._read_cache(addr, lambda: reader.read_creds(addr))
+                hit = await self._read_cache(addr, "read_creds", lambda: reader.read_creds(addr))
                 if hit is not None:
                     if hit.known:
                         return hit.record
                     stamp = hit.stamp
             gen = state.gen
-            record = await self.guard("durable", lambda: self.durable.load_creds(addr))
+            record = await self.guard("durable", "load_creds",
+                                      lambda: self.durable.load_creds(addr))  # fmt: skip
             if owner is not None and stamp is not None and state.quiet_since(gen):
                 token = lease.token if lease else None
                 with contextlib.suppress(UnavailableError, LeaseLostError):  # only slower
-                    await self.guard("cache", lambda: owner.put_creds_guarded(
+                    await self.guard("cache", "put_creds_guarded", lambda: owner.put_creds_guarded(
                         addr, record, token=token, stamp=stamp))  # fmt: skip
             return record
 

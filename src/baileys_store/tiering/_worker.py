@@ -81,8 +81,7 @@ class OutboxWorker:
                 await task
         for addr in list(self._claimed):  # a stopped worker must not hold sessions up
             with contextlib.suppress(StoreError):
-                await self._guard("cache", lambda a=addr: self._cache.release(  # type: ignore[misc]
-                    a, self.worker_id))  # fmt: skip
+                await self._release(addr)
         self._claimed.clear()
 
     def notify(self) -> None:
@@ -118,7 +117,7 @@ class OutboxWorker:
 
         ``wait``: seconds to wait for a session another worker is draining (0: skip it).
         """
-        sessions = await self._guard("cache", self._cache.ready_sessions)
+        sessions = await self._guard("cache", "ready_sessions", self._cache.ready_sessions)
         applied = 0
         for addr in sessions:
             applied += await self.drain(addr, wait=wait)
@@ -136,7 +135,7 @@ class OutboxWorker:
             # Tracked before the call: a stop that cancels it after Redis took the claim must
             # still give the claim back (releasing one we do not hold is a no-op).
             self._claimed.add(addr)
-            claim = await self._guard("cache", lambda: self._cache.claim(
+            claim = await self._guard("cache", "claim", lambda: self._cache.claim(
                 addr, self.worker_id, self._claim_ms, self._batch))  # fmt: skip
             if claim is None:
                 self._claimed.discard(addr)
@@ -155,27 +154,30 @@ class OutboxWorker:
                 self._claimed.discard(addr)
                 return applied
             if done < 0:  # the head entry failed: retried on a later round
-                await self._guard("cache", lambda: self._cache.release(addr, self.worker_id))
-                self._claimed.discard(addr)
+                await self._release(addr)
                 return applied
             applied += len(entries)
             if self._stopping and done:  # stopping: leave the rest to the next worker
-                await self._guard("cache", lambda: self._cache.release(addr, self.worker_id))
-                self._claimed.discard(addr)
+                await self._release(addr)
                 return applied
             if done == 0:
                 self._claimed.discard(addr)
                 self._on_drained(addr, entries[-1].seq)
-                await self._guard("cache", lambda: self._cache.unready(addr))
+                await self._guard("cache", "unready", lambda: self._cache.unready(addr))
                 return applied
 
+    async def _release(self, addr: SessionAddr) -> None:
+        """Give the claim on ``addr`` back, so no other worker waits for it to lapse."""
+        await self._guard("cache", "release", lambda: self._cache.release(addr, self.worker_id))
+        self._claimed.discard(addr)
+
     async def _finish(self, addr: SessionAddr, applied_seq: int) -> None:
-        await self._guard("cache", lambda: self._cache.ack(addr, self.worker_id, 0, applied_seq))
+        await self._guard("cache", "ack", lambda: self._cache.ack(
+            addr, self.worker_id, 0, applied_seq))  # fmt: skip
         # The ack keeps the claim when the counters still say "pending" (an entry appended
         # meanwhile): give it back, or everyone else waits for it to expire.
-        await self._guard("cache", lambda: self._cache.release(addr, self.worker_id))
-        self._claimed.discard(addr)
-        await self._guard("cache", lambda: self._cache.unready(addr))
+        await self._release(addr)
+        await self._guard("cache", "unready", lambda: self._cache.unready(addr))
         self._on_drained(addr, applied_seq)
 
     async def _apply_fenced(self, addr: SessionAddr, writes: list[KeyWrite],
@@ -186,10 +188,10 @@ class OutboxWorker:
         durable since: it drains these entries first), so apply them unfenced.
         """
         try:
-            await self._guard("durable", lambda: self._durable.apply_batch(
+            await self._guard("durable", "apply_batch", lambda: self._durable.apply_batch(
                 addr, writes, creds, seq=seq, fence=fence or None))  # fmt: skip
         except FencedError:
-            await self._guard("durable", lambda: self._durable.apply_batch(
+            await self._guard("durable", "apply_batch", lambda: self._durable.apply_batch(
                 addr, writes, creds, seq=seq))  # fmt: skip
 
     async def _apply(self, addr: SessionAddr, entries: Sequence[OutboxEntry]) -> int | None:
@@ -202,12 +204,11 @@ class OutboxWorker:
             # Not the entry's fault: keep it, let the claim go so any worker retries later.
             self._event("retry", 1)
             with contextlib.suppress(StoreError):
-                await self._guard("cache", lambda: self._cache.release(addr, self.worker_id))
-                self._claimed.discard(addr)
+                await self._release(addr)
             raise
         except StoreError as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            outcome = await self._guard("cache", lambda: self._cache.fail(
+            outcome = await self._guard("cache", "fail", lambda: self._cache.fail(
                 addr, self.worker_id, reason, self._max_attempts))  # fmt: skip
             if outcome is None:
                 return None
@@ -219,10 +220,10 @@ class OutboxWorker:
                     "outbox entry moved to the dead letters",
                     extra={"event": "outbox_dead_letter", "seq": seq},
                 )
-                return await self._guard("cache", lambda: self._cache.ack(
+                return await self._guard("cache", "ack", lambda: self._cache.ack(
                     addr, self.worker_id, 0, seq))  # fmt: skip
             return -1
-        left = await self._guard("cache", lambda: self._cache.ack(
+        left = await self._guard("cache", "ack", lambda: self._cache.ack(
             addr, self.worker_id, len(entries), last))  # fmt: skip
         if left is not None:
             self._event("applied", len(entries))

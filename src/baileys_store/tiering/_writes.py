@@ -37,10 +37,10 @@ class Engine(Tiers):
 
     drain: Callable[[SessionAddr], Awaitable[None]] | None = None  # set when there is an outbox
 
-    async def _durable(self, addr: SessionAddr, fn: Callable[[], Awaitable[T]]) -> T:
+    async def _durable(self, addr: SessionAddr, op: str, fn: Callable[[], Awaitable[T]]) -> T:
         """A durable write; a fence rejection means this process lost the lease."""
         try:
-            return await self.guard("durable", fn)
+            return await self.guard("durable", op, fn)
         except FencedError:
             self.metrics.fenced_write()
             if self.leases is not None:
@@ -73,7 +73,7 @@ class Engine(Tiers):
             return
         cache = self.cache
         try:
-            await self.guard("cache", lambda: cache.drop(addr, token=token))
+            await self.guard("cache", "drop", lambda: cache.drop(addr, token=token))
         except Exception:
             self._distrust(addr)
 
@@ -82,13 +82,14 @@ class Engine(Tiers):
         if addr not in self.untrusted:
             return True
         try:
-            await self._fenced(addr, self.guard("cache", lambda: cache.drop(addr, token=token)))
+            await self._fenced(addr, self.guard(
+                "cache", "drop", lambda: cache.drop(addr, token=token)))
         except UnavailableError:
             return False
         self.untrusted.discard(addr)
         return True
 
-    async def _sync(self, addr: SessionAddr, lease: Lease | None,
+    async def _sync(self, addr: SessionAddr, lease: Lease | None, op: str,
                     apply: Callable[[CacheTier], Awaitable[object]],
                     l1_apply: Callable[[CacheTier], Awaitable[object]]) -> None:  # fmt: skip
         """Bring the caches in line after a durable write; a failure distrusts the session."""
@@ -98,7 +99,7 @@ class Engine(Tiers):
         token = lease.token if lease else None
         try:
             if await self._repair(addr, cache, token):
-                await self._fenced(addr, self.guard("cache", lambda: apply(cache)))
+                await self._fenced(addr, self.guard("cache", op, lambda: apply(cache)))
             else:
                 return
         except LeaseLostError:
@@ -133,7 +134,7 @@ class Engine(Tiers):
         token = lease.token if lease else None
         try:
             fence = lease.fence() if lease else None
-            await self._durable(addr, lambda: self.durable.write_keys(
+            await self._durable(addr, "write_keys", lambda: self.durable.write_keys(
                 addr, writes, fence=fence))  # fmt: skip
         except UnavailableError:
             if not (buffer and self._may_buffer(addr)):
@@ -144,7 +145,8 @@ class Engine(Tiers):
         except BaseException:
             await self._evict(addr, token)
             raise
-        await self._sync(addr, lease, lambda c: c.update_keys(addr, writes, token=token),
+        await self._sync(addr, lease, "update_keys",
+                         lambda c: c.update_keys(addr, writes, token=token),
                          lambda c: c.update_keys(addr, writes, token=None))  # fmt: skip
 
     async def rewrite_keys(
@@ -162,7 +164,7 @@ class Engine(Tiers):
         async with self.states.use(addr, write=True, touched=touched):
             lease = await self._lease(addr, write=True)
             await self._drain_first(addr)
-            blobs = await self.guard("durable", lambda: self.durable.get_keys(
+            blobs = await self.guard("durable", "get_keys", lambda: self.durable.get_keys(
                 addr, key_type, ids))  # fmt: skip
             writes = [KeyWrite(key_type, i, new) for i, blob in blobs.items()
                       if (new := transform(i, blob)) is not None]  # fmt: skip
@@ -177,7 +179,8 @@ class Engine(Tiers):
         async with self.states.use(addr, write=True, touched=frozenset({CREDS})):
             lease = await self._lease(addr, write=True)
             await self._drain_first(addr)
-            record = await self.guard("durable", lambda: self.durable.load_creds(addr))
+            record = await self.guard("durable", "load_creds",
+                                      lambda: self.durable.load_creds(addr))  # fmt: skip
             new = transform(record.blob) if record is not None else None
             if record is None or new is None:
                 return False
@@ -203,7 +206,7 @@ class Engine(Tiers):
         token = lease.token if lease else None
         shared = await self._behind_tier(addr, token)
         fence = lease.fence() if lease else None
-        seq, _ = await self._fenced(addr, self.guard("cache", lambda: shared.wb_keys(
+        seq, _ = await self._fenced(addr, self.guard("cache", "wb_keys", lambda: shared.wb_keys(
             addr, writes, token=token, fence=fence)))  # fmt: skip
         self.appended(addr, seq)
         l1 = self._l1_write(addr, lease)
@@ -225,7 +228,7 @@ class Engine(Tiers):
         token = lease.token if lease else None
         try:
             fence = lease.fence() if lease else None
-            version = await self._durable(addr, lambda: self.durable.save_creds(
+            version = await self._durable(addr, "save_creds", lambda: self.durable.save_creds(
                 addr, blob, expected_version=expected, fence=fence))  # fmt: skip
         except UnavailableError:
             if not (buffer and self._may_buffer(addr)):
@@ -236,7 +239,7 @@ class Engine(Tiers):
             await self._evict(addr, token)
             raise
         record = CredsRecord(blob, version)
-        await self._sync(addr, lease,
+        await self._sync(addr, lease, "put_creds_guarded",
                          lambda c: c.put_creds_guarded(addr, record, token=token),
                          lambda c: c.put_creds_guarded(addr, record, token=None))  # fmt: skip
         return version
@@ -248,7 +251,7 @@ class Engine(Tiers):
         shared = await self._behind_tier(addr, token)
         fence = lease.fence() if lease else None
         for _ in range(2):
-            done = await self._fenced(addr, self.guard("cache", lambda: shared.wb_creds(
+            done = await self._fenced(addr, self.guard("cache", "wb_creds", lambda: shared.wb_creds(
                 addr, blob, expected, token=token, fence=fence)))  # fmt: skip
             if done is not None:
                 version, seq, _ = done
@@ -264,10 +267,10 @@ class Engine(Tiers):
     async def _learn_version(
         self, addr: SessionAddr, shared: CacheTier, token: int | None
     ) -> None:
-        stamp = (await self.guard("cache", lambda: shared.read_creds(addr))).stamp
-        record = await self.guard("durable", lambda: self.durable.load_creds(addr))
-        await self._fenced(addr, self.guard("cache", lambda: shared.put_creds_guarded(
-            addr, record, token=token, stamp=stamp)))  # fmt: skip
+        stamp = (await self.guard("cache", "read_creds", lambda: shared.read_creds(addr))).stamp
+        record = await self.guard("durable", "load_creds", lambda: self.durable.load_creds(addr))
+        await self._fenced(addr, self.guard("cache", "put_creds_guarded", lambda: (
+            shared.put_creds_guarded(addr, record, token=token, stamp=stamp))))  # fmt: skip
 
     async def _drain_first(self, addr: SessionAddr) -> None:
         if self._primary(addr) and self.drain is not None:
@@ -275,13 +278,16 @@ class Engine(Tiers):
 
     async def clear_keys(self, addr: SessionAddr) -> None:
         """``keys.clear()``: drain the outbox, clear durably, drop the cached keys."""
-        await self._wipe(addr, lambda fence: self.durable.clear_keys(addr, fence=fence))
+        await self._wipe(addr, "clear_keys",
+                         lambda fence: self.durable.clear_keys(addr, fence=fence))
 
     async def delete_session(self, addr: SessionAddr) -> bool:
         """Delete creds and keys everywhere; True if anything existed."""
-        return await self._wipe(addr, lambda fence: self.durable.delete_session(addr, fence=fence))
+        return await self._wipe(addr, "delete_session",
+                                lambda fence: self.durable.delete_session(addr, fence=fence))
 
-    async def _wipe(self, addr: SessionAddr, op: Callable[[int | None], Awaitable[T]]) -> T:
+    async def _wipe(self, addr: SessionAddr, name: str,
+                    op: Callable[[int | None], Awaitable[T]]) -> T:  # fmt: skip
         """Drain the session's outbox, run ``op`` durably (with a fence), drop its cache."""
         async with self.states.use(addr, write=True, touched=None):
             lease = await self._lease(addr, write=True)
@@ -289,11 +295,11 @@ class Engine(Tiers):
             await self._drain_first(addr)
             try:
                 fence = lease.fence() if lease else None
-                result = await self._durable(addr, lambda: op(fence))
+                result = await self._durable(addr, name, lambda: op(fence))
             except BaseException:
                 await self._evict(addr, token)
                 raise
-            await self._sync(addr, lease, lambda c: c.drop(addr, token=token, wipe=True),
+            await self._sync(addr, lease, "drop", lambda c: c.drop(addr, token=token, wipe=True),
                              lambda c: c.drop(addr, token=None, wipe=True))  # fmt: skip
             return result
 
