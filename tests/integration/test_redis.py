@@ -14,6 +14,7 @@ from redis.crc import key_slot
 from baileys_store import StoreConfig, errors
 from baileys_store._model import KeyWrite, SessionAddr
 from baileys_store.backends import redis as rb
+from baileys_store.backends._redis_base import RedisBase
 from baileys_store.backends.base import CredsRecord
 from tests._services.redis import (
     RedisClusterServers,
@@ -73,7 +74,7 @@ async def raw(redis_server: RedisServer) -> AsyncIterator[aredis.Redis]:
     await client.aclose()
 
 
-async def _all_keys(backend: rb._RedisBase, pattern: str) -> list[bytes]:
+async def _all_keys(backend: RedisBase, pattern: str) -> list[bytes]:
     client = backend._c()
     if isinstance(client, aredis.RedisCluster):
         found: list[bytes] = []

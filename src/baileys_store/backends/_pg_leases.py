@@ -14,6 +14,7 @@ from psycopg import errors as pgerr
 
 from .._model import KeyWrite, SessionAddr
 from . import _pg_schema as q
+from ._pg_run import pipelined_tx
 from .base import CredsRecord
 
 if TYPE_CHECKING:
@@ -65,8 +66,6 @@ class PgLeaseMixin(PgHost):
         fence: int | None = None,
     ) -> bool:
         """One pipelined transaction; ``seq_check`` aborts it when ``seq`` was applied already."""
-        from .postgres import _pipelined_tx  # noqa: PLC0415 - that module imports this one
-
         latest = {(w.type, w.id): w.blob for w in writes}
         ups = [(t, i, b) for (t, i), b in latest.items() if b is not None]
         dels = [(t, i) for (t, i), b in latest.items() if b is None]
@@ -74,7 +73,7 @@ class PgLeaseMixin(PgHost):
 
         async def fn(conn: Conn, _: Any) -> bool:
             try:
-                async with _pipelined_tx(conn):
+                async with pipelined_tx(conn):
                     await conn.execute(self._q.touch_batch, params)
                     if ups:
                         types, ids, blobs = (list(c) for c in zip(*ups, strict=True))

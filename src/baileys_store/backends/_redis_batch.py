@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._model import KeyWrite, SessionAddr
+from ._redis_base import group_args, groups_of, reply_error
 from ._redis_scripts import _PRELUDE
 from .base import CredsRecord
 
@@ -75,10 +76,8 @@ class RedisBatchMixin:
 
     async def advance_fence(self, addr: SessionAddr, token: int) -> None:
         """Record ``token`` as the session's fence (FencedError if it saw a higher one)."""
-        from .redis import _reply_error  # noqa: PLC0415 - the module imports this one
-
         reply = await self._eval("fence", ADVANCE_FENCE, [self._base(addr) + "m"], [token])
-        _reply_error(addr, reply, token, None)
+        reply_error(addr, reply, token, None)
 
     async def iter_key_ids(self, addr: SessionAddr) -> AsyncIterator[tuple[str, str]]:
         """Every ``(type, id)`` of the session in order (one ``HKEYS`` per type)."""
@@ -109,11 +108,9 @@ return out
 
     async def touch(self, addr: SessionAddr, fence: int | None) -> None:
         """An empty write: record the fence and the time on an existing session."""
-        from .redis import _reply_error  # noqa: PLC0415
-
         args = ["" if fence is None else str(fence), f"{time.time():.6f}"]
         reply = await self._eval("touch", TOUCH, [self._base(addr) + "m"], args)
-        _reply_error(addr, reply, fence, None)
+        reply_error(addr, reply, fence, None)
 
     async def apply_batch(
         self,
@@ -125,12 +122,10 @@ return out
         fence: int | None = None,
     ) -> bool:
         """One script: sequence check, fence check, keys, creds and the new sequence."""
-        from .redis import _group_args, _groups  # noqa: PLC0415
-
-        base, groups = self._base(addr), _groups(writes)
+        base, groups = self._base(addr), groups_of(writes)
         keys = [base + "m", base + "t", *(base + "k:" + t for t in groups)]
         blob, version = (creds.blob, creds.version) if creds else (b"", 0)
-        args: list[Any] = [seq, blob, version, *_group_args(groups)]
+        args: list[Any] = [seq, blob, version, *group_args(groups)]
         reply = await self._creating("apply_batch", APPLY_BATCH, addr, keys, fence=fence,
                                      args=args)  # fmt: skip
         return bool(int(reply[1]))

@@ -18,11 +18,11 @@ from .. import errors
 from .._model import KeyWrite, SessionAddr
 from . import _redis_hybrid_scripts as lua
 from ._cache_types import CachedCreds, CachedKeys
+from ._redis_base import group_args, groups_of
 from ._redis_lease import RedisLeaseMixin
 from ._redis_outbox import RedisOutbox, _token
 from ._redis_url import RedisOptions
 from .base import CredsRecord, DeadLetterRetry, coalesce
-from .redis import _group_args, _groups
 
 if TYPE_CHECKING:
     from .._config import StoreConfig
@@ -74,7 +74,7 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
         return CachedKeys(found, frozenset(absent), max(stamp, 0))
 
     def _type_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> tuple[list[str], Any]:
-        base, groups = self._base(addr), _groups(writes)
+        base, groups = self._base(addr), groups_of(writes)
         return [base + "b", base + "t", *(base + "k:" + t for t in groups)], groups
 
     async def fill_keys(
@@ -84,7 +84,7 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
         if not writes:
             return True
         keys, groups = self._type_keys(addr, writes)
-        args = [_token(token), str(stamp), self.options.ttl * 1000, *_group_args(groups)]
+        args = [_token(token), str(stamp), self.options.ttl * 1000, *group_args(groups)]
         reply = await self._eval("fill_keys", lua.FILL, keys, args)
         return self._check(addr, reply, token) == lua.OK
 
@@ -95,7 +95,7 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
         if not writes:
             return
         keys, groups = self._type_keys(addr, writes)
-        args = [_token(token), self.options.ttl * 1000, *_group_args(groups)]
+        args = [_token(token), self.options.ttl * 1000, *group_args(groups)]
         self._check(addr, await self._eval("update_keys", lua.UPDATE, keys, args), token)
 
     async def read_creds(self, addr: SessionAddr) -> CachedCreds:
@@ -144,10 +144,10 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
         fence: int | None = None,
     ) -> tuple[int, int]:
         """Cache the writes and append them to the outbox atomically: ``(seq, pending)``."""
-        base, groups = self._base(addr), _groups(writes)
+        base, groups = self._base(addr), groups_of(writes)
         keys = [base + "b", base + "t", base + "o", base + "z", *(base + "k:" + t for t in groups)]
         args = [_token(token), int(time.time() * 1000), _body(writes, fence),
-                *_group_args(groups)]  # fmt: skip
+                *group_args(groups)]  # fmt: skip
         reply = await self._with_ready("wb_keys", addr, lua.WB_KEYS, keys, args)
         self._check(addr, reply, token)
         return int(reply[1]), int(reply[2])

@@ -16,102 +16,33 @@ psycopg cancels the running query on the server. For a server-side bound as well
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg import AsyncConnection
 from psycopg import errors as pgerr
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from .. import errors
 from .._model import KeyWrite, SessionAddr
 from . import _pg_schema as q
 from ._pg_leases import PgLeaseMixin
 from ._pg_listing import PgListingMixin
+from ._pg_run import Attempts, Conn, PgRunner, as_blob, as_int, as_text, pipelined_tx
 from ._pg_url import PgSettings, parse_postgres_url
-from .base import CredsRecord, SessionInfo, TierHealth, check_fence, check_version
+from .base import CredsRecord, SessionInfo, TierHealth
 
 if TYPE_CHECKING:
     from .._config import StoreConfig
 
 T = TypeVar("T")
-Conn = AsyncConnection[Any]
 _PAGE = 500
-_INTRANS, _INERROR = psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR
-# SQLSTATEs worth another attempt: the transaction was rolled back and nothing was applied, or
-# the connection died (admin/crash shutdown, "cannot connect now" during a restart).
-_TRANSIENT_STATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
 
 
-def _transient(exc: BaseException) -> bool:
-    """Worth retrying: a rolled-back transaction or a dead connection, never a timeout.
-
-    Not a pool timeout either: the pool already waited its ``timeout`` for a connection.
-    """
-    if isinstance(exc, (pgerr.QueryCanceled, PoolTimeout)) or not isinstance(exc, psycopg.Error):
-        return False
-    state = exc.sqlstate or ""
-    if state in _TRANSIENT_STATES or state.startswith("08"):
-        return True
-    # No SQLSTATE: the socket broke ("server closed the connection unexpectedly").
-    return not state and isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    return _transient(exc) and getattr(exc, "sqlstate", None) not in ("40001", "40P01")
-
-
-@asynccontextmanager
-async def _pipelined_tx(conn: Conn) -> AsyncIterator[None]:
-    """One transaction sent as one pipeline (a single round trip when nothing fails).
-
-    A statement that fails aborts the rest of the pipeline, ``COMMIT`` included, so nothing of
-    the transaction is applied; the aborted transaction is then rolled back. Plain ``BEGIN`` /
-    ``COMMIT`` rather than ``conn.transaction()``, whose nested pipeline logs a warning for the
-    statements the server skipped: a fenced write or a lost CAS race is not worth a warning.
-    """
-    failure: psycopg.Error | None = None
-    try:
-        async with conn.pipeline():
-            try:
-                await conn.execute("BEGIN")
-                yield
-                await conn.execute("COMMIT")
-            except psycopg.Error as exc:  # an error the server already reported
-                failure = exc
-        # Leaving the pipeline sends the one Sync and raises the first error, if any.
-    except psycopg.Error as exc:
-        failure = failure or exc
-    finally:
-        # Also after a cancellation: never hand an open transaction back to the pool.
-        if not conn.broken and conn.info.transaction_status in (_INTRANS, _INERROR):
-            with contextlib.suppress(psycopg.Error):
-                await conn.execute("ROLLBACK")
-    if failure is not None:
-        raise failure
-
-
-@dataclass
-class _Attempts:
-    """Per-call record of whether a connection broke (the write may have been applied)."""
-
-    connection_lost: bool = False
-
-
-class PostgresDurable(PgListingMixin, PgLeaseMixin):
+class PostgresDurable(PgListingMixin, PgLeaseMixin, PgRunner):
     """Durable tier in PostgreSQL.
 
     Args:
@@ -211,85 +142,6 @@ class PostgresDurable(PgListingMixin, PgLeaseMixin):
             row = await (await conn.execute(self._q.get_store_id)).fetchone()
             self.store_id = str(row[0]) if row else ""
 
-    async def _run(
-        self,
-        fn: Callable[[Conn, _Attempts], Awaitable[T]],
-        addr: SessionAddr | None = None,
-        *,
-        fence: int | None = None,
-        expected: int | None = None,
-    ) -> T:
-        """Run ``fn`` on a pooled connection with bounded retries and the op timeout."""
-        pool = self._pool
-        if pool is None:
-            raise errors.StoreClosedError("postgres backend is not open")
-        attempts = _Attempts()
-
-        async def after_failure(exc: BaseException | None) -> None:
-            if exc is not None and _is_connection_error(exc):
-                attempts.connection_lost = True
-                await pool.check()  # drop every dead idle connection, not one per attempt
-
-        async def before_sleep(state: RetryCallState) -> None:
-            self.on_retry()
-            await after_failure(state.outcome.exception() if state.outcome else None)
-
-        async def once() -> T:
-            async with pool.connection() as conn:
-                return await fn(conn, attempts)
-
-        try:
-            async with asyncio.timeout(self._timeout):
-                try:
-                    return await once()  # the common case skips the retry machinery
-                except psycopg.Error as exc:
-                    if not (self._s.retries and _transient(exc)):
-                        raise
-                    await after_failure(exc)
-                retrying = AsyncRetrying(
-                    wait=wait_random_exponential(multiplier=0.02, max=0.5),
-                    stop=stop_after_attempt(self._s.retries),
-                    retry=retry_if_exception(_transient),
-                    before_sleep=before_sleep,
-                    reraise=True,
-                )
-                return await retrying(once)
-        except TimeoutError:
-            raise errors.UnavailableError(
-                f"postgres did not answer within {self._timeout}s"
-            ) from None
-        except PoolTimeout:
-            raise errors.UnavailableError(
-                f"postgres: no connection within {self._s.timeout}s (server unreachable, "
-                f"or all {self._s.max_size} pooled connections busy)"
-            ) from None
-        except psycopg.Error as exc:
-            raise self._map(exc, addr, fence, expected) from None
-
-    def _map(
-        self, exc: psycopg.Error, addr: SessionAddr | None, fence: int | None, expected: int | None
-    ) -> errors.StoreError:
-        """Turn a driver error into our typed error (secret-free: primary message only)."""
-        state = exc.sqlstate or ""
-        detail = exc.diag.message_detail or ""
-        if addr is not None and state in (q.FENCED_STATE, q.CONFLICT_STATE) and detail.isdigit():
-            try:
-                if state == q.FENCED_STATE:
-                    check_fence(addr, int(detail), fence)
-                else:
-                    check_version(addr, int(detail), expected)
-            except errors.StoreError as mapped:
-                return mapped
-        text = self._s.scrub(" ".join((exc.diag.message_primary or str(exc)).split())[:300])
-        kind = type(exc).__name__
-        if state in ("XX001", "XX002"):
-            return errors.CorruptDataError(f"postgres reports corrupt data ({state}): {text}")
-        return errors.UnavailableError(f"postgres: {kind}{f' [{state}]' if state else ''}: {text}")
-
-    @staticmethod
-    def _params(addr: SessionAddr, **more: Any) -> dict[str, Any]:
-        return {"ns": addr.namespace, "sid": addr.session_id, **more}
-
     async def get_keys(
         self, addr: SessionAddr, key_type: str, ids: Sequence[str]
     ) -> dict[str, bytes]:
@@ -300,12 +152,12 @@ class PostgresDurable(PgListingMixin, PgLeaseMixin):
         query = self._q.get_key if one else self._q.get_keys
         params = (addr.namespace, addr.session_id, key_type, ids[0] if one else list(ids))
 
-        async def fn(conn: Conn, _: _Attempts) -> list[tuple[Any, ...]]:
+        async def fn(conn: Conn, _: Attempts) -> list[tuple[Any, ...]]:
             cur = await conn.cursor(binary=True).execute(query, params)
             return await cur.fetchall()
 
         rows = await self._run(fn, addr)
-        return {_text(i): _blob(v) for i, v in rows}
+        return {as_text(i): as_blob(v) for i, v in rows}
 
     async def write_keys(
         self, addr: SessionAddr, writes: Sequence[KeyWrite], *, fence: int | None = None
@@ -315,8 +167,8 @@ class PostgresDurable(PgListingMixin, PgLeaseMixin):
         ups = [(t, i, b) for (t, i), b in latest.items() if b is not None]
         dels = [(t, i) for (t, i), b in latest.items() if b is None]
 
-        async def fn(conn: Conn, _: _Attempts) -> None:
-            async with _pipelined_tx(conn):
+        async def fn(conn: Conn, _: Attempts) -> None:
+            async with pipelined_tx(conn):
                 await conn.execute(self._q.touch, self._params(addr, fence=fence))
                 if ups:
                     types, ids, blobs = (list(col) for col in zip(*ups, strict=True))
@@ -333,8 +185,8 @@ class PostgresDurable(PgListingMixin, PgLeaseMixin):
     async def clear_keys(self, addr: SessionAddr, *, fence: int | None = None) -> int:
         """Delete every key row of the session (fence-checked, one transaction)."""
 
-        async def fn(conn: Conn, _: _Attempts) -> int:
-            async with _pipelined_tx(conn):
+        async def fn(conn: Conn, _: Attempts) -> int:
+            async with pipelined_tx(conn):
                 await conn.execute(self._q.touch, self._params(addr, fence=fence))
                 cur = await conn.execute(self._q.clear_keys, self._params(addr))
             return max(cur.rowcount, 0)
@@ -344,13 +196,13 @@ class PostgresDurable(PgListingMixin, PgLeaseMixin):
     async def load_creds(self, addr: SessionAddr) -> CredsRecord | None:
         """The creds row, if any."""
 
-        async def fn(conn: Conn, _: _Attempts) -> tuple[Any, ...] | None:
+        async def fn(conn: Conn, _: Attempts) -> tuple[Any, ...] | None:
             cur = conn.cursor(binary=True)
             await cur.execute(self._q.load_creds, (addr.namespace, addr.session_id))
             return await cur.fetchone()
 
         row = await self._run(fn, addr)
-        return CredsRecord(_blob(row[0]), _int(row[1])) if row else None
+        return CredsRecord(as_blob(row[0]), as_int(row[1])) if row else None
 
     async def save_creds(
         self,
@@ -367,9 +219,9 @@ class PostgresDurable(PgListingMixin, PgLeaseMixin):
         """
         params = self._params(addr, fence=fence, blob=blob, expected=expected_version)
 
-        async def fn(conn: Conn, attempts: _Attempts) -> int:
+        async def fn(conn: Conn, attempts: Attempts) -> int:
             try:
-                async with _pipelined_tx(conn):
+                async with pipelined_tx(conn):
                     await conn.execute(self._q.touch, params)
                     cur = await conn.execute(self._q.save_creds, params)
             except pgerr.DatabaseError as exc:
@@ -381,11 +233,11 @@ class PostgresDurable(PgListingMixin, PgLeaseMixin):
                 row = await cur.fetchone()
                 if row is None or bytes(row[0]) != blob or row[1] != (expected_version or 0) + 1:
                     raise
-                return _int(row[1])
+                return as_int(row[1])
             row = await cur.fetchone()
             if row is None:
                 raise errors.UnavailableError(f"postgres: session {addr} vanished during save")
-            return _int(row[0])
+            return as_int(row[0])
 
         return await self._run(fn, addr, fence=fence, expected=expected_version)
 
@@ -393,8 +245,8 @@ class PostgresDurable(PgListingMixin, PgLeaseMixin):
         """Fence check, then delete keys and the session row, in one transaction."""
         params = self._params(addr, fence=fence)
 
-        async def fn(conn: Conn, _: _Attempts) -> bool:
-            async with _pipelined_tx(conn):
+        async def fn(conn: Conn, _: Attempts) -> bool:
+            async with pipelined_tx(conn):
                 await conn.execute(self._q.fence_for_delete, params)
                 keys = await conn.execute(self._q.clear_keys, params)
                 rows = await conn.execute(self._q.delete_session, params)
@@ -412,12 +264,12 @@ class PostgresDurable(PgListingMixin, PgLeaseMixin):
             else:
                 query, params = self._q.list_namespace, (*last, namespace, _PAGE)
 
-            async def fn(conn: Conn, _: _Attempts, qq: Any = query, p: Any = params) -> Any:
+            async def fn(conn: Conn, _: Attempts, qq: Any = query, p: Any = params) -> Any:
                 return await (await conn.execute(qq, p)).fetchall()
 
             rows: list[tuple[Any, ...]] = await self._run(fn)
             for ns, sid, version, updated in rows:
-                yield SessionInfo(_text(ns), _text(sid), _int(version), float(updated))
+                yield SessionInfo(as_text(ns), as_text(sid), as_int(version), float(updated))
             if len(rows) < _PAGE:
                 return
             last = (rows[-1][0], rows[-1][1])
@@ -435,24 +287,6 @@ class PostgresDurable(PgListingMixin, PgLeaseMixin):
             return TierHealth(self.name, "durable", False, 0.0, type(exc).__name__)
         ms = (time.perf_counter() - start) * 1000
         return TierHealth(self.name, "durable", True, ms, f"schema={self._s.schema}")
-
-
-def _blob(value: object) -> bytes:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    raise errors.CorruptDataError(f"postgres returned a {type(value).__name__} blob, not bytes")
-
-
-def _text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    raise errors.CorruptDataError(f"postgres returned a {type(value).__name__} name, not text")
-
-
-def _int(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise errors.CorruptDataError(f"postgres returned a {type(value).__name__} version")
 
 
 def from_config(config: StoreConfig, role: str) -> PostgresDurable:

@@ -39,23 +39,18 @@ another server, or use ``volatile-*`` policies there, when both tiers share one)
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
-
-from redis import exceptions as rex
-from redis.asyncio import Redis, RedisCluster
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from .. import errors
 from .._model import KeyWrite, SessionAddr
 from . import _redis_scripts as lua
+from ._redis_base import RedisBase, group_args, groups_of, reply_error
 from ._redis_batch import RedisBatchMixin
 from ._redis_lease import RedisLeaseMixin
 from ._redis_url import RedisOptions
-from .base import CredsRecord, SessionInfo, TierHealth, check_fence, check_version
+from .base import CredsRecord, SessionInfo
 
 if TYPE_CHECKING:
     from .._config import StoreConfig
@@ -63,172 +58,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 SCHEMA_VERSION = 1
 _PAGE = 500
-def _transient(exc: BaseException) -> bool:
-    """Errors worth one more try: lost connections, timeouts, failover in progress."""
-    if isinstance(exc, (rex.AuthenticationError, rex.AuthorizationError)):
-        return False
-    transient = (rex.ConnectionError, rex.TimeoutError, rex.TryAgainError, rex.ClusterDownError,
-                 rex.ReadOnlyError)  # fmt: skip
-    return isinstance(exc, transient)
 
 
-def _groups(writes: Sequence[KeyWrite]) -> dict[str, tuple[list[bytes | str], list[str]]]:
-    """Per type: flat upsert pairs and delete ids, the last write of an id winning."""
-    last = {(w.type, w.id): w.blob for w in writes}
-    out: dict[str, tuple[list[bytes | str], list[str]]] = {}
-    for (key_type, key_id), blob in last.items():
-        ups, dels = out.setdefault(key_type, ([], []))
-        if blob is None:
-            dels.append(key_id)
-        else:
-            ups += (key_id, blob)
-    return out
-
-
-def _group_args(groups: dict[str, tuple[list[bytes | str], list[str]]]) -> list[bytes | str | int]:
-    args: list[bytes | str | int] = []
-    for key_type, (ups, dels) in groups.items():
-        args += (key_type, len(ups) // 2, len(dels), *ups, *dels)
-    return args
-
-
-class _RedisBase:
-    """Connection, retries, error wrapping and key names shared by both tiers."""
-
-    name = "redis"
-    tier = ""
-
-    def __init__(self, options: RedisOptions) -> None:
-        self.options = options
-        self._prefix = options.prefix
-        self._client: Redis | RedisCluster | None = None
-        # The Cluster client has no blocking pool (a full node pool raises at once): bound here.
-        self._slots = asyncio.Semaphore(options.max_connections) if options.cluster else None
-        self._wait = wait_random_exponential(multiplier=0.02, max=0.5)
-        self._scripts: dict[str, Any] = {}
-        self.on_retry: Callable[[], None] = lambda: None  # the store counts retries here
-
-    async def open(self) -> None:
-        """Connect and check the server answers."""
-        client = self.options.connect()
-        self._client = client
-        self._scripts = {}
-        try:
-            await self._run("open", client.ping)
-        except BaseException:
-            await self.close()
-            raise
-
-    async def close(self) -> None:
-        """Close every connection; idempotent."""
-        client, self._client = self._client, None
-        if client is not None:
-            with contextlib.suppress(Exception):
-                await client.aclose()
-
-    def _c(self) -> Redis | RedisCluster:
-        if self._client is None:
-            raise errors.StoreClosedError(f"redis {self.tier} backend is not open")
-        return self._client
-
-    def _script(self, source: str) -> Any:
-        script = self._scripts.get(source)
-        if script is None:
-            script = self._scripts[source] = self._c().register_script(source)
-        return script
-
-    async def _run(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
-        """``fn()`` with transient errors retried (full jitter) and errors made typed."""
-        try:
-            async with self._slots or contextlib.nullcontext():
-                try:
-                    return await fn()
-                except rex.RedisError as exc:
-                    if self.options.retries <= 1 or not _transient(exc):
-                        raise
-                retrying = AsyncRetrying(
-                    stop=stop_after_attempt(self.options.retries - 1),
-                    wait=self._wait,
-                    retry=retry_if_exception(_transient),
-                    reraise=True,
-                    before=lambda _: self.on_retry(),
-                )
-                async for attempt in retrying:
-                    with attempt:
-                        return await fn()
-                raise AssertionError("unreachable")  # pragma: no cover
-        except (rex.RedisError, rex.RedisClusterException) as exc:
-            raise self._error(op, exc) from exc
-
-    def _error(self, op: str, exc: Exception) -> errors.StoreError:
-        text = str(exc)
-        if self.options.password:
-            text = text.replace(self.options.password, "***")
-        kind = type(exc).__name__
-        if isinstance(exc, (rex.AuthenticationError, rex.AuthorizationError)):
-            return errors.UnavailableError(f"redis {op}: authentication refused ({kind})")
-        if isinstance(exc, rex.ResponseError) and text.startswith("WRONGTYPE"):
-            return errors.CorruptDataError(f"redis {op}: a key holds foreign data ({text})")
-        return errors.UnavailableError(f"redis {op} failed: {kind}: {text}")
-
-    async def _eval(self, op: str, source: str, keys: list[str], args: list[Any]) -> list[Any]:
-        script = self._script(source)
-        reply: list[Any] = await self._run(op, lambda: script(keys=keys, args=args))
-        return reply
-
-    def _base(self, addr: SessionAddr) -> str:
-        return f"{self._prefix}:{{{addr.namespace}|{addr.session_id}}}:"
-
-    async def get_keys(
-        self, addr: SessionAddr, key_type: str, ids: Sequence[str]
-    ) -> dict[str, bytes]:
-        """One ``HMGET`` for all the ids."""
-        if not ids:
-            return {}
-        key, client = self._base(addr) + "k:" + key_type, self._c()
-        values: list[Any] = await self._run("get_keys", lambda: client.hmget(key, ids))
-        return {i: v for i, v in zip(ids, values, strict=True) if v is not None}
-
-    async def _hmget_creds(self, op: str, addr: SessionAddr) -> CredsRecord | None:
-        key, client = self._base(addr) + "m", self._c()
-        row: list[Any] = await self._run(op, lambda: client.hmget(key, ["creds", "v"]))
-        blob, version = row
-        if blob is None:
-            return None
-        try:
-            return CredsRecord(bytes(blob), int(version))
-        except (TypeError, ValueError):
-            msg = f"redis: creds of session {addr} have no valid version"
-            raise errors.CorruptDataError(msg) from None
-
-    async def check(self) -> TierHealth:
-        """One ``PING``; an outage gives ``ok=False``, never an exception."""
-        start = time.perf_counter()
-        try:
-            await self._c().ping()
-        except Exception as exc:  # a health probe reports, never raises
-            return TierHealth(self.name, self.tier, False, 0.0, type(exc).__name__)
-        ms = (time.perf_counter() - start) * 1000
-        mode = "cluster" if self.options.cluster else "standalone"
-        return TierHealth(self.name, self.tier, True, ms, mode)
-
-
-def _reply_error(
-    addr: SessionAddr, reply: list[Any], fence: int | None, expected: int | None
-) -> None:
-    """Raise the typed error a script reply stands for (nothing when it is OK)."""
-    code = int(reply[0])
-    if code == lua.FENCED:
-        check_fence(addr, int(reply[1]), fence)
-    elif code == lua.CONFLICT:
-        check_version(addr, int(reply[1]), expected)
-    elif code == lua.WRONG_TYPE:
-        raise errors.CorruptDataError(f"redis: a key of session {addr} holds another Redis type")
-    if code != lua.OK:
-        raise errors.CorruptDataError(f"redis: unexpected script reply {code} for session {addr}")
-
-
-class RedisDurable(RedisBatchMixin, RedisLeaseMixin, _RedisBase):
+class RedisDurable(RedisBatchMixin, RedisLeaseMixin, RedisBase):
     """Redis-only durable tier (no TTL anywhere). See the module doc for the layout."""
 
     tier = "durable"
@@ -271,7 +103,7 @@ class RedisDurable(RedisBatchMixin, RedisLeaseMixin, _RedisBase):
             reply = await self._eval(op, source, keys, [*head, "1", *args])
             if int(reply[0]) == lua.OK:  # again: a delete may have dropped the entry meanwhile
                 await self._index(addr, add=True)
-        _reply_error(addr, reply, fence, expected)
+        reply_error(addr, reply, fence, expected)
         return reply
 
     async def write_keys(
@@ -281,9 +113,9 @@ class RedisDurable(RedisBatchMixin, RedisLeaseMixin, _RedisBase):
         if not writes:  # an empty write (a touch) updates an existing session only
             await self.touch(addr, fence)
             return
-        base, groups = self._base(addr), _groups(writes)
+        base, groups = self._base(addr), groups_of(writes)
         keys = [base + "m", base + "t", *(base + "k:" + t for t in groups)]
-        args = _group_args(groups)
+        args = group_args(groups)
         await self._creating("write_keys", lua.WRITE_KEYS, addr, keys, fence=fence, args=args)
 
     async def clear_keys(self, addr: SessionAddr, *, fence: int | None = None) -> int:
@@ -291,7 +123,7 @@ class RedisDurable(RedisBatchMixin, RedisLeaseMixin, _RedisBase):
         base = self._base(addr)
         head = ["" if fence is None else str(fence), f"{time.time():.6f}", base + "k:"]
         reply = await self._eval("clear_keys", lua.CLEAR_KEYS, [base + "m", base + "t"], head)
-        _reply_error(addr, reply, fence, None)
+        reply_error(addr, reply, fence, None)
         return int(reply[1])
 
     async def load_creds(self, addr: SessionAddr) -> CredsRecord | None:
@@ -320,7 +152,7 @@ class RedisDurable(RedisBatchMixin, RedisLeaseMixin, _RedisBase):
         base, client = self._base(addr), self._c()
         keys, args = [base + "m", base + "t"], ["" if fence is None else str(fence), base + "k:"]
         reply = await self._eval("delete_session", lua.DELETE_SESSION, keys, args)
-        _reply_error(addr, reply, fence, None)
+        reply_error(addr, reply, fence, None)
         await self._index(addr, add=False)
         if await self._run("delete_session", lambda: client.exists(base + "m")):
             await self._index(addr, add=True)
@@ -364,7 +196,7 @@ class RedisDurable(RedisBatchMixin, RedisLeaseMixin, _RedisBase):
         return SessionAddr(ns, sid)
 
 
-class RedisCache(_RedisBase):
+class RedisCache(RedisBase):
     """Cache tier: same layout under ``<prefix>c:``, every key expiring ``ttl`` after its write."""
 
     tier = "cache"
@@ -373,10 +205,10 @@ class RedisCache(_RedisBase):
         """Upserts and evictions of several types in one atomic script."""
         if not writes:
             return
-        base, groups = self._base(addr), _groups(writes)
+        base, groups = self._base(addr), groups_of(writes)
         keys = [base + "t", *(base + "k:" + t for t in groups)]
-        args = [self.options.ttl * 1000, *_group_args(groups)]
-        _reply_error(addr, await self._eval("put_keys", lua.CACHE_PUT, keys, args), None, None)
+        args = [self.options.ttl * 1000, *group_args(groups)]
+        reply_error(addr, await self._eval("put_keys", lua.CACHE_PUT, keys, args), None, None)
 
     async def get_creds(self, addr: SessionAddr) -> CredsRecord | None:
         """The cached creds with their version."""
