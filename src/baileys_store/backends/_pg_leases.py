@@ -7,41 +7,21 @@ of the application hosts do not matter.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from psycopg import errors as pgerr
 
 from .._model import KeyWrite, SessionAddr
 from . import _pg_schema as q
-from ._pg_run import pipelined_tx
+from ._pg_run import Conn, PgRunner, pipelined_tx
 from .base import CredsRecord
 
-if TYPE_CHECKING:
-    from psycopg import AsyncConnection
 
-    Conn = AsyncConnection[Any]
+class PgHost(PgRunner):
+    """The mixins' base: :class:`PgRunner`'s ``_run`` and ``_params``, and the statements."""
 
-T = TypeVar("T")
-
-
-class PgHost:
-    """What the PostgreSQL mixins use from :class:`PostgresDurable` (declared for the checker)."""
-
-    if TYPE_CHECKING:  # provided by PostgresDurable
-        _q: q.Queries
-
-        async def _run(
-            self,
-            fn: Callable[[Conn, Any], Awaitable[T]],
-            addr: SessionAddr | None = None,
-            *,
-            fence: int | None = None,
-            expected: int | None = None,
-        ) -> T: ...
-
-        @staticmethod
-        def _params(addr: SessionAddr, **more: Any) -> dict[str, Any]: ...
+    _q: q.Queries  # set by PostgresDurable
 
 
 class PgLeaseMixin(PgHost):

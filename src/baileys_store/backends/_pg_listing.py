@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 from .._model import SessionAddr
 from ._pg_leases import PgHost
+from ._pg_run import Conn
 
-if TYPE_CHECKING:
-    from psycopg import AsyncConnection
-
-    Conn = AsyncConnection[Any]
-
-T = TypeVar("T")
 _PAGE = 1000
 
 

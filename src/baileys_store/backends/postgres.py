@@ -31,7 +31,7 @@ from .._model import KeyWrite, SessionAddr
 from . import _pg_schema as q
 from ._pg_leases import PgLeaseMixin
 from ._pg_listing import PgListingMixin
-from ._pg_run import Attempts, Conn, PgRunner, as_blob, as_int, as_text, pipelined_tx
+from ._pg_run import Attempts, Conn, as_blob, as_int, as_text, pipelined_tx
 from ._pg_url import PgSettings, parse_postgres_url
 from .base import CredsRecord, SessionInfo, TierHealth
 
@@ -42,7 +42,7 @@ T = TypeVar("T")
 _PAGE = 500
 
 
-class PostgresDurable(PgListingMixin, PgLeaseMixin, PgRunner):
+class PostgresDurable(PgListingMixin, PgLeaseMixin):
     """Durable tier in PostgreSQL.
 
     Args:
