@@ -31,7 +31,8 @@ from .errors import (
     StoreError,
     UnavailableError,
 )
-from .observability._metrics import Metrics, StoreMetrics, result_of
+from .observability._metric_families import result_of
+from .observability._metrics import Metrics, StoreMetrics
 from .observability._tracing import span
 from .resilience import BreakerSettings, CircuitBreaker
 from .tiering import TierGuard

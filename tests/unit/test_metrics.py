@@ -8,7 +8,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from baileys_store import AuthStore, StoreConfig
 from baileys_store.errors import ConfigError
 from baileys_store.observability import METRICS_DOC, Metrics, NullMetrics, StoreMetrics
-from baileys_store.observability._metrics import MAX_NAMESPACES
+from baileys_store.observability._metric_families import MAX_NAMESPACES
 
 
 def value(reg: CollectorRegistry, name: str, **labels: str) -> float:

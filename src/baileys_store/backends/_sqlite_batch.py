@@ -149,12 +149,10 @@ class InlineReader:
     __slots__ = ("_conn",)
 
     def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn: sqlite3.Connection | None = conn
+        self._conn = conn
 
     def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(conn)``; raises :class:`MustWaitError` when the read would wait for a lock."""
-        if self._conn is None:
-            raise MustWaitError
         try:
             return fn(self._conn)
         except sqlite3.OperationalError as exc:
@@ -165,10 +163,8 @@ class InlineReader:
             raise typed_error(exc) from None
 
     def close(self) -> None:
-        """Close the connection; later reads are handed back."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        """Close the connection (the backend drops this reader first)."""
+        self._conn.close()
 
 
 def _call(job: Job, conn: sqlite3.Connection) -> _Outcome:

@@ -7,7 +7,8 @@
 from ._asgi import asgi_app
 from ._http import HealthServer, HealthSource, serve
 from ._logging import RedactingFilter, install_redaction, log_event, logger
-from ._metrics import METRICS_DOC, Metrics, NullMetrics, StoreMetrics
+from ._metric_families import METRICS_DOC
+from ._metrics import Metrics, NullMetrics, StoreMetrics
 from ._tracing import set_tracing, span, tracing_enabled
 
 __all__ = [

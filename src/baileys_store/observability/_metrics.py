@@ -26,14 +26,12 @@ from ._metric_families import (
     LEVELS,
     MAX_CHILDREN,
     MAX_NAMESPACES,
-    METRICS_DOC,
     OPS,
     OTHER,
     RESULTS,
     TIERS,
     families,
     pick,
-    result_of,
 )
 
 
@@ -244,4 +242,4 @@ class StoreMetrics:
         self._f.sessions.set(n)
 
 
-__all__ = ["MAX_NAMESPACES", "METRICS_DOC", "Metrics", "NullMetrics", "StoreMetrics", "result_of"]
+__all__ = ["Metrics", "NullMetrics", "StoreMetrics"]

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from ..errors import StoreError, UnavailableError
-from ..observability._metrics import result_of
+from ..observability._metric_families import result_of
 from ..resilience import CircuitBreaker
 
 T = TypeVar("T")
@@ -30,16 +30,15 @@ class TierGuard:
     on their own thread, memory's never wait), which saves a task per call. ``local_cache``:
     the cache is in this process (it cannot hang or go down), so its calls run unguarded (and
     untimed: a metric would cost more than the call). ``observe(op, tier, result, seconds)``
-    records every other call, refused and timed-out ones included; a cancelled call is not an
-    outcome of the tier and is not recorded.
+    (the store's ``Metrics.observe_op``) records every other call, refused and timed-out ones
+    included; a cancelled call is not an outcome of the tier and is not recorded.
     """
 
     __slots__ = ("abandon_durable", "breakers", "local_cache", "observe", "timeout")
 
     def __init__(self, breakers: dict[str, CircuitBreaker], timeout: float, *,
-                 abandon_durable: bool = True, local_cache: bool = False,
-                 observe: Callable[[str, str, str, float], None] | None = None,
-                 ) -> None:  # fmt: skip
+                 observe: Callable[[str, str, str, float], None],
+                 abandon_durable: bool = True, local_cache: bool = False) -> None:  # fmt: skip
         self.breakers = breakers
         self.timeout = timeout
         self.abandon_durable = abandon_durable
@@ -49,8 +48,6 @@ class TierGuard:
     async def __call__(self, tier: str, op: str, fn: Callable[[], Awaitable[T]], /) -> T:
         if self.local_cache and tier == "cache":
             return await fn()
-        if self.observe is None:
-            return await self._guarded(tier, fn)
         start = time.perf_counter()
         result: str | None = "ok"
         try:
