@@ -15,6 +15,7 @@ from ._health import StoreHealth, health
 from ._model import KeyWrite, SessionAddr, check_namespace, session_addr
 from ._rotation import RotationReport, rotate_keys
 from ._session import SessionAuth
+from ._store_meta import verify_store_meta
 from .backends._registry import make_cache, make_durable
 from .backends.base import (
     CacheBackend,
@@ -88,6 +89,12 @@ class AuthStore:
         it answers. In write-behind mode Redis is the primary, so it must answer.
         """
         await self._guard("durable", "open", self.durable.open)
+        try:
+            meta = lambda: verify_store_meta(self.durable, self.config)  # noqa: E731
+            await self._guard("durable", "open", meta)
+        except BaseException:
+            await self.durable.close()
+            raise
         engine = self._engine
         if engine.cache is not None:
             try:

@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "CorruptDataError",
+    "DataLossError",
     "DecryptError",
     "FencedError",
     "InvalidInputError",
@@ -125,3 +126,17 @@ class CorruptDataError(StoreError):
 
 class StoreClosedError(StoreError):
     """The store was used after :meth:`AuthStore.close` (or outside ``open_store``)."""
+
+
+class DataLossError(StoreError):
+    """The Redis tier lost data the store had acknowledged.
+
+    Causes: a restart without persistence, a failover to a replica that was behind, a
+    ``FLUSHALL``, or eviction under a ``maxmemory-policy`` of ``allkeys-*``.
+
+    Detected in write-behind mode, where Redis holds acknowledged writes not yet drained to
+    the durable tier: those writes may be gone. The store drops its in-process copies, logs
+    an error, counts ``baileys_store_data_loss_total``, reports itself degraded, and raises
+    this error from the operation that found the loss. Sessions whose outbox was lost must be
+    checked by an operator (their durable state is the last drained one).
+    """

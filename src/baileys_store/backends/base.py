@@ -135,7 +135,12 @@ class DurableBackend(Protocol):
         """
 
     async def delete_session(self, addr: SessionAddr, *, fence: int | None = None) -> bool:
-        """Delete creds, keys and the session row (its fence too); True if anything existed."""
+        """Delete creds, keys and the session row; True if anything existed.
+
+        The session's fence survives the deletion (a fence tombstone), so a stale lease
+        holder cannot resurrect a deleted session: its later writes raise
+        :class:`FencedError` and nothing is applied.
+        """
 
     def list_sessions(self, namespace: str | None = None) -> AsyncIterator[SessionInfo]:
         """Every session (of one namespace, or all), in (namespace, session_id) order."""
@@ -148,7 +153,16 @@ class DurableBackend(Protocol):
 
         Raises :class:`FencedError` (with ``current``) when the session has seen a higher
         token. A session that does not exist is left absent (no empty session appears in
-        listings); its first write records the token.
+        listings), but the token is kept in a fence tombstone, so writes with a lower token
+        are refused as for an existing session.
+        """
+
+    async def bind_meta(self, name: str, value: str, *, replace: bool = False) -> str:
+        """Store ``value`` under ``name`` in the store's metadata unless a value is there.
+
+        Returns the value stored (the existing one when ``replace`` is False and ``name`` was
+        already set; ``value`` otherwise). Atomic: two processes binding the same name at once
+        both get the one value that won. Used for the encryption mode and key fingerprints.
         """
 
     async def apply_batch(

@@ -61,6 +61,10 @@ class MemoryDurable:
         self.store_id = secrets.token_hex(8)  # this process's dict: a database of its own
         self._sessions: dict[SessionAddr, _Session] = {}
         self._leases: dict[SessionAddr, _Lease] = {}
+        # Fences of sessions that have no row (deleted, or fenced before their first write):
+        # a stale lease holder must not resurrect them.
+        self._tombstones: dict[SessionAddr, int] = {}
+        self._meta: dict[str, str] = {}
 
     async def open(self) -> None:
         """Nothing to connect."""
@@ -68,11 +72,16 @@ class MemoryDurable:
     async def close(self) -> None:
         """Nothing to release (data stays until the object is dropped)."""
 
+    def _fence(self, addr: SessionAddr) -> int:
+        sess = self._sessions.get(addr)
+        return sess.fence if sess is not None else self._tombstones.get(addr, 0)
+
     def _touch(self, addr: SessionAddr, fence: int | None) -> _Session:
         sess = self._sessions.get(addr)
-        new_fence = check_fence(addr, sess.fence if sess else 0, fence)
+        new_fence = check_fence(addr, self._fence(addr), fence)
         if sess is None:
             sess = self._sessions[addr] = _Session()
+            self._tombstones.pop(addr, None)
         sess.fence = new_fence
         sess.updated_at = time.time()
         return sess
@@ -96,7 +105,7 @@ class MemoryDurable:
     async def clear_keys(self, addr: SessionAddr, *, fence: int | None = None) -> int:
         """Drop every key of the session."""
         if addr not in self._sessions:
-            check_fence(addr, 0, fence)
+            check_fence(addr, self._fence(addr), fence)
             return 0
         sess = self._touch(addr, fence)
         n = len(sess.keys)
@@ -119,7 +128,7 @@ class MemoryDurable:
         """Compare-and-set the creds."""
         sess = self._sessions.get(addr)
         current = sess.creds.version if sess and sess.creds else 0
-        check_fence(addr, sess.fence if sess else 0, fence)
+        check_fence(addr, self._fence(addr), fence)
         version = check_version(addr, current, expected_version)
         sess = self._touch(addr, fence)
         sess.creds = CredsRecord(blob, version)
@@ -128,17 +137,23 @@ class MemoryDurable:
     async def delete_session(self, addr: SessionAddr, *, fence: int | None = None) -> bool:
         """Forget the session."""
         sess = self._sessions.get(addr)
+        current = check_fence(addr, self._fence(addr), fence)
         if sess is None:
+            if current:
+                self._tombstones[addr] = current
             return False
-        check_fence(addr, sess.fence, fence)
         del self._sessions[addr]
+        self._tombstones[addr] = current
         return True
 
     async def advance_fence(self, addr: SessionAddr, token: int) -> None:
         """Record ``token`` as the session's fence (FencedError if it saw a higher one)."""
+        new = check_fence(addr, self._fence(addr), token)
         sess = self._sessions.get(addr)
         if sess is not None:
-            sess.fence = check_fence(addr, sess.fence, token)
+            sess.fence = new
+        else:
+            self._tombstones[addr] = new
 
     async def apply_batch(
         self,
@@ -153,7 +168,7 @@ class MemoryDurable:
         sess = self._sessions.get(addr)
         if sess is not None and sess.seq >= seq:
             return False
-        check_fence(addr, sess.fence if sess else 0, fence)
+        check_fence(addr, self._fence(addr), fence)
         sess = self._touch(addr, fence)
         sess.apply(writes)
         if creds is not None:
@@ -169,8 +184,7 @@ class MemoryDurable:
         now = time.time()
         if lease.owner and lease.owner != owner and lease.expires > now:
             return None
-        sess = self._sessions.get(addr)
-        lease.token = max(lease.token, floor, lease_token_of(sess.fence) if sess else 0) + 1
+        lease.token = max(lease.token, floor, lease_token_of(self._fence(addr))) + 1
         lease.owner, lease.expires = owner, now + ttl_ms / 1000
         return lease.token
 
@@ -215,6 +229,12 @@ class MemoryDurable:
         for key_type, _ in sess.keys if sess else ():
             counts[key_type] = counts.get(key_type, 0) + 1
         return counts
+
+    async def bind_meta(self, name: str, value: str, *, replace: bool = False) -> str:
+        """Set ``name`` unless it is set (always with ``replace``); returns the stored value."""
+        if replace or name not in self._meta:
+            self._meta[name] = value
+        return self._meta[name]
 
     async def check(self) -> TierHealth:
         """Always healthy."""

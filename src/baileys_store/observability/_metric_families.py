@@ -37,7 +37,7 @@ FALLBACK_REASONS = frozenset({"miss", "cache_error", "untrusted", "not_owner", "
 FILL_RESULTS = frozenset({"stored", "skipped", "failed"})
 LEASE_EVENTS = frozenset({"acquired", "renewed", "released", "lost", "held_elsewhere"})
 BREAKER_STATES = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
-CODEC_KINDS = frozenset({"decrypt", "corrupt"})
+CODEC_KINDS = frozenset({"decrypt", "corrupt", "plaintext", "too_large"})
 
 # (name without prefix, type, labels, meaning); the README table is generated from this.
 _DOC = [
@@ -62,7 +62,12 @@ _DOC = [
     ("outbox_applied_total", "counter", "", "Outbox entries applied to the durable tier."),
     ("outbox_retries_total", "counter", "", "Outbox batch applications retried."),
     ("outbox_dead_letters_total", "counter", "", "Outbox entries moved to the dead letters."),
-    ("codec_errors_total", "counter", "kind", "Payloads that failed to decrypt or decode."),
+    ("codec_errors_total", "counter", "kind",
+     "Payloads that failed to decrypt or decode (decrypt, corrupt, plaintext, too_large)."),
+    ("cache_corrupt_evictions_total", "counter", "",
+     "Cached records that failed to decode, evicted and re-read from the durable tier."),
+    ("data_loss_total", "counter", "",
+     "Times the Redis tier was found to have lost acknowledged write-behind data."),
     ("retries_total", "counter", "tier", "Retried tier calls."),
     ("sessions_in_use", "gauge", "",
      "Sessions with an operation in flight or a lease held by this process."),
@@ -107,6 +112,8 @@ class Families:
     retries_outbox: Counter
     dead: Counter
     codec: Counter
+    corrupt_evictions: Counter
+    data_loss: Counter
     retries: Counter
     sessions: Gauge
     namespaces: set[str]
@@ -161,6 +168,8 @@ def families(registry: CollectorRegistry, prefix: str, namespace_label: bool) ->
         retries_outbox=c("outbox_retries", doc["outbox_retries"]),
         dead=c("outbox_dead_letters", doc["outbox_dead_letters"]),
         codec=c("codec_errors", doc["codec_errors"], ("kind",)),
+        corrupt_evictions=c("cache_corrupt_evictions", doc["cache_corrupt_evictions"]),
+        data_loss=c("data_loss", doc["data_loss"]),
         retries=c("retries", doc["retries"], ("tier",)),
         sessions=g("sessions_in_use", doc["sessions_in_use"]),
         namespaces=set(),

@@ -53,6 +53,8 @@ class Metrics(Protocol):
     def outbox_retry(self) -> None: ...
     def outbox_dead_letter(self) -> None: ...
     def codec_error(self, kind: str) -> None: ...
+    def cache_corrupt_eviction(self, n: int = 1) -> None: ...
+    def data_loss(self) -> None: ...
     def retry(self, tier: str) -> None: ...
     def sessions_in_use(self, n: int) -> None: ...
 
@@ -101,6 +103,12 @@ class NullMetrics:
         """Do nothing."""
 
     def codec_error(self, kind: str) -> None:
+        """Do nothing."""
+
+    def cache_corrupt_eviction(self, n: int = 1) -> None:
+        """Do nothing."""
+
+    def data_loss(self) -> None:
         """Do nothing."""
 
     def retry(self, tier: str) -> None:
@@ -232,6 +240,14 @@ class StoreMetrics:
     def codec_error(self, kind: str) -> None:
         """Count one payload that failed to ``decrypt`` or was ``corrupt``."""
         self._f.codec.labels(pick(kind, CODEC_KINDS)).inc()
+
+    def cache_corrupt_eviction(self, n: int = 1) -> None:
+        """Count ``n`` cached records evicted because they failed to decode."""
+        self._f.corrupt_evictions.inc(n)
+
+    def data_loss(self) -> None:
+        """Count one detected loss of acknowledged write-behind data in Redis."""
+        self._f.data_loss.inc()
 
     def retry(self, tier: str) -> None:
         """Count one retried call to ``tier``."""
