@@ -63,6 +63,8 @@ class StoreConfig(BaseModel):
         master_keys: ``{key_id: key}``; each key 32 bytes as 64 hex digits or base64. Also
             accepted as the string ``"1:KEY,2:KEY"``.
         active_key_id: The key new writes use; default: the highest id.
+        create_dirs: Create a missing parent directory of the SQLite file (mode 0700). Off by
+            default: a typo in a path must fail (``ConfigError``), not open an empty store.
         sqlite_synchronous: ``full`` (fsync on every commit, the default) or ``normal`` (faster;
             in WAL mode a power loss or OS crash can drop the last commits, never corrupt the file).
         cache_max_entries: Bound of the in-process ``memory://`` cache (records).
@@ -105,6 +107,7 @@ class StoreConfig(BaseModel):
     encryption: Literal["none", "aes-256-gcm", "xsalsa20-poly1305"] = "none"
     master_keys: dict[int, SecretStr] = Field(default_factory=dict)
     active_key_id: int | None = None
+    create_dirs: bool = False
     sqlite_synchronous: Literal["full", "normal"] = "full"
     cache_max_entries: int = Field(default=100_000, ge=0)
     max_value_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
