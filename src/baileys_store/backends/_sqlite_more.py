@@ -1,4 +1,4 @@
-"""SQLite tier, continued: applying key writes, leases and keyset listings.
+"""SQLite tier, continued: key writes, fence tombstones, leases, metadata and listings.
 
 Split from :mod:`.sqlite` to keep modules small; :class:`SQLiteKeysLeases` is a mixin of
 :class:`~baileys_store.backends.sqlite.SQLiteDurable`, which supplies ``_read`` and ``_write``.
@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from .._model import KeyWrite, SessionAddr
 from . import _sqlite_schema as q
-from .base import SessionInfo, lease_token_of
+from .base import SessionInfo, check_fence, lease_token_of
 
 T = TypeVar("T")
 ID_CHUNK = 500  # ids per IN (...) query; far below SQLite's variable limit
@@ -52,15 +52,70 @@ def _apply_run(conn: sqlite3.Connection, head: tuple[str, str], run: list[KeyWri
     conn.execute(q.UPSERT_KEYS.format(rows=",".join(["(?,?)"] * len(run))), args)
 
 
+def tombstone(conn: sqlite3.Connection, key: tuple[str, str]) -> int:
+    """The fence of a session that has no row (0 if it never had one): see ``bs_fences``."""
+    row = conn.execute(q.SELECT_TOMBSTONE, key).fetchone()
+    return int(row[0]) if row else 0
+
+
+def put_tombstone(conn: sqlite3.Connection, key: tuple[str, str], fence: int) -> None:
+    """Keep ``fence`` for a session whose row is gone (the caller checked it is not lower)."""
+    conn.execute(q.PUT_TOMBSTONE, (*key, fence))
+
+
+def touch(conn: sqlite3.Connection, addr: SessionAddr, fence: int | None) -> int:
+    """Fence check + session upsert inside the caller's transaction; returns the version.
+
+    One read when the row exists (the hot path); a missing row is fenced by its tombstone,
+    which the re-created row takes over in the same transaction.
+    """
+    key = (addr.namespace, addr.session_id)
+    row = conn.execute(q.SELECT_SESSION, key).fetchone()
+    current_fence = row[0] if row else tombstone(conn, key)
+    new_fence = check_fence(addr, current_fence, fence)
+    now = time.time()
+    conn.execute(q.TOUCH_SESSION, (*key, new_fence, now, now))
+    if row is None and current_fence:
+        conn.execute(q.DROP_TOMBSTONE, key)
+    return int(row[1]) if row else 0
+
 
 class SQLiteKeysLeases:
-    """Leases and listings of the SQLite tier (a mixin: the host runs the transactions)."""
+    """Deletes, fences, leases, metadata and listings (a mixin: the host runs transactions)."""
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError  # supplied by SQLiteDurable
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError  # supplied by SQLiteDurable
+
+    async def delete_session(self, addr: SessionAddr, *, fence: int | None = None) -> bool:
+        """Delete the session row and its keys in one transaction; its fence stays (tombstone)."""
+        key = (addr.namespace, addr.session_id)
+
+        def fn(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(q.SELECT_SESSION, key).fetchone()
+            current = check_fence(addr, row[0] if row else tombstone(conn, key), fence)
+            keys = conn.execute(q.CLEAR_KEYS, key).rowcount
+            rows = conn.execute(q.DELETE_SESSION, key).rowcount
+            if current:
+                put_tombstone(conn, key, current)
+            return bool(keys or rows)
+
+        return await self._write(fn)
+
+    async def advance_fence(self, addr: SessionAddr, token: int) -> None:
+        """Record ``token`` as the session's fence (FencedError if it saw a higher one)."""
+        key = (addr.namespace, addr.session_id)
+
+        def fn(conn: sqlite3.Connection) -> None:
+            row = conn.execute(q.SELECT_SESSION, key).fetchone()
+            if row is not None:
+                conn.execute(q.SET_FENCE, (check_fence(addr, row[0], token), *key))
+            else:  # no row to carry it (deleted, or not written yet): the tombstone does
+                put_tombstone(conn, key, check_fence(addr, tombstone(conn, key), token))
+
+        await self._write(fn)
 
     async def acquire_lease(
         self, addr: SessionAddr, owner: str, ttl_ms: int, *, floor: int = 0
@@ -74,7 +129,7 @@ class SQLiteKeysLeases:
             if row is not None and row[0] and row[0] != owner and row[2] > now:
                 return None
             sess = conn.execute(q.SELECT_SESSION, key).fetchone()
-            fence = lease_token_of(sess[0]) if sess else 0
+            fence = lease_token_of(sess[0] if sess else tombstone(conn, key))
             token = max(row[1] if row else 0, fence, floor) + 1
             conn.execute(q.PUT_LEASE, (*key, owner, token, now + ttl_ms / 1000))
             return int(token)
@@ -97,6 +152,18 @@ class SQLiteKeysLeases:
         def fn(conn: sqlite3.Connection) -> bool:
             args = (addr.namespace, addr.session_id, owner, token)
             return conn.execute(q.RELEASE_LEASE, args).rowcount == 1
+
+        return await self._write(fn)
+
+    async def bind_meta(self, name: str, value: str, *, replace: bool = False) -> str:
+        """Set ``name`` unless it is set (always with ``replace``); returns the stored value.
+
+        In one write transaction (``BEGIN IMMEDIATE``), so binders in other processes agree.
+        """
+
+        def fn(conn: sqlite3.Connection) -> str:
+            conn.execute(q.PUT_META if replace else q.INSERT_META, (name, value))
+            return str(conn.execute(q.SELECT_META, (name,)).fetchone()[0])
 
         return await self._write(fn)
 

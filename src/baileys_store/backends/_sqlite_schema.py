@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+import sqlite3
+
+from .. import errors
+
+SCHEMA_VERSION = 3
 
 # WITHOUT ROWID: the primary key is the clustered index, so a key lookup is one B-tree descent
 # whose cost grows with log(total keys), never with the size of one session.
@@ -39,17 +43,80 @@ CREATE TABLE IF NOT EXISTS bs_leases (
     PRIMARY KEY (namespace, session_id)
 ) WITHOUT ROWID;
 """
+# Fence tombstones (v3): the fence of a session that has no bs_sessions row (deleted, or fenced
+# by advance_fence before its first write), so a stale lease holder cannot resurrect it. Read
+# only when the row is missing; dropped when the row is re-created (the row carries the fence).
+# Not in bs_leases: a lease row holds this host's lease (owner, token, expiry), while a fence is
+# the durable barrier every write path checks, also on stores that never take leases.
+FENCES_TABLE = """
+CREATE TABLE IF NOT EXISTS bs_fences (
+    namespace TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    fence INTEGER NOT NULL,
+    PRIMARY KEY (namespace, session_id)
+) WITHOUT ROWID
+"""
+SCHEMA += FENCES_TABLE + ";"
 
 # MIGRATIONS[v - 1] upgrades schema v to v + 1 (bs_leases comes with SCHEMA: IF NOT EXISTS).
 # A bs_leases row is never deleted, not even by delete_session: its token is the counter
 # that keeps lease tokens monotonic across a delete; expiry is this host's clock.
 MIGRATIONS = (
     "ALTER TABLE bs_sessions ADD COLUMN outbox_seq INTEGER NOT NULL DEFAULT 0",
+    FENCES_TABLE,  # v2 deleted a session's fence with its row: there is nothing to carry over
 )
+
+
+def _migrate(w: sqlite3.Connection) -> None:
+    """Bring the schema to ``SCHEMA_VERSION`` inside the caller's write transaction."""
+    row = w.execute("SELECT value FROM bs_meta WHERE name = 'schema_version'").fetchone()
+    found = SCHEMA_VERSION if row is None else int(row[0])
+    if found > SCHEMA_VERSION:
+        raise errors.UnavailableError(
+            f"database schema {found} is newer than this baileys-store ({SCHEMA_VERSION})"
+        )
+    for step in MIGRATIONS[found - 1 :]:
+        w.execute(step)
+    w.execute(
+        "INSERT INTO bs_meta (name, value) VALUES ('schema_version', ?) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        (str(SCHEMA_VERSION),),
+    )
+
+
+def init_schema(w: sqlite3.Connection) -> None:
+    """WAL mode, the tables, then the migrations to ``SCHEMA_VERSION`` (one migrator at a time)."""
+    # 16 KiB pages keep 1-2 KB session records out of overflow pages (3x less disk, faster
+    # point reads); it only takes effect on a new file, before WAL is switched on.
+    w.execute("PRAGMA page_size = 16384")
+    mode = w.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise errors.UnavailableError(f"SQLite refused WAL mode (got {mode})")
+    w.executescript(SCHEMA)
+    w.execute("BEGIN IMMEDIATE")  # one migrator at a time; the others then see it done
+    try:
+        _migrate(w)
+    except BaseException:
+        w.execute("ROLLBACK")
+        raise
+    w.execute("COMMIT")
+
 
 SELECT_SESSION = "SELECT fence, version FROM bs_sessions WHERE namespace = ? AND session_id = ?"
 SELECT_SEQ = "SELECT outbox_seq FROM bs_sessions WHERE namespace = ? AND session_id = ?"
 SET_FENCE = "UPDATE bs_sessions SET fence = ? WHERE namespace = ? AND session_id = ?"
+SELECT_TOMBSTONE = "SELECT fence FROM bs_fences WHERE namespace = ? AND session_id = ?"
+PUT_TOMBSTONE = """
+INSERT INTO bs_fences (namespace, session_id, fence) VALUES (?, ?, ?)
+ON CONFLICT (namespace, session_id) DO UPDATE SET fence = excluded.fence
+"""
+DROP_TOMBSTONE = "DELETE FROM bs_fences WHERE namespace = ? AND session_id = ?"
+SELECT_META = "SELECT value FROM bs_meta WHERE name = ?"
+INSERT_META = "INSERT OR IGNORE INTO bs_meta (name, value) VALUES (?, ?)"
+PUT_META = """
+INSERT INTO bs_meta (name, value) VALUES (?, ?)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value
+"""
 SET_SEQ = "UPDATE bs_sessions SET outbox_seq = ? WHERE namespace = ? AND session_id = ?"
 SELECT_LEASE = "SELECT owner, token, expires FROM bs_leases WHERE namespace = ? AND session_id = ?"
 PUT_LEASE = """

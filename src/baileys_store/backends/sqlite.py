@@ -20,17 +20,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, TypeVar
-from urllib.parse import unquote, urlsplit
 
 from .. import errors
 from .._model import KeyWrite, SessionAddr
 from . import _sqlite_schema as q
 from ._sqlite_batch import Batcher, InlineReader, MustWaitError
-from ._sqlite_more import ID_CHUNK, SQLiteKeysLeases, apply_writes
+from ._sqlite_files import open_error, open_lock_file, prepare_db_file, sqlite_path, sqlite_uri
+from ._sqlite_more import ID_CHUNK, SQLiteKeysLeases, apply_writes, touch
 from .base import (
     CredsRecord,
     TierHealth,
-    check_fence,
     check_version,
 )
 
@@ -41,49 +40,21 @@ T = TypeVar("T")
 INLINE_IDS = 64
 
 
-def sqlite_path(url: str) -> Path:
-    """``sqlite:///rel.db`` → ``rel.db``; ``sqlite:////abs.db`` → ``/abs.db``."""
-    parts = urlsplit(url)
-    if parts.scheme != "sqlite" or parts.netloc not in ("", "localhost"):
-        raise errors.ConfigError(
-            f"not a sqlite URL with a path: use sqlite:///FILE ({parts.scheme})"
-        )
-    path = unquote(parts.path)[1:] if parts.path.startswith("/") else unquote(parts.path)
-    if not path or path == ":memory:":
-        raise errors.ConfigError(
-            "sqlite URL needs a file path; use memory:// for a throwaway store"
-        )
-    return Path(path)
-
-
-def _migrate(w: sqlite3.Connection) -> None:
-    """Bring the schema to ``SCHEMA_VERSION`` inside the caller's write transaction."""
-    row = w.execute("SELECT value FROM bs_meta WHERE name = 'schema_version'").fetchone()
-    found = q.SCHEMA_VERSION if row is None else int(row[0])
-    if found > q.SCHEMA_VERSION:
-        raise errors.UnavailableError(
-            f"database schema {found} is newer than this baileys-store ({q.SCHEMA_VERSION})"
-        )
-    for step in q.MIGRATIONS[found - 1 :]:
-        w.execute(step)
-    w.execute(
-        "INSERT INTO bs_meta (name, value) VALUES ('schema_version', ?) "
-        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-        (str(q.SCHEMA_VERSION),),
-    )
-
-
 class SQLiteDurable(SQLiteKeysLeases):
     """Durable tier in one SQLite file.
 
     Args:
-        path: Database file (created with its folder when missing).
+        path: Database file, created 0600 when missing (its ``-wal``, ``-shm`` and ``.lock``
+            too; see :mod:`._sqlite_files`).
         synchronous: ``full`` fsyncs every commit; ``normal`` may lose the last commits on power
             loss (never corrupts the file).
         exclusive: Hold an exclusive advisory lock on ``<path>.lock`` so no other store can
             open the file while this one keeps an in-process cache in front of it (it would
             read stale). Non-exclusive stores hold a shared lock, so they open beside each
             other but never beside an exclusive one.
+        create: Create the file when missing; ``False`` (read-only commands) makes a missing
+            file a ConfigError at open. Also settable as the ``create`` attribute before open.
+        create_dirs: Create a missing parent folder (0700); otherwise it is a ConfigError.
     """
 
     name = "sqlite"
@@ -91,8 +62,10 @@ class SQLiteDurable(SQLiteKeysLeases):
     # store's guard cancels it in place instead of abandoning it to a background task.
     cancels_promptly = True
 
-    def __init__(self, path: Path, *, synchronous: str = "full", exclusive: bool = False) -> None:
+    def __init__(self, path: Path, *, synchronous: str = "full", exclusive: bool = False,
+                 create: bool = True, create_dirs: bool = False) -> None:  # fmt: skip
         self._path = path
+        self.create, self.create_dirs = create, create_dirs
         self._sync = synchronous.upper()
         self._exclusive = exclusive
         self._lockfile: IO[bytes] | None = None
@@ -107,14 +80,15 @@ class SQLiteDurable(SQLiteKeysLeases):
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            self._path, isolation_level=None, check_same_thread=False, timeout=30
-        )
+            sqlite_uri(self._path), isolation_level=None, check_same_thread=False, timeout=30,
+            uri=True,
+        )  # fmt: skip
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute(f"PRAGMA synchronous = {self._sync}")
         return conn
 
     def _lock(self) -> IO[bytes]:
-        lock = (self._path.parent / (self._path.name + ".lock")).open("ab")
+        lock = open_lock_file(self._path)
         mode = fcntl.LOCK_EX if self._exclusive else fcntl.LOCK_SH
         try:
             fcntl.flock(lock.fileno(), mode | fcntl.LOCK_NB)
@@ -126,43 +100,33 @@ class SQLiteDurable(SQLiteKeysLeases):
             ) from None
         return lock
 
-    @staticmethod
-    def _init_schema(w: sqlite3.Connection) -> None:
-        # 16 KiB pages keep 1-2 KB session records out of overflow pages (3x less disk, faster
-        # point reads); it only takes effect on a new file, before WAL is switched on.
-        w.execute("PRAGMA page_size = 16384")
-        mode = w.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise errors.UnavailableError(f"SQLite refused WAL mode (got {mode})")
-        w.executescript(q.SCHEMA)
-        w.execute("BEGIN IMMEDIATE")  # one migrator at a time; the others then see it done
-        try:
-            _migrate(w)
-        except BaseException:
-            w.execute("ROLLBACK")
-            raise
-        w.execute("COMMIT")
-
     def _open_sync(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_db_file(self._path, create=self.create, create_dirs=self.create_dirs)
         self._lockfile = self._lock()
         w: sqlite3.Connection | None = None
         try:
             w = self._connect()
-            self._init_schema(w)
+            q.init_schema(w)
             # Who this database is, so a Redis cache can refuse a second database (store_id).
             w.execute("INSERT OR IGNORE INTO bs_meta (name, value) VALUES ('store_id', ?)",
                       (secrets.token_hex(8),))  # fmt: skip
             self.store_id = str(w.execute(
                 "SELECT value FROM bs_meta WHERE name = 'store_id'").fetchone()[0])  # fmt: skip
             self._w, self._r = w, self._connect()
+        except sqlite3.Error as exc:
+            self._release(w)
+            raise open_error(self._path, exc) from exc
         except BaseException:
-            # A failed open must not keep the lock (or a connection): a retry has to work.
-            if w is not None:
-                w.close()
+            self._release(w)
+            raise
+
+    def _release(self, w: sqlite3.Connection | None) -> None:
+        """A failed open must not keep the lock (or a connection): a retry has to work."""
+        if w is not None:
+            w.close()
+        if self._lockfile is not None:
             self._lockfile.close()
             self._lockfile = None
-            raise
 
     async def open(self) -> None:
         """Open both connections, enable WAL and create the schema."""
@@ -178,8 +142,13 @@ class SQLiteDurable(SQLiteKeysLeases):
         self._wb = Batcher(self._wx, self._writer, transaction=True)
         self._rb = Batcher(self._rx, self._reader, transaction=False)
         # Opened here, on the loop's thread, once the schema exists: only this thread uses it.
-        inline = sqlite3.connect(self._path, isolation_level=None, timeout=0)
-        inline.execute("PRAGMA busy_timeout = 0")
+        try:
+            inline = sqlite3.connect(sqlite_uri(self._path), isolation_level=None, timeout=0,
+                                     uri=True)  # fmt: skip
+            inline.execute("PRAGMA busy_timeout = 0")
+        except sqlite3.Error as exc:  # the file went away since the schema step: not open
+            await self.close()
+            raise open_error(self._path, exc) from exc
         self._inline = InlineReader(inline)
 
     async def close(self) -> None:
@@ -235,16 +204,6 @@ class SQLiteDurable(SQLiteKeysLeases):
                 pass  # the reader thread may wait for the lock; the loop must not
         return await self._rb.submit(fn)
 
-    @staticmethod
-    def _touch(conn: sqlite3.Connection, addr: SessionAddr, fence: int | None) -> int:
-        """Fence check + session upsert inside the caller's transaction; returns the version."""
-        row = conn.execute(q.SELECT_SESSION, (addr.namespace, addr.session_id)).fetchone()
-        current_fence, version = (row[0], row[1]) if row else (0, 0)
-        new_fence = check_fence(addr, current_fence, fence)
-        now = time.time()
-        conn.execute(q.TOUCH_SESSION, (addr.namespace, addr.session_id, new_fence, now, now))
-        return int(version)
-
     async def get_keys(
         self, addr: SessionAddr, key_type: str, ids: Sequence[str]
     ) -> dict[str, bytes]:
@@ -267,7 +226,7 @@ class SQLiteDurable(SQLiteKeysLeases):
         """All writes in one transaction."""
 
         def fn(conn: sqlite3.Connection) -> None:
-            self._touch(conn, addr, fence)
+            touch(conn, addr, fence)
             apply_writes(conn, addr, writes)
 
         await self._write(fn)
@@ -276,7 +235,7 @@ class SQLiteDurable(SQLiteKeysLeases):
         """Delete every key row of the session."""
 
         def fn(conn: sqlite3.Connection) -> int:
-            self._touch(conn, addr, fence)
+            touch(conn, addr, fence)
             return conn.execute(q.CLEAR_KEYS, (addr.namespace, addr.session_id)).rowcount
 
         return await self._write(fn)
@@ -301,34 +260,11 @@ class SQLiteDurable(SQLiteKeysLeases):
         """Compare-and-set inside one write transaction."""
 
         def fn(conn: sqlite3.Connection) -> int:
-            version = check_version(addr, self._touch(conn, addr, fence), expected_version)
+            version = check_version(addr, touch(conn, addr, fence), expected_version)
             conn.execute(q.SAVE_CREDS, (blob, version, addr.namespace, addr.session_id))
             return version
 
         return await self._write(fn)
-
-    async def delete_session(self, addr: SessionAddr, *, fence: int | None = None) -> bool:
-        """Delete the session row and its keys in one transaction."""
-
-        def fn(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(q.SELECT_SESSION, (addr.namespace, addr.session_id)).fetchone()
-            check_fence(addr, row[0] if row else 0, fence)
-            keys = conn.execute(q.CLEAR_KEYS, (addr.namespace, addr.session_id)).rowcount
-            rows = conn.execute(q.DELETE_SESSION, (addr.namespace, addr.session_id)).rowcount
-            return bool(keys or rows)
-
-        return await self._write(fn)
-
-    async def advance_fence(self, addr: SessionAddr, token: int) -> None:
-        """Record ``token`` as the session's fence (FencedError if it saw a higher one)."""
-        key = (addr.namespace, addr.session_id)
-
-        def fn(conn: sqlite3.Connection) -> None:
-            row = conn.execute(q.SELECT_SESSION, key).fetchone()
-            if row is not None:
-                conn.execute(q.SET_FENCE, (check_fence(addr, row[0], token), *key))
-
-        await self._write(fn)
 
     async def apply_batch(
         self,
@@ -346,7 +282,7 @@ class SQLiteDurable(SQLiteKeysLeases):
             row = conn.execute(q.SELECT_SEQ, (ns, sid)).fetchone()
             if row is not None and int(row[0]) >= seq:
                 return False
-            self._touch(conn, addr, fence)
+            touch(conn, addr, fence)
             apply_writes(conn, addr, writes)
             if creds is not None:
                 conn.execute(q.SAVE_CREDS, (creds.blob, creds.version, ns, sid))
