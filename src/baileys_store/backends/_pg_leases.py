@@ -28,11 +28,15 @@ class PgLeaseMixin(PgHost):
     """``advance_fence``, ``apply_batch`` and the :class:`LeaseBackend` methods."""
 
     async def advance_fence(self, addr: SessionAddr, token: int) -> None:
-        """Record ``token`` as the session's fence (FencedError if it saw a higher one)."""
+        """Record ``token`` as the session's fence (FencedError if it saw a higher one).
+
+        A session without a row gets a tombstone (a deleted row) holding the token, so a
+        stale holder's first write is refused as on an existing session. One statement.
+        """
         params = self._params(addr, fence=token)
 
         async def fn(conn: Conn, _: Any) -> None:
-            await conn.execute(self._q.fence_for_delete, params)  # an UPDATE: no row, no-op
+            await conn.execute(self._q.fence, params)
 
         await self._run(fn, addr, fence=token)
 

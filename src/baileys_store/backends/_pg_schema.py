@@ -1,4 +1,4 @@
-"""PostgreSQL schema, migrations and statements (one place, so migrations stay visible).
+"""PostgreSQL statements, composed per schema (the DDL of each version: ``_pg_migrations``).
 
 Everything lives in one schema (``baileys_store`` unless the URL says ``schema=``), so tables,
 functions and the meta row of one store never collide with the application's own. Statements
@@ -17,103 +17,15 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-SCHEMA_VERSION = 3
+from ._pg_migrations import MIGRATIONS, SCHEMA_VERSION
+
 DEFAULT_SCHEMA = "baileys_store"
 FENCED_STATE = "BSF01"  # raised by fence_check(); DETAIL = the session's current fence
 CONFLICT_STATE = "BSC01"  # raised by next_version(); DETAIL = the current creds version
 APPLIED_STATE = "BSS01"  # raised by seq_check(): the outbox batch was applied already
 ADVISORY_CLASS = 0x6273  # "bs": first key of pg_advisory_xact_lock(int, int)
-
-# Version 1. COLLATE "C": byte order, like every other backend's listing, and cheaper B-trees.
-# The keys PK starts with (namespace, session_id), so hash-partitioning the table by those two
-# columns keeps the PK valid (see the README recipe); IF NOT EXISTS keeps a pre-created one.
-_V1 = """
-CREATE TABLE IF NOT EXISTS {s}.sessions (
-    namespace text COLLATE "C" NOT NULL,
-    session_id text COLLATE "C" NOT NULL,
-    creds bytea,
-    version bigint NOT NULL DEFAULT 0,
-    fence bigint NOT NULL DEFAULT 0,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (namespace, session_id)
-) WITH (fillfactor = 80);
-CREATE TABLE IF NOT EXISTS {s}.keys (
-    namespace text COLLATE "C" NOT NULL,
-    session_id text COLLATE "C" NOT NULL,
-    type text COLLATE "C" NOT NULL,
-    id text COLLATE "C" NOT NULL,
-    value bytea NOT NULL,
-    PRIMARY KEY (namespace, session_id, type, id)
-);
--- Blobs arrive compressed and often encrypted: pglz would only burn CPU on them.
-ALTER TABLE {s}.sessions ALTER COLUMN creds SET STORAGE EXTERNAL;
-ALTER TABLE {s}.keys ALTER COLUMN value SET STORAGE EXTERNAL;
-CREATE OR REPLACE FUNCTION {s}.fence_check(current_fence bigint, token bigint)
-RETURNS bigint LANGUAGE plpgsql AS $$
-BEGIN
-    IF token IS NULL THEN
-        RETURN current_fence;
-    END IF;
-    IF token < current_fence THEN
-        RAISE EXCEPTION USING ERRCODE = 'BSF01', MESSAGE = 'fenced',
-            DETAIL = current_fence::text;
-    END IF;
-    RETURN token;
-END $$;
-CREATE OR REPLACE FUNCTION {s}.next_version(current_version bigint, expected bigint)
-RETURNS bigint LANGUAGE plpgsql AS $$
-BEGIN
-    IF expected IS NOT NULL AND expected <> current_version THEN
-        RAISE EXCEPTION USING ERRCODE = 'BSC01', MESSAGE = 'version conflict',
-            DETAIL = current_version::text;
-    END IF;
-    RETURN current_version + 1;
-END $$;
-"""
-
-# Version 2: the last applied outbox sequence, and leases for deployments without Redis. A
-# leases row outlives delete_session: its token keeps lease tokens monotonic across a delete.
-_V2 = """
-ALTER TABLE {s}.sessions ADD COLUMN IF NOT EXISTS outbox_seq bigint NOT NULL DEFAULT 0;
-CREATE TABLE IF NOT EXISTS {s}.leases (
-    namespace text COLLATE "C" NOT NULL,
-    session_id text COLLATE "C" NOT NULL,
-    owner text NOT NULL,
-    token bigint NOT NULL,
-    expires timestamptz NOT NULL,
-    PRIMARY KEY (namespace, session_id)
-);
-CREATE OR REPLACE FUNCTION {s}.seq_check(current_seq bigint, seq bigint)
-RETURNS bigint LANGUAGE plpgsql AS $$
-BEGIN
-    IF seq <= current_seq THEN
-        RAISE EXCEPTION USING ERRCODE = 'BSS01', MESSAGE = 'applied already';
-    END IF;
-    RETURN seq;
-END $$;
-"""
-
-# Version 3: room on every keys page for HOT updates. A key re-written in place (a ``session``
-# on every message, sender keys, app-state versions, an 812-id pre-key upsert) then adds no index
-# entry and dirties one page; at fillfactor 100 every update was a new index entry on a full
-# page. Measured, 812-row upsert over existing rows, median of 25: 21.4 ms -> 15.5 ms; costs
-# ~20% more heap space. Only pages written from now on get the room (no table rewrite). A
-# hash-partitioned keys table (README recipe) takes the setting on each partition, not the parent.
-_V3 = """
-DO $$
-DECLARE leaf regclass;
-BEGIN
-    -- pg_partition_tree() lists nothing for a plain table: then the table is the one leaf
-    FOR leaf IN SELECT relid FROM pg_partition_tree('{s}.keys'::regclass) WHERE isleaf
-                UNION SELECT '{s}.keys'::regclass
-                WHERE (SELECT relkind FROM pg_class WHERE oid = '{s}.keys'::regclass) = 'r' LOOP
-        EXECUTE format('ALTER TABLE %s SET (fillfactor = 80)', leaf);
-    END LOOP;
-END $$;
-"""
-
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
+# Names the backend keeps in the meta table itself: bind_meta may not take them over.
+RESERVED_META = frozenset({"schema_version", "store_id"})
 
 _META = """
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -122,12 +34,14 @@ CREATE TABLE IF NOT EXISTS {s}.meta (name text PRIMARY KEY, value text NOT NULL)
 
 # Fence check + upsert of the session row. ON CONFLICT DO UPDATE locks the row for the rest of
 # the transaction and re-reads it after waiting for a concurrent writer, so the check and every
-# statement after it see the newest fence: no writer slips in between.
+# statement after it see the newest fence: no writer slips in between. A tombstone (a deleted
+# row, schema v4) is checked like a live row, then revived.
 _TOUCH = """
 INSERT INTO {s}.sessions AS s (namespace, session_id, fence)
 VALUES (%(ns)s, %(sid)s, COALESCE(%(fence)s::bigint, 0))
 ON CONFLICT (namespace, session_id) DO UPDATE
-SET fence = {s}.fence_check(s.fence, %(fence)s::bigint), updated_at = now()
+SET fence = {s}.fence_check(s.fence, %(fence)s::bigint), updated_at = now(),
+    deleted = false, created_at = CASE WHEN s.deleted THEN now() ELSE s.created_at END
 RETURNING version
 """
 # Duplicate (type, id) pairs are removed by the caller: ON CONFLICT may touch a row only once.
@@ -165,15 +79,29 @@ _LOAD_CREDS = """
 SELECT creds, version FROM {s}.sessions
 WHERE namespace = %s AND session_id = %s AND creds IS NOT NULL
 """
-# An UPDATE (not SELECT ... FOR UPDATE) so the check runs on the newest row version.
-_FENCE_FOR_DELETE = """
-UPDATE {s}.sessions SET fence = {s}.fence_check(fence, %(fence)s::bigint)
-WHERE namespace = %(ns)s AND session_id = %(sid)s
+# The fence barrier (advance_fence) and the first statement of delete_session: check and record
+# the token on the row, inserting a tombstone when the session has none, so the row is locked
+# either way (a stale writer inserting the row at the same moment waits, then is checked).
+_FENCE = """
+INSERT INTO {s}.sessions AS s (namespace, session_id, fence, deleted)
+VALUES (%(ns)s, %(sid)s, COALESCE(%(fence)s::bigint, 0), true)
+ON CONFLICT (namespace, session_id) DO UPDATE
+SET fence = {s}.fence_check(s.fence, %(fence)s::bigint)
 """
-_DELETE_SESSION = "DELETE FROM {s}.sessions WHERE namespace = %(ns)s AND session_id = %(sid)s"
+# delete_session empties the row and keeps it as the fence's tombstone; the rowcount says
+# whether a live session was there. A tombstone with fence 0 (never leased) protects nothing.
+_MARK_DELETED = """
+UPDATE {s}.sessions
+SET deleted = true, creds = NULL, version = 0, outbox_seq = 0, updated_at = now()
+WHERE namespace = %(ns)s AND session_id = %(sid)s AND NOT deleted
+"""
+_DROP_BARE_TOMBSTONE = """
+DELETE FROM {s}.sessions
+WHERE namespace = %(ns)s AND session_id = %(sid)s AND deleted AND fence = 0
+"""
 _LIST_PAGE = """
 SELECT namespace, session_id, version, extract(epoch FROM updated_at)::float8
-FROM {s}.sessions WHERE (namespace, session_id) > (%s, %s) {ns_filter}
+FROM {s}.sessions WHERE (namespace, session_id) > (%s, %s) AND NOT deleted {ns_filter}
 ORDER BY namespace, session_id LIMIT %s
 """
 # The session upsert of an outbox batch: like _TOUCH, and on the locked row the sequence check
@@ -187,7 +115,8 @@ SET outbox_seq = {s}.seq_check(s.outbox_seq, %(seq)s::bigint),
     fence = CASE WHEN s.outbox_seq >= %(seq)s::bigint
                  THEN {s}.seq_check(s.outbox_seq, %(seq)s::bigint)
                  ELSE {s}.fence_check(s.fence, %(fence)s::bigint) END,
-    updated_at = now()
+    updated_at = now(),
+    deleted = false, created_at = CASE WHEN s.deleted THEN now() ELSE s.created_at END
 """
 _PUT_CREDS = """
 UPDATE {s}.sessions SET creds = %(blob)s, version = %(version)s
@@ -224,14 +153,20 @@ ORDER BY type, id LIMIT %s
 _COUNT_KEYS = """
 SELECT type, count(*) FROM {s}.keys WHERE namespace = %s AND session_id = %s GROUP BY type
 """
-META_EXISTS = (
-    "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = 'meta'"
-)
+META_EXISTS = "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = 'meta'"
 _GET_META = "SELECT value FROM {s}.meta WHERE name = 'schema_version'"
 _INIT_STORE_ID = """
 INSERT INTO {s}.meta (name, value) VALUES ('store_id', %s) ON CONFLICT (name) DO NOTHING
 """
 _GET_STORE_ID = "SELECT value FROM {s}.meta WHERE name = 'store_id'"
+# DO UPDATE (not DO NOTHING) so one statement always returns the stored value: it waits for a
+# concurrent binder's commit, then re-reads the row it lost to.
+_BIND_META = """
+INSERT INTO {s}.meta AS m (name, value) VALUES (%(name)s, %(value)s)
+ON CONFLICT (name) DO UPDATE
+SET value = CASE WHEN %(replace)s::boolean THEN EXCLUDED.value ELSE m.value END
+RETURNING value
+"""
 _SET_META = """
 INSERT INTO {s}.meta (name, value) VALUES ('schema_version', %s)
 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value
@@ -259,6 +194,7 @@ class Queries:
     init_store_id: sql.Composed
     get_store_id: sql.Composed
     set_meta: sql.Composed
+    bind_meta: sql.Composed
     touch: sql.Composed
     upsert_keys: sql.Composed
     delete_keys: sql.Composed
@@ -267,8 +203,9 @@ class Queries:
     clear_keys: sql.Composed
     save_creds: sql.Composed
     load_creds: sql.Composed
-    fence_for_delete: sql.Composed
-    delete_session: sql.Composed
+    fence: sql.Composed
+    mark_deleted: sql.Composed
+    drop_bare_tombstone: sql.Composed
     list_all: sql.Composed
     list_namespace: sql.Composed
     touch_batch: sql.Composed
@@ -289,6 +226,7 @@ class Queries:
             init_store_id=_q(_INIT_STORE_ID, schema),
             get_store_id=_q(_GET_STORE_ID, schema),
             set_meta=_q(_SET_META, schema),
+            bind_meta=_q(_BIND_META, schema),
             touch=_q(_TOUCH, schema),
             upsert_keys=_q(_UPSERT_KEYS, schema),
             delete_keys=_q(_DELETE_KEYS, schema),
@@ -297,8 +235,9 @@ class Queries:
             clear_keys=_q(_CLEAR_KEYS, schema),
             save_creds=_q(_SAVE_CREDS, schema),
             load_creds=_q(_LOAD_CREDS, schema),
-            fence_for_delete=_q(_FENCE_FOR_DELETE, schema),
-            delete_session=_q(_DELETE_SESSION, schema),
+            fence=_q(_FENCE, schema),
+            mark_deleted=_q(_MARK_DELETED, schema),
+            drop_bare_tombstone=_q(_DROP_BARE_TOMBSTONE, schema),
             list_all=_q(_LIST_PAGE, schema, ns_filter=sql.SQL("")),
             list_namespace=_q(_LIST_PAGE, schema, ns_filter=sql.SQL("AND namespace = %s")),
             touch_batch=_q(_TOUCH_BATCH, schema),
@@ -319,6 +258,7 @@ __all__ = [
     "FENCED_STATE",
     "META_EXISTS",
     "MIGRATIONS",
+    "RESERVED_META",
     "SCHEMA_VERSION",
     "Queries",
     "advisory_key",

@@ -242,14 +242,20 @@ class PostgresDurable(PgListingMixin, PgLeaseMixin):
         return await self._run(fn, addr, fence=fence, expected=expected_version)
 
     async def delete_session(self, addr: SessionAddr, *, fence: int | None = None) -> bool:
-        """Fence check, then delete keys and the session row, in one transaction."""
+        """Fence check, delete the keys, keep the row as the fence's tombstone: one transaction.
+
+        The fence statement locks (or inserts) the row first, so no writer of the session
+        runs between the check and the deletes. A tombstone whose fence is 0 (a store without
+        leases) carries nothing and is dropped.
+        """
         params = self._params(addr, fence=fence)
 
         async def fn(conn: Conn, _: Attempts) -> bool:
             async with pipelined_tx(conn):
-                await conn.execute(self._q.fence_for_delete, params)
+                await conn.execute(self._q.fence, params)
                 keys = await conn.execute(self._q.clear_keys, params)
-                rows = await conn.execute(self._q.delete_session, params)
+                rows = await conn.execute(self._q.mark_deleted, params)
+                await conn.execute(self._q.drop_bare_tombstone, params)
             return keys.rowcount > 0 or rows.rowcount > 0
 
         return await self._run(fn, addr, fence=fence)
