@@ -63,6 +63,10 @@ class StoreConfig(BaseModel):
         master_keys: ``{key_id: key}``; each key 32 bytes as 64 hex digits or base64. Also
             accepted as the string ``"1:KEY,2:KEY"``.
         active_key_id: The key new writes use; default: the highest id.
+        allow_plaintext_reads: With encryption on, still read plaintext records (they are
+            refused with ``DecryptError`` otherwise: anyone able to write the database could
+            forge them) and open a store written without encryption. The migration switch: set
+            it, run ``baileys-store keys rotate``, then drop it. Off by default.
         create_dirs: Create a missing parent directory of the SQLite file (mode 0700). Off by
             default: a typo in a path must fail (``ConfigError``), not open an empty store.
         sqlite_synchronous: ``full`` (fsync on every commit, the default) or ``normal`` (faster;
@@ -107,6 +111,7 @@ class StoreConfig(BaseModel):
     encryption: Literal["none", "aes-256-gcm", "xsalsa20-poly1305"] = "none"
     master_keys: dict[int, SecretStr] = Field(default_factory=dict)
     active_key_id: int | None = None
+    allow_plaintext_reads: bool = False
     create_dirs: bool = False
     sqlite_synchronous: Literal["full", "normal"] = "full"
     cache_max_entries: int = Field(default=100_000, ge=0)
@@ -248,6 +253,7 @@ class StoreConfig(BaseModel):
             cipher=_ciphers.NAMES[self.encryption],
             keyring=self.keyring(),
             max_value_bytes=self.max_value_bytes,
+            allow_plaintext=self.allow_plaintext_reads,
         )
 
     @classmethod

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _model
 from ._creds import creds_to_dict, validate_creds
 from ._model import KeyWrite, SessionAddr
-from .codec import record_aad, session_aad
-from .errors import CorruptDataError, DecryptError, InvalidInputError, StoreError
+from .codec import error_kind, record_aad, session_aad
+from .errors import CorruptDataError, InvalidInputError, StoreError
+from .tiering import _corrupt
 
 if TYPE_CHECKING:
     from ._store import AuthStore
@@ -21,6 +23,35 @@ def _key_aad(addr: SessionAddr, key_type: str, key_id: str) -> bytes:
 
 def _creds_aad(addr: SessionAddr) -> bytes:
     return record_aad("c", addr.namespace, addr.session_id)
+
+
+# Reads whose stored blobs total more than this decode in a worker thread: a large decode
+# (decompression up to max_value_bytes per value) must not stall every session of the loop.
+OFFLOAD_BYTES = 256 * 1024
+
+Decoder = Callable[[str, bytes], Any]
+
+
+def _decode_all(
+    decode: Decoder, blobs: dict[str, bytes]
+) -> tuple[dict[str, Any], dict[str, StoreError]]:
+    """Decoded values, and the errors of the blobs that failed (usually none)."""
+    out: dict[str, Any] = {}
+    failed: dict[str, StoreError] = {}
+    for key_id, blob in blobs.items():
+        try:
+            out[key_id] = decode(key_id, blob)
+        except StoreError as exc:
+            failed[key_id] = exc
+    return out, failed
+
+
+async def _decode_batch(
+    decode: Decoder, blobs: dict[str, bytes]
+) -> tuple[dict[str, Any], dict[str, StoreError]]:
+    if sum(map(len, blobs.values())) > OFFLOAD_BYTES:
+        return await asyncio.to_thread(_decode_all, decode, blobs)
+    return _decode_all(decode, blobs)
 
 
 class KeyStore:
@@ -51,16 +82,37 @@ class KeyStore:
             return {}
         blobs = await self._store._get_blobs(self._addr, key_type, wanted)
         decode = self._store.codec.key_decoder(self._aad.for_type(key_type))
-        out: dict[str, Any] = {}
-        for key_id, blob in blobs.items():
-            try:
-                out[key_id] = decode(key_id, blob)
-            except StoreError as exc:
-                self._store.metrics.codec_error("decrypt" if isinstance(exc, DecryptError)
-                                                else "corrupt")  # fmt: skip
-                where = f"{key_type} {key_id!r} of session {self._addr}"
-                raise _rewrap(exc)(f"{where}: {exc}") from None
+        out, failed = await _decode_batch(decode, blobs)
+        if failed:
+            await self._recover(key_type, decode, out, failed)
         return out
+
+    async def _recover(self, key_type: str, decode: Decoder, out: dict[str, Any],
+                       failed: dict[str, StoreError]) -> None:  # fmt: skip
+        """Blobs that failed to decode: serve the durable copies when those decode.
+
+        The failed blobs may come from a cache tier (damaged, or forged in Redis) while the
+        durable copy is good: then the cache is evicted and the durable values go into ``out``.
+        Otherwise (no cache, the durable tier not authoritative, or its copy bad too) the first
+        failure is raised, and nothing is evicted.
+        """
+        store, addr = self._store, self._addr
+        for exc in failed.values():
+            store.metrics.codec_error(error_kind(exc))
+        durable = await _corrupt.durable_keys(store._engine, addr, key_type, list(failed))
+        if durable is not None:
+            fresh, bad = await _decode_batch(decode, durable)
+            for exc in bad.values():
+                store.metrics.codec_error(error_kind(exc))
+            if not bad:
+                await _corrupt.evict(store._engine, addr)
+                store.metrics.cache_corrupt_eviction(len(failed))
+                out.update(fresh)  # ids the durable tier does not have are absent
+                return
+            failed = bad
+        key_id, exc = next(iter(failed.items()))
+        where = f"{key_type} {key_id!r} of session {addr}"
+        raise _rewrap(exc)(f"{where}: {exc}") from None
 
     async def set(self, data: Mapping[str, Mapping[Any, Any]]) -> None:
         """Upsert values and delete ids mapped to ``None``, atomically for the whole call.
@@ -126,19 +178,38 @@ class SessionAuth:
         Pass the version to ``save_creds(expected_version=...)`` to save without overwriting a
         save made by someone else meanwhile.
         """
-        record = await self._store._load_creds(self._addr)
+        store = self._store
+        record = await store._load_creds(self._addr)
         if record is None:
             return None, 0
         try:
-            creds = self._store.codec.decode(record.blob, _creds_aad(self._addr))
+            creds = await self._decode_creds(record.blob)
         except StoreError as exc:
-            self._store.metrics.codec_error("decrypt" if isinstance(exc, DecryptError)
-                                            else "corrupt")  # fmt: skip
-            raise
+            store.metrics.codec_error(error_kind(exc))
+            # Maybe a damaged cached copy: the durable one, when authoritative and readable.
+            known, durable = await _corrupt.durable_creds(store._engine, self._addr)
+            if not known or (durable is not None and durable.blob == record.blob):
+                raise
+            try:
+                creds = None if durable is None else await self._decode_creds(durable.blob)
+            except StoreError as again:
+                store.metrics.codec_error(error_kind(again))
+                raise again from None
+            await _corrupt.evict(store._engine, self._addr)
+            store.metrics.cache_corrupt_eviction(1)
+            if durable is None:
+                return None, 0
+            record = durable
         if not isinstance(creds, dict):
             raise CorruptDataError(f"creds of session {self._addr} are not a mapping")
         validate_creds(creds)
         return creds, record.version
+
+    async def _decode_creds(self, blob: bytes) -> Any:
+        codec, aad = self._store.codec, _creds_aad(self._addr)
+        if len(blob) > OFFLOAD_BYTES:
+            return await asyncio.to_thread(codec.decode, blob, aad)
+        return codec.decode(blob, aad)
 
     async def creds_version(self) -> int:
         """The version of the stored creds (0 when none were saved)."""

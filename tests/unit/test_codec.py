@@ -375,7 +375,12 @@ def test_header_cipher_id_decides_how_a_blob_is_read() -> None:
     box = make_codec(cipher=Cipher.XSALSA20_POLY1305, keys=ring)
     plain = make_codec(keys=ring)
     for writer, reader in itertools.permutations((gcm, box, plain), 2):
-        assert reader.decode(writer.encode([1, b"2"], AAD), AAD) == [1, b"2"]
+        if reader is plain or writer is not plain:
+            assert reader.decode(writer.encode([1, b"2"], AAD), AAD) == [1, b"2"]
+    # An encrypted codec refuses plaintext blobs (issue 12): their CRC is unkeyed.
+    for reader in (gcm, box):
+        with pytest.raises(errors.DecryptError, match="plaintext record in an encrypted store"):
+            reader.decode(plain.encode([1, b"2"], AAD), AAD)
     # A plaintext codec without keys cannot read encrypted blobs: an error, not "not found".
     with pytest.raises(errors.DecryptError, match="key id 1"):
         make_codec().decode(gcm.encode(b"v", AAD), AAD)
@@ -384,7 +389,10 @@ def test_header_cipher_id_decides_how_a_blob_is_read() -> None:
 def test_plaintext_blobs_stay_readable_after_turning_encryption_on() -> None:
     old = make_codec().encode(b"v", AAD)
     enc = make_codec(cipher=Cipher.AES_256_GCM)
-    assert enc.decode(old, AAD) == b"v"
+    with pytest.raises(errors.DecryptError, match="plaintext record"):
+        enc.decode(old, AAD)  # only with the migration switch:
+    migrating = Codec(cipher=Cipher.AES_256_GCM, keyring=KeyRing({1: KEY_1}), allow_plaintext=True)
+    assert migrating.decode(old, AAD) == b"v"
     assert enc.key_id_of(old) == 0
     assert not enc.is_current(old)  # so a rotation re-encrypts it
     assert make_codec().is_current(old)

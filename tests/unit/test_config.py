@@ -65,6 +65,8 @@ ALL_FIELDS: dict[str, Any] = {
     "encryption": "xsalsa20-poly1305",
     "master_keys": {1: KEY.hex(), 2: base64.b64encode(KEY2).decode()},
     "active_key_id": 1,
+    "allow_plaintext_reads": True,
+    "create_dirs": True,
     "sqlite_synchronous": "normal",
     "cache_max_entries": 0,
     "max_value_bytes": 4096,
@@ -105,6 +107,12 @@ def test_every_field_is_kept_and_drives_the_codec() -> None:
     )
     with pytest.raises(errors.InvalidInputError, match="over the limit of 4096"):
         codec.encode(b"z" * 5000, AAD)
+    # allow_plaintext_reads reaches the codec: a plaintext blob reads back.
+    plain = StoreConfig(compression="none").codec().encode(b"p", AAD)
+    assert codec.decode(plain, AAD) == b"p"
+    strict = StoreConfig(**{**ALL_FIELDS, "allow_plaintext_reads": False}).codec()
+    with pytest.raises(errors.DecryptError, match="plaintext record"):
+        strict.decode(plain, AAD)
 
 
 @pytest.mark.parametrize("cache", [None, "", "none"])
@@ -244,6 +252,8 @@ def test_from_env_reads_every_field() -> None:
         "BAILEYS_STORE_ENCRYPTION": "aes-256-gcm",
         "BAILEYS_STORE_MASTER_KEYS": f"1:{KEY.hex()}, 2:{_B64}",
         "BAILEYS_STORE_ACTIVE_KEY_ID": "1",
+        "BAILEYS_STORE_ALLOW_PLAINTEXT_READS": "true",
+        "BAILEYS_STORE_CREATE_DIRS": "true",
         "BAILEYS_STORE_SQLITE_SYNCHRONOUS": "normal",
         "BAILEYS_STORE_CACHE_MAX_ENTRIES": "500",
         "BAILEYS_STORE_MAX_VALUE_BYTES": "2048",
@@ -277,6 +287,7 @@ def test_from_env_reads_every_field() -> None:
     assert cfg.keyring().get(1) == KEY
     assert cfg.keyring().get(2) == KEY
     assert cfg.active_key_id == 1
+    assert (cfg.allow_plaintext_reads, cfg.create_dirs) == (True, True)
     assert cfg.sqlite_synchronous == "normal"
     assert (cfg.cache_max_entries, cfg.max_value_bytes, cfg.op_timeout) == (500, 2048, 2.5)
     assert (cfg.write_mode, cfg.durable_outage, cfg.lease, cfg.leases) == (

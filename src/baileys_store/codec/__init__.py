@@ -1,8 +1,8 @@
 """The codec: msgpack, optional compression, optional authenticated encryption, one header."""
 
 from ._ciphers import Cipher
-from ._compress import Compression
-from ._envelope import Codec, record_aad, session_aad
+from ._compress import Compression, OversizeRecordError
+from ._envelope import Codec, PlaintextRecordError, error_kind, record_aad, session_aad
 from ._keyring import KeyRing, parse_master_key
 
 __all__ = [
@@ -10,6 +10,9 @@ __all__ = [
     "Codec",
     "Compression",
     "KeyRing",
+    "OversizeRecordError",
+    "PlaintextRecordError",
+    "error_kind",
     "parse_master_key",
     "record_aad",
     "session_aad",

@@ -10,6 +10,10 @@ Layout (format 1)::
 The header and the record's address are authenticated (AEAD associated data, or the CRC for
 plaintext blobs), so a reader never guesses how a blob was written and a blob copied to another
 namespace, session, type or id is rejected instead of being served as the wrong value.
+
+A codec with a cipher refuses plaintext blobs (:class:`PlaintextRecordError`): their CRC is
+unkeyed, so anyone able to write a row could otherwise replace records of an encrypted store.
+Only a codec built with ``allow_plaintext`` (the migration switch) reads them.
 """
 
 from __future__ import annotations
@@ -22,8 +26,13 @@ from typing import Any
 from ..errors import CorruptDataError, DecryptError, InvalidInputError
 from . import _compress, _serialize
 from ._ciphers import Cipher, CipherSuite
-from ._compress import Compression
+from ._compress import Compression, OversizeRecordError
 from ._keyring import KeyRing
+
+
+class PlaintextRecordError(DecryptError):
+    """A plaintext blob read by an encrypted store (counted as codec error ``plaintext``)."""
+
 
 MAGIC = 0xB5
 FORMAT = 1
@@ -67,6 +76,15 @@ class SessionAad:
         return self._prefix + _field(key_type)
 
 
+def error_kind(exc: BaseException) -> str:
+    """The ``codec_errors`` metric kind of a decode failure."""
+    if isinstance(exc, PlaintextRecordError):
+        return "plaintext"
+    if isinstance(exc, OversizeRecordError):
+        return "too_large"
+    return "decrypt" if isinstance(exc, DecryptError) else "corrupt"
+
+
 def session_aad(kind: str, namespace: str, session_id: str) -> SessionAad:
     """``record_aad`` for the records of one session, its prefix encoded once (hot in batches)."""
     return SessionAad(kind, namespace, session_id)
@@ -80,10 +98,14 @@ class Codec:
         threshold: Payloads smaller than this are stored uncompressed.
         cipher: Encryption algorithm for new blobs.
         keyring: Master keys; required when ``cipher`` is not ``NONE``.
-        max_value_bytes: Largest serialized value accepted on write.
+        max_value_bytes: Largest serialized value accepted on write, and the most a stored
+            value may decompress to on read (past it :class:`OversizeRecordError`).
+        allow_plaintext: With a cipher, still read plaintext blobs (migrating a plaintext store
+            to encryption); without it they raise :class:`PlaintextRecordError`.
     """
 
-    __slots__ = ("_cipher", "_compression", "_keyring", "_max", "_suite", "_threshold")
+    __slots__ = ("_cipher", "_compression", "_keyring", "_max", "_plain_ok", "_suite",
+                 "_threshold")  # fmt: skip
 
     def __init__(
         self,
@@ -93,6 +115,7 @@ class Codec:
         cipher: Cipher = Cipher.NONE,
         keyring: KeyRing | None = None,
         max_value_bytes: int = 16 * 1024 * 1024,
+        allow_plaintext: bool = False,
     ) -> None:
         self._compression = compression
         self._threshold = threshold
@@ -102,6 +125,7 @@ class Codec:
             raise InvalidInputError(f"cipher {cipher.name} needs at least one master key")
         self._suite = CipherSuite()
         self._max = max_value_bytes
+        self._plain_ok = cipher is Cipher.NONE or allow_plaintext
 
     @property
     def keyring(self) -> KeyRing:
@@ -173,7 +197,8 @@ class Codec:
         """
         crc32, unpack, plain = zlib.crc32, _serialize.unpack, _PLAIN
         base = crc32(aad_prefix, _PLAIN_CRC)
-        min_size = HEADER_SIZE + 4
+        # An encrypted store takes no plaintext shortcut: decode() refuses such blobs.
+        min_size = HEADER_SIZE + 4 if self._plain_ok else 1 << 62
 
         def dec(key_id: str, blob: bytes) -> Any:
             if type(blob) is bytes and len(blob) >= min_size and blob.startswith(plain):
@@ -189,7 +214,7 @@ class Codec:
     def decode(self, blob: bytes, aad: bytes) -> Any:
         """Undo :meth:`encode`; raises CorruptDataError or DecryptError, never returns junk."""
         comp, payload = self.open(blob, aad)
-        return _serialize.unpack(_compress.decompress(comp, payload))
+        return _serialize.unpack(_compress.decompress(comp, payload, self._max))
 
     def open(self, blob: bytes, aad: bytes) -> tuple[int, bytes]:
         """Check and decrypt a blob; returns ``(compression id, payload)``."""
@@ -202,6 +227,11 @@ class Codec:
             raise CorruptDataError(f"unknown blob format (magic {magic:#x}, format {fmt})")
         header, body = blob[:HEADER_SIZE], blob[HEADER_SIZE:]
         if cipher_id == Cipher.NONE:
+            if not self._plain_ok:
+                raise PlaintextRecordError(
+                    "plaintext record in an encrypted store (refused: anyone with write access "
+                    "to the database could have written it; allow_plaintext_reads migrates)"
+                )
             if kid != 0:  # encode() never writes this; a key id on plaintext is a forgery
                 raise CorruptDataError(f"plaintext blob names key id {kid}")
             if len(body) < 4:
@@ -241,7 +271,10 @@ __all__ = [
     "Codec",
     "Compression",
     "DecryptError",
+    "OversizeRecordError",
+    "PlaintextRecordError",
     "SessionAad",
+    "error_kind",
     "record_aad",
     "session_aad",
 ]

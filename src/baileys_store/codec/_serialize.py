@@ -45,7 +45,7 @@ def _pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
     return {_tuples(k): v for k, v in pairs}
 
 
-def unpack(data: bytes) -> Any:
+def unpack(data: bytes | bytearray) -> Any:
     """Deserialize bytes written by :func:`pack`; malformed input raises CorruptDataError."""
     try:
         try:
