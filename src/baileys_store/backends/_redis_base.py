@@ -19,10 +19,14 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from .. import errors
 from .._model import KeyWrite, SessionAddr
 from . import _redis_scripts as lua
+from ._redis_prefix import eviction_policy, policy_warning, warn_policy
 from ._redis_url import RedisOptions
 from .base import CredsRecord, TierHealth, check_fence, check_version
 
 T = TypeVar("T")
+# Most ids one command or script takes: one call of 200k ids would hold Redis (single-threaded)
+# for every other tenant for as long as it runs; chunks let other clients in between.
+ID_CHUNK = 5000
 
 
 def transient(exc: BaseException) -> bool:
@@ -77,6 +81,7 @@ class RedisBase:
         self._scripts = {}
         try:
             await self._run("open", client.ping)
+            await warn_policy(self)
         except BaseException:
             await self.close()
             raise
@@ -144,12 +149,14 @@ class RedisBase:
     async def get_keys(
         self, addr: SessionAddr, key_type: str, ids: Sequence[str]
     ) -> dict[str, bytes]:
-        """One ``HMGET`` for all the ids."""
-        if not ids:
-            return {}
+        """One ``HMGET`` per 5,000 ids (so a call for more is not one snapshot)."""
         key, client = self._base(addr) + "k:" + key_type, self._c()
-        values: list[Any] = await self._run("get_keys", lambda: client.hmget(key, ids))
-        return {i: v for i, v in zip(ids, values, strict=True) if v is not None}
+        found: dict[str, bytes] = {}
+        for lo in range(0, len(ids), ID_CHUNK):
+            part = list(ids[lo : lo + ID_CHUNK])
+            values: list[Any] = await self._run("get_keys", lambda p=part: client.hmget(key, p))  # type: ignore[misc]
+            found.update((i, v) for i, v in zip(part, values, strict=True) if v is not None)
+        return found
 
     async def _hmget_creds(self, op: str, addr: SessionAddr) -> CredsRecord | None:
         key, client = self._base(addr) + "m", self._c()
@@ -164,7 +171,11 @@ class RedisBase:
             raise errors.CorruptDataError(msg) from None
 
     async def check(self) -> TierHealth:
-        """One ``PING``; an outage gives ``ok=False``, never an exception."""
+        """One ``PING``; an outage gives ``ok=False``, never an exception.
+
+        The detail names the mode and the ``maxmemory-policy``, with a warning when that
+        policy can evict keys we keep without a TTL (``ok`` stays True: Redis serves).
+        """
         start = time.perf_counter()
         try:
             await self._c().ping()
@@ -172,7 +183,10 @@ class RedisBase:
             return TierHealth(self.name, self.tier, False, 0.0, type(exc).__name__)
         ms = (time.perf_counter() - start) * 1000
         mode = "cluster" if self.options.cluster else "standalone"
-        return TierHealth(self.name, self.tier, True, ms, mode)
+        policy = await eviction_policy(self)
+        warning = policy_warning(self.tier, policy)
+        detail = f"{mode}; " + (f"warning: {warning}" if warning else f"maxmemory-policy {policy}")
+        return TierHealth(self.name, self.tier, True, ms, detail)
 
 
 def reply_error(

@@ -15,21 +15,24 @@ from ._redis_base import group_args, groups_of, reply_error
 from ._redis_scripts import _PRELUDE
 from .base import CredsRecord
 
-# KEYS: meta. ARGV: token. Reply {0} or {1, current}.
-ADVANCE_FENCE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
-local cur = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
-if tonumber(ARGV[1]) < cur then return {1, cur} end
-redis.call('HSET', KEYS[1], 'f', ARGV[1])
+# KEYS: meta. ARGV: token. Reply {0} or {1, current}. A session without a meta hash keeps the
+# token in its fence tombstone (and is not created).
+ADVANCE_FENCE = _PRELUDE + """
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+local cur = fence_now(KEYS[1], exists)
+if tonumber(ARGV[1]) < tonumber(cur) then return {1, cur} end
+if exists then redis.call('HSET', KEYS[1], 'f', ARGV[1])
+else redis.call('SET', tomb(KEYS[1]), ARGV[1]) end
 return {0}
 """
 
 # KEYS: meta. ARGV: fence ('' = none), now. An empty write: fence check + updated time, only
-# for a session that exists (a touch never creates one).
-TOUCH = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
-local cur = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
+# for a session that exists (a touch never creates one; a missing one checks its tombstone).
+TOUCH = _PRELUDE + """
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+local cur = tonumber(fence_now(KEYS[1], exists))
 if ARGV[1] ~= '' and tonumber(ARGV[1]) < cur then return {1, cur} end
+if not exists then return {0} end
 if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'f', ARGV[1]) end
 redis.call('HSET', KEYS[1], 'u', ARGV[2])
 return {0}
@@ -53,7 +56,7 @@ for k = 3, #KEYS do
 end
 if ARGV[5] ~= '' then redis.call('HSET', meta, 'creds', ARGV[5], 'v', ARGV[6]) end
 redis.call('HSET', meta, 'f', fence, 'u', ARGV[2], 's', ARGV[4])
-if not exists then redis.call('HSET', meta, 'c', ARGV[2]) end
+if not exists then created(meta, ARGV[2]) end
 return {0, 1}
 """
 
@@ -129,4 +132,3 @@ return out
         reply = await self._creating("apply_batch", APPLY_BATCH, addr, keys, fence=fence,
                                      args=args)  # fmt: skip
         return bool(int(reply[1]))
-

@@ -2,7 +2,9 @@
 
 Keys (the session's hash tag, so one Cluster slot): ``<base>l`` hash ``o`` owner, ``t`` token,
 with a PEXPIRE of the lease TTL; ``<base>b`` bookkeeping hash that never expires, ``f`` = the
-last token issued (so tokens only grow, across expiry, release and session deletes).
+last token issued (so tokens only grow, across expiry, release and session deletes). On the
+durable tier a new token is also floored on the session's durable fence (its meta hash's, or
+its fence tombstone ``<base>f`` when the session has no row).
 
 On the cache tier a new token also drops what the session has cached — a previous holder may
 have left entries stale after a failed update — unless write-behind entries are pending there
@@ -17,17 +19,19 @@ from typing import TYPE_CHECKING, Any
 from .._model import SessionAddr
 from ._redis_hybrid_scripts import _HYBRID
 
-# KEYS: l, b, m, t. ARGV: owner, ttl_ms, floor, reset_cache (0/1), key base.
-# Reply {1, token} or {0, pttl} when another owner holds it.
+# KEYS: l, b, m, t, f (the durable fence tombstone). ARGV: owner, ttl_ms, floor, reset_cache
+# (0/1), key base. Reply {1, token} or {0, pttl} when another owner holds it.
 ACQUIRE = _HYBRID + """
 local l, b, m, types = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local holder = redis.call('HGET', l, 'o')
 if holder and holder ~= ARGV[1] then return {0, redis.call('PTTL', l)} end
 local token = tonumber(redis.call('HGET', b, 'f') or '0')
 token = math.max(token, tonumber(ARGV[3]))
-if ARGV[4] == '0' and redis.call('TYPE', m)['ok'] == 'hash' then
-  -- the durable fence is (token << 32) | counter
-  token = math.max(token, math.floor(tonumber(redis.call('HGET', m, 'f') or '0') / 4294967296))
+if ARGV[4] == '0' then
+  -- the durable fence is (token << 32) | counter; a session without a row has a tombstone
+  local fence = redis.call('GET', KEYS[5]) or '0'
+  if redis.call('TYPE', m)['ok'] == 'hash' then fence = redis.call('HGET', m, 'f') or '0' end
+  token = math.max(token, math.floor(tonumber(fence) / 4294967296))
 end
 token = token + 1
 redis.call('HSET', b, 'f', token)
@@ -75,7 +79,7 @@ class RedisLeaseMixin:
     ) -> int | None:
         """Take the lease if free, expired or ``owner``'s; a new, higher token (or None)."""
         base = self._base(addr)
-        keys = [base + "l", base + "b", base + "m", base + "t"]
+        keys = [base + "l", base + "b", base + "m", base + "t", base + "f"]
         args = [owner, ttl_ms, floor, "1" if self._lease_resets_cache else "0", base + "k:"]
         reply = await self._eval("acquire_lease", ACQUIRE, keys, args)
         return int(reply[1]) if int(reply[0]) == 1 else None

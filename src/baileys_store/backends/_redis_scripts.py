@@ -2,7 +2,13 @@
 
 Every key a script touches carries the session's hash tag, so a script runs on one Cluster node.
 The per-type key names ``<base>k:<type>`` are derived inside ``clear``/``delete``/``drop`` from
-the session's set of types; they share the tag (and so the slot) of the declared keys.
+the session's set of types, and the fence tombstone ``<base>f`` from the meta key's name; they
+share the tag (and so the slot) of the declared keys.
+
+Fence tombstone: a session without a meta hash (deleted, or fenced before its first write) keeps
+its fence in the string ``<base>f``, so a stale lease holder cannot resurrect it. Scripts read it
+only when the meta hash is missing (the hot path stays one read), and drop it when they create
+the session (its fence moves into the meta hash).
 
 A Redis script is not rolled back when a command fails halfway, so every script first does all
 its checks (fence, version, key types) with reads, and only then writes (Redis refuses a script
@@ -57,13 +63,26 @@ local function check_types(types, first)
   end
   return nil
 end
+-- The fence tombstone of the session whose meta hash is `meta` ('<base>m' -> '<base>f').
+local function tomb(meta) return string.sub(meta, 1, -2) .. 'f' end
+-- The session's current fence: the meta hash's, or its tombstone's when it has no meta hash.
+local function fence_now(meta, exists)
+  if exists then return redis.call('HGET', meta, 'f') or '0' end
+  return redis.call('GET', tomb(meta)) or '0'
+end
+-- A session just created: record its creation time; its fence now lives in the meta hash.
+local function created(meta, now)
+  redis.call('HSET', meta, 'c', now)
+  redis.call('DEL', tomb(meta))
+end
 -- The checks a durable key write starts with (reads only; KEYS[3..] are its type hashes):
--- the reply that refuses it, or nil and the fence to record.
+-- the reply that refuses it, or nil and the fence to record. The fence comes first, so a
+-- stale writer is refused before it asks the client to index the session.
 local function admit(meta, types, exists, may_create, token)
-  if not exists and may_create ~= '1' then return {2} end
-  local cur = redis.call('HGET', meta, 'f') or '0'
+  local cur = fence_now(meta, exists)
   local fence = fence_of(cur, token)
   if not fence then return {1, cur} end
+  if not exists and may_create ~= '1' then return {2} end
   local bad = check_types(types, 3)
   if bad then return {4, bad} end
   return nil, fence
@@ -88,7 +107,7 @@ for k = 3, #KEYS do
   i = apply_group(KEYS[k], i)
 end
 redis.call('HSET', meta, 'f', fence, 'u', ARGV[2])
-if not exists then redis.call('HSET', meta, 'c', ARGV[2]) end
+if not exists then created(meta, ARGV[2]) end
 return {0, exists and 0 or 1}
 """
 
@@ -96,11 +115,11 @@ return {0, exists and 0 or 1}
 SAVE_CREDS = _PRELUDE + """
 local meta = KEYS[1]
 local exists = redis.call('EXISTS', meta) == 1
-if not exists and ARGV[3] ~= '1' then return {2} end
 local row = redis.call('HMGET', meta, 'f', 'v', 'creds')
-local cur = row[1] or '0'
+local cur = exists and (row[1] or '0') or fence_now(meta, false)
 local fence = fence_of(cur, ARGV[1])
 if not fence then return {1, cur} end
+if not exists and ARGV[3] ~= '1' then return {2} end
 local version = tonumber(row[2] or '0')
 if ARGV[5] ~= '' and tonumber(ARGV[5]) ~= version then
   -- A retry of a save that was applied but whose reply was lost: report the same success.
@@ -109,17 +128,18 @@ if ARGV[5] ~= '' and tonumber(ARGV[5]) ~= version then
 end
 version = redis.call('HINCRBY', meta, 'v', 1)
 redis.call('HSET', meta, 'creds', ARGV[4], 'f', fence, 'u', ARGV[2])
-if not exists then redis.call('HSET', meta, 'c', ARGV[2]) end
+if not exists then created(meta, ARGV[2]) end
 return {0, version, exists and 0 or 1}
 """
 
 # KEYS: meta, types. ARGV: fence, now, key base ('<prefix>:{tag}:k:').
 CLEAR_KEYS = _PRELUDE + """
 local meta, types = KEYS[1], KEYS[2]
-if redis.call('EXISTS', meta) == 0 then return {0, 0} end
-local cur = redis.call('HGET', meta, 'f') or '0'
+local exists = redis.call('EXISTS', meta) == 1
+local cur = fence_now(meta, exists)
 local fence = fence_of(cur, ARGV[1])
 if not fence then return {1, cur} end
+if not exists then return {0, 0} end
 if foreign(types, 'set') then return {4, types} end
 local keys, n = {}, 0
 for _, t in ipairs(redis.call('SMEMBERS', types)) do
@@ -135,14 +155,18 @@ return {0, n}
 """
 
 # KEYS: meta, types. ARGV: fence, key base. Reply {0, 1 if anything existed}.
+# The session's fence (or the higher token given) stays behind in its tombstone.
 DELETE_SESSION = _PRELUDE + """
 local meta, types = KEYS[1], KEYS[2]
-local cur = redis.call('HGET', meta, 'f') or '0'
-if not fence_of(cur, ARGV[1]) then return {1, cur} end
+local cur = fence_now(meta, redis.call('EXISTS', meta) == 1)
+local fence = fence_of(cur, ARGV[1])
+if not fence then return {1, cur} end
 if foreign(types, 'set') then return {4, types} end
 local keys = {meta, types}
 for _, t in ipairs(redis.call('SMEMBERS', types)) do keys[#keys + 1] = ARGV[2] .. t end
-return {0, redis.call('UNLINK', unpack(keys)) > 0 and 1 or 0}
+local found = redis.call('UNLINK', unpack(keys)) > 0
+if tonumber(fence) > 0 then redis.call('SET', tomb(meta), fence) end
+return {0, found and 1 or 0}
 """
 
 # Cache: KEYS: types, then one hash per type. ARGV: ttl_ms, then groups as in WRITE_KEYS.

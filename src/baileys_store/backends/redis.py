@@ -21,6 +21,11 @@ neither, so two sessions never share a tag), so all of a session's operations hi
 ``...:t`` set of the key types in use, ``...:k:<type>`` hash id → blob. Writes are Lua scripts
 (:mod:`._redis_scripts`): fence check and all writes in one atomic step.
 
+Global keys (outside every session's tag): ``<prefix>:schema`` layout version,
+``<prefix>:role`` (``durable``: see :mod:`._redis_prefix`), ``<prefix>:meta`` hash of the
+store's metadata (``bind_meta``: ``store_id``, encryption mode, ...). A session without a meta
+hash (deleted, or fenced before its first write) keeps its fence in ``...:f`` (a tombstone).
+
 ``list_sessions`` reads a sorted index ``<prefix>:sessions`` (members ``ns NUL sid``, so lexical
 order is (namespace, session_id) order). In a Cluster it lives in another slot than the
 sessions, so it cannot change in the same atomic step. Trade-off chosen: a session is created
@@ -39,6 +44,7 @@ another server, or use ``volatile-*`` policies there, when both tiers share one)
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -49,6 +55,7 @@ from . import _redis_scripts as lua
 from ._redis_base import RedisBase, group_args, groups_of, reply_error
 from ._redis_batch import RedisBatchMixin
 from ._redis_lease import RedisLeaseMixin
+from ._redis_prefix import DURABLE, claim_role
 from ._redis_url import RedisOptions
 from .base import CredsRecord, SessionInfo
 
@@ -58,6 +65,12 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 SCHEMA_VERSION = 1
 _PAGE = 500
+# KEYS: meta hash. ARGV: name, value, replace ('1') — one script, so concurrent binders agree.
+_BIND_META = """
+if ARGV[3] == '1' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+else redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) end
+return redis.call('HGET', KEYS[1], ARGV[1])
+"""
 
 
 class RedisDurable(RedisBatchMixin, RedisLeaseMixin, RedisBase):
@@ -65,21 +78,40 @@ class RedisDurable(RedisBatchMixin, RedisLeaseMixin, RedisBase):
 
     tier = "durable"
 
+    def __init__(self, options: RedisOptions) -> None:
+        super().__init__(options)
+        self.store_id = ""  # known once open (see base.DurableBackend)
+
     async def open(self) -> None:
-        """Connect, record the schema version, refuse a newer one."""
+        """Connect, claim the prefix, record the schema version (refuse a newer one).
+
+        Raises:
+            ConfigError: the prefix holds a hybrid store's cache (see :mod:`._redis_prefix`).
+        """
         await super().open()
-        key, client = f"{self._prefix}:schema", self._c()
         try:
-            await self._run("open", lambda: client.set(key, SCHEMA_VERSION, nx=True))
-            found: Any = await self._run("open", lambda: client.get(key))
+            await claim_role(self, DURABLE)
+            await self._schema()
+            # Who this database is, so a Redis cache in front can refuse a second database.
+            self.store_id = await self.bind_meta("store_id", secrets.token_hex(8))
         except BaseException:
             await self.close()
             raise
+
+    async def _schema(self) -> None:
+        key, client = f"{self._prefix}:schema", self._c()
+        await self._run("open", lambda: client.set(key, SCHEMA_VERSION, nx=True))
+        found: Any = await self._run("open", lambda: client.get(key))
         if int(found or 0) > SCHEMA_VERSION:
-            await self.close()
             raise errors.UnavailableError(
                 f"redis data schema {int(found)} is newer than this baileys-store"
             )
+
+    async def bind_meta(self, name: str, value: str, *, replace: bool = False) -> str:
+        """``HSETNX`` (``HSET`` with ``replace``) on ``<prefix>:meta``, then the stored value."""
+        reply: Any = await self._eval("bind_meta", _BIND_META, [f"{self._prefix}:meta"],
+                                      [name, value, "1" if replace else ""])  # fmt: skip
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
 
     def _member(self, addr: SessionAddr) -> str:
         return f"{addr.namespace}\0{addr.session_id}"
