@@ -221,17 +221,19 @@ class AuthStore:
         *,
         namespace: str | None = None,
         progress: Callable[[RotationReport], None] | None = None,
+        verify: bool = False,
     ) -> RotationReport:
         """Re-encrypt every record with the active master key, online and resumable.
 
         See :mod:`baileys_store._rotation` (README "Key rotation"). Sessions another process
-        holds are skipped and counted in ``in_use``.
+        holds are skipped and counted in ``in_use``; records that fail to authenticate are
+        left alone and counted in ``failed``. ``verify``: only check, write nothing.
 
         Raises:
             ConfigError: a custom durable backend that cannot list keys.
         """
         self._check_open()
-        return await rotate_keys(self, namespace=namespace, progress=progress)
+        return await rotate_keys(self, namespace=namespace, progress=progress, verify=verify)
 
     async def retry_dead_letters(
         self, session_id: str, *, namespace: str = "default"
