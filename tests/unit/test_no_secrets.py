@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from baileys_store import StoreConfig, errors, open_store
+from baileys_store._model import SessionAddr
 from baileys_store.backends.sqlite import SQLiteDurable, sqlite_path
+from baileys_store.codec import record_aad
 
 
 def _forms(raw: bytes) -> list[str]:
@@ -56,12 +58,21 @@ async def test_errors_and_logs_carry_no_secrets(
             await sess.keys.set({"session": {"x": {private: object()}}})
         texts.append(str(unpackable.value))
 
-    # Same data read with the wrong key: a decrypt error, whose text holds no key either.
+    # Same data opened with the wrong key: refused at open (the key's fingerprint differs),
+    # naming the key id only.
     wrong = StoreConfig(durable=url, encryption="aes-256-gcm", master_keys={1: other.hex()})
-    async with open_store(wrong) as store:
-        with pytest.raises(errors.DecryptError) as dec:
-            await store.session("5511", namespace="clinic-1").keys.get("session", ["1.0"])
-        texts.append(str(dec.value))
+    with pytest.raises(errors.ConfigError, match="master key 1 does not match") as mismatch:
+        async with open_store(wrong):
+            pass
+    texts.append(str(mismatch.value))
+    # Read with the wrong key: a decrypt error, whose text holds no key either.
+    async with open_store(cfg) as store:
+        addr = SessionAddr("clinic-1", "5511")
+        blob = (await store.durable.get_keys(addr, "session", ["1.0"]))["1.0"]
+    wrong_codec = wrong.codec()
+    with pytest.raises(errors.DecryptError) as dec:
+        wrong_codec.decode(blob, record_aad("k", "clinic-1", "5511", "session", "1.0"))
+    texts.append(str(dec.value))
 
     # A malformed master key (right length, not valid base64/hex) is refused without echoing it.
     not_a_key = "!" * 43 + "="
