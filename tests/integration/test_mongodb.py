@@ -18,7 +18,7 @@ from pymongo import MongoClient, monitoring
 
 from baileys_store import StoreConfig, errors
 from baileys_store._model import KeyWrite, SessionAddr
-from baileys_store.backends._mongo_schema import key_doc_id
+from baileys_store.backends._mongo_schema import SCHEMA_VERSION, key_doc_id
 from baileys_store.backends._mongo_url import parse_mongo_url
 from baileys_store.backends._registry import make_durable
 from baileys_store.backends.mongodb import MongoDurable, from_config
@@ -154,7 +154,7 @@ async def test_schema_is_idempotent_without_ttl(mongo_server: MongoServer) -> No
         db = client[database]
         assert db.bs_meta.find_one({"_id": "schema_version"}) == {
             "_id": "schema_version",
-            "value": 1,
+            "value": SCHEMA_VERSION,
         }
         for name in ("bs_keys", "bs_sessions", "bs_meta"):
             indexes = list(db[name].list_indexes())

@@ -201,10 +201,10 @@ class MongoBase:
         else:
             filt["fence"] = {"$lte": fence}
             fields["fence"] = fence
+        # A tombstone (see _mongo_schema) is checked like a live session, then revived.
+        update = {"$set": fields, "$setOnInsert": on_insert, "$unset": {"deleted": ""}}
         try:
-            await sessions.update_one(
-                filt, {"$set": fields, "$setOnInsert": on_insert}, upsert=True, session=session
-            )
+            await sessions.update_one(filt, update, upsert=True, session=session)
         except DuplicateKeyError:
             raise FenceMiss from None
 

@@ -65,17 +65,26 @@ class MongoLeaseMixin(MongoBase):
         return client[self.database][LEASES]
 
     async def advance_fence(self, addr: SessionAddr, token: int) -> None:
-        """Record ``token`` as the session's fence (FencedError if it saw a higher one)."""
+        """Record ``token`` as the session's fence (FencedError if it saw a higher one).
+
+        One conditional upsert: a session without a document gets a tombstone holding the
+        token, so a stale holder's first write is refused as on an existing session. E11000
+        means the document exists with a higher fence (or an insert raced ours: retried).
+        """
         _, sessions, _ = self._cols()
         filt = s.session_filter(addr)
 
         async def run() -> None:
-            res = await sessions.update_one({**filt, "fence": {"$lte": token}},
-                                            {"$set": {"fence": token}})  # fmt: skip
-            if res.matched_count == 0:
+            now = time.time()
+            tombstone = {"deleted": True, "version": 0, "created_at": now, "updated_at": now}
+            try:
+                await sessions.update_one({**filt, "fence": {"$lte": token}},
+                                          {"$set": {"fence": token}, "$setOnInsert": tombstone},
+                                          upsert=True)  # fmt: skip
+            except DuplicateKeyError:
                 doc = await sessions.find_one(filt, {"fence": 1})
-                if doc is not None:  # absent: nothing to fence yet
-                    check_fence(addr, as_int(doc.get("fence", 0), "session fence"), token)
+                check_fence(addr, as_int(doc.get("fence", 0), "session fence") if doc else 0, token)
+                raise LostRace from None  # the filter matches now: run again
 
         await self._run("fence", run)
 
@@ -111,10 +120,9 @@ class MongoLeaseMixin(MongoBase):
             else:
                 on_insert["version"] = 0
             newer = {"$or": [{"outbox_seq": {"$lt": seq}}, {"outbox_seq": {"$exists": False}}]}
+            update = {"$set": fields, "$setOnInsert": on_insert, "$unset": {"deleted": ""}}
             try:
-                await sessions.update_one({**filt, **newer},
-                                          {"$set": fields, "$setOnInsert": on_insert},
-                                          upsert=True, session=session)  # fmt: skip
+                await sessions.update_one({**filt, **newer}, update, upsert=True, session=session)
             except DuplicateKeyError:
                 raise LostRace from None  # a concurrent apply: retry, then it reads the seq
             if ops:

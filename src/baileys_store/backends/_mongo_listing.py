@@ -1,4 +1,4 @@
-"""MongoDB: list a session's keys (export, rotation, inspect), by keyset pages on ``_id``.
+"""MongoDB: list a session's keys by keyset pages on ``_id``; the store's metadata.
 
 A key document's ``_id`` is ``<ns>|<sid>|<type>|<id>`` and every part before the id is free of
 ``|``, so within a session ``_id`` order keeps each type's keys together (types in ``_id`` order,
@@ -18,7 +18,7 @@ _PAGE = 1000
 
 
 class MongoListingMixin(MongoBase):
-    """``iter_key_ids`` and ``count_keys`` (the optional KeyListing protocol)."""
+    """``iter_key_ids`` and ``count_keys`` (the optional KeyListing protocol), ``bind_meta``."""
 
     async def iter_key_ids(self, addr: SessionAddr) -> AsyncIterator[tuple[str, str]]:
         """Every ``(type, id)`` of the session, grouped by type; one short query per page."""
@@ -49,3 +49,16 @@ class MongoListingMixin(MongoBase):
             return await cursor.to_list(length=None)
 
         return {str(d["_id"]): int(d["n"]) for d in await self._run("count keys", agg)}
+
+    async def bind_meta(self, name: str, value: str, *, replace: bool = False) -> str:
+        """Set ``name`` in ``bs_meta`` unless set (always with ``replace``); see ``_mongo_schema``.
+
+        Raises:
+            InvalidInputError: ``name`` is one the backend keeps itself (``schema_version``,
+                ``store_id``).
+        """
+        client, _, _ = self._cols()
+        db = client[self.database]
+        result: str = await self._run("bind meta", lambda: s.bind_meta(
+            db, name, value, replace=replace))  # fmt: skip
+        return result

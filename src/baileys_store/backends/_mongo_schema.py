@@ -5,6 +5,12 @@
     {_id: "<namespace>|<session_id>", namespace, session_id,
      creds: BinData (absent until saved), version: int, fence: int, created_at, updated_at}
 
+A deleted session (or one fenced before its first write) stays as a *tombstone* (schema v2):
+``{_id, namespace, session_id, fence, version: 0, deleted: true, ...}``, no creds. It keeps the
+fence where every fenced write already checks it (the session document's conditional upsert),
+so a stale lease holder cannot resurrect the session; listings skip it, and a write that passes
+the fence check revives it (``$unset: deleted``).
+
 ``bs_keys``: one document per key::
 
     {_id: "<namespace>|<session_id>|<type>|<id>", namespace, session_id, type, id, value: BinData}
@@ -29,12 +35,13 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .._model import SessionAddr
-from ..errors import InvalidInputError, UnavailableError
+from ..errors import CorruptDataError, InvalidInputError, UnavailableError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: fence tombstones (an older release would list and resurrect them)
 SESSIONS = "bs_sessions"
 KEYS = "bs_keys"
 META = "bs_meta"
+RESERVED_META = frozenset({"schema_version", "store_id"})  # bind_meta may not take these
 _SEP = "|"
 
 Doc = dict[str, Any]
@@ -79,7 +86,8 @@ async def ensure_schema(db: AsyncDatabase[Doc]) -> None:
     """Create the indexes and record the schema version; safe to run on every open.
 
     ``create_index`` with an existing name and spec is a no-op, and the version is written with
-    ``$setOnInsert``, so concurrent opens from several processes agree.
+    ``$setOnInsert``, so concurrent opens from several processes agree. An older version is
+    raised in place (v1 -> v2 changes no document: a session without ``deleted`` is live).
 
     Raises:
         UnavailableError: the database was written by a newer baileys-store.
@@ -100,14 +108,39 @@ async def ensure_schema(db: AsyncDatabase[Doc]) -> None:
         raise UnavailableError(
             f"mongodb database schema {found} is newer than this baileys-store ({SCHEMA_VERSION})"
         )
+    if found < SCHEMA_VERSION:
+        await db[META].update_one(
+            {"_id": "schema_version", "value": {"$lt": SCHEMA_VERSION}},
+            {"$set": {"value": SCHEMA_VERSION}},
+        )
+
+
+async def bind_meta(db: AsyncDatabase[Doc], name: str, value: str, *, replace: bool) -> str:
+    """Set ``bs_meta.<name>`` unless set (always with ``replace``); returns the stored value.
+
+    One upsert: concurrent binders of a new name race on its ``_id`` (E11000 for the losers,
+    retried by the caller) and the retry reads the winner's value.
+    """
+    if name in RESERVED_META:
+        raise InvalidInputError(f"meta name {name!r} is reserved by the backend")
+    op = "$set" if replace else "$setOnInsert"
+    doc = await db[META].find_one_and_update(
+        {"_id": name}, {op: {"value": value}}, upsert=True, return_document=ReturnDocument.AFTER
+    )
+    found = doc.get("value") if doc else None
+    if not isinstance(found, str):
+        raise CorruptDataError(f"mongodb: {META}.{name} is not a string")
+    return found
 
 
 __all__ = [
     "KEYS",
     "META",
+    "RESERVED_META",
     "SCHEMA_VERSION",
     "SESSIONS",
     "Doc",
+    "bind_meta",
     "ensure_schema",
     "key_doc_id",
     "keys_filter",

@@ -45,7 +45,7 @@ from .._config import StoreConfig
 from .._model import KeyWrite, SessionAddr
 from . import _mongo_schema as s
 from ._mongo_core import Session, as_bytes, as_int
-from ._mongo_errors import LostRace
+from ._mongo_errors import FenceMiss, LostRace
 from ._mongo_leases import CHUNK, MongoLeaseMixin, key_ops
 from ._mongo_listing import MongoListingMixin
 from .base import CredsRecord, SessionInfo, check_fence, check_version
@@ -136,7 +136,8 @@ class MongoDurable(MongoListingMixin, MongoLeaseMixin):
             now = time.time()
             filt = s.session_filter(addr)
             fields: Doc = {"creds": blob, "updated_at": now}
-            update: Doc = {"$set": fields, "$setOnInsert": {"created_at": now}}
+            update: Doc = {"$set": fields, "$setOnInsert": {"created_at": now},
+                           "$unset": {"deleted": ""}}  # fmt: skip
             if fence is None:
                 update["$setOnInsert"]["fence"] = 0
             else:
@@ -170,21 +171,36 @@ class MongoDurable(MongoListingMixin, MongoLeaseMixin):
         return await self._run("save creds", attempt)
 
     async def delete_session(self, addr: SessionAddr, *, fence: int | None = None) -> bool:
-        """Delete the session document (fence-conditional) and its keys, in one transaction."""
+        """Empty the session document into a tombstone and delete its keys, in one transaction.
+
+        The tombstone keeps the fence (``fence`` recorded, even on a session never written),
+        so a stale holder's later write is refused. The conditional upsert (``fence <= token``)
+        raises E11000 for a stale token, diagnosed by ``_fenced``. A tombstone whose fence is 0
+        (a store without leases) carries nothing and is removed.
+        """
         _, sessions, keys = self._cols()
 
         async def body(session: Session) -> bool:
+            now = time.time()
             filt = s.session_filter(addr)
+            fields: Doc = {"deleted": True, "version": 0, "updated_at": now}
             if fence is not None:
                 filt["fence"] = {"$lte": fence}
-            gone = await sessions.delete_one(filt, session=session)
-            if not gone.deleted_count and fence is not None:
-                cur = await sessions.find_one(s.session_filter(addr), {"fence": 1}, session=session)
-                if cur is not None:
-                    check_fence(addr, as_int(cur.get("fence", 0), "fence"), fence)
-                    raise LostRace  # it matched after all: changed under us
+                fields["fence"] = fence
+            update = {"$set": fields, "$unset": {"creds": "", "outbox_seq": ""},
+                      "$setOnInsert": {"created_at": now}}  # fmt: skip
+            try:
+                old = await sessions.find_one_and_update(
+                    filt, update, {"deleted": 1, "fence": 1}, upsert=fence is not None,
+                    return_document=ReturnDocument.BEFORE, session=session,
+                )  # fmt: skip
+            except DuplicateKeyError:
+                raise FenceMiss from None  # exists with a higher fence, or an insert raced
+            kept = fence if fence is not None else as_int((old or {}).get("fence", 0), "fence")
+            if kept == 0 and (old is not None or fence is not None):
+                await sessions.delete_one(s.session_filter(addr), session=session)
             dropped = await keys.delete_many(s.keys_filter(addr), session=session)
-            return bool(gone.deleted_count or dropped.deleted_count)
+            return bool((old is not None and not old.get("deleted")) or dropped.deleted_count)
 
         return await self._fenced("delete session", addr, fence, body, touch=False)
 
@@ -196,6 +212,7 @@ class MongoDurable(MongoListingMixin, MongoLeaseMixin):
         fields = {"_id": 0, "namespace": 1, "session_id": 1, "version": 1, "updated_at": 1}
         while True:
             query: Doc = {} if namespace is None else {"namespace": namespace}
+            query["deleted"] = {"$ne": True}  # tombstones are not sessions
             if last is not None:
                 after = {"session_id": {"$gt": last[1]}}
                 query = (
