@@ -21,6 +21,7 @@ from ._cache_types import CachedCreds, CachedKeys
 from ._redis_base import group_args, groups_of
 from ._redis_lease import RedisLeaseMixin
 from ._redis_outbox import RedisOutbox, _token
+from ._redis_prefix import CACHE, claim_role
 from ._redis_url import RedisOptions
 from .base import CredsRecord, DeadLetterRetry, coalesce
 
@@ -178,7 +179,12 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
         return int(reply[1]), int(reply[2]), int(reply[3])
 
     async def bind_durable(self, store_id: str) -> None:
-        """Claim this prefix for the durable tier ``store_id`` (first come), or ConfigError."""
+        """Claim this prefix for the durable tier ``store_id`` (first come), or ConfigError.
+
+        A prefix that holds a Redis-only durable store is refused before anything is written
+        (a lease takeover would evict that store's creds and keys): see :mod:`._redis_prefix`.
+        """
+        await claim_role(self, CACHE)
         key, client = f"{self._prefix}:durable", self._c()
 
         async def run() -> Any:
