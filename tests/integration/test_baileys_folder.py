@@ -685,9 +685,15 @@ def test_sessions_list(two_sessions: str, tmp_path: Path) -> None:
     result = cli(sessions_group, "list", "--namespace", "other", "--store", two_sessions)
     assert [r[:2] for r in table_rows(result.stdout)] == [["other", "s2"]]
 
+    # A store with no session lists none; a missing file is an error (a read creates nothing).
+    in_store(f"sqlite:///{tmp_path / 'empty.db'}", lambda store: store.check())
     empty = cli(sessions_group, "list", "--store", f"sqlite:///{tmp_path / 'empty.db'}")
     assert empty.exit_code == 0
     assert "No sessions." in empty.stdout
+    missing = cli(sessions_group, "list", "--store", f"sqlite:///{tmp_path / 'missing.db'}")
+    assert missing.exit_code == 1
+    assert "no SQLite database at" in missing.output
+    assert not list(tmp_path.glob("missing.db*"))
 
 
 def test_sessions_inspect(two_sessions: str) -> None:
@@ -760,6 +766,7 @@ def test_store_comes_from_option_group_or_environment(two_sessions: str, tmp_pat
     assert "2 session(s)" in via_group.stdout
     assert "2 session(s)" in via_env.stdout
     other = f"sqlite:///{tmp_path / 'other.db'}"
+    in_store(other, lambda store: store.check())  # an empty store (listing creates none)
     wins = cli(sessions_group, "list", "--store", other, obj=CliContext(two_sessions))
     assert "No sessions." in wins.stdout
 

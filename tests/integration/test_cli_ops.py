@@ -86,6 +86,7 @@ def test_outbox_status_drain_and_dlq(redis_server: RedisServer, tmp_path: Path) 
 
 
 def test_outbox_without_redis_cache_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "x.db").touch()  # an empty SQLite store (a command never creates one)
     result = CliRunner().invoke(main, ["--store", f"sqlite:///{tmp_path / 'x.db'}", "outbox",
                                        "status"], env={"BAILEYS_STORE_CACHE": "none"})  # fmt: skip
     assert result.exit_code == 1

@@ -273,8 +273,9 @@ async def open_target(spec: StoreSpec, env: BenchEnv, tag: str) -> Target:
         redis_cache += ("&" if "?" in redis_cache else "?") + f"prefix={prefix}"
     cache = {"redis": redis_cache, "memory": "memory://"}.get(spec.cache or "")
     try:
+        # The store's own fresh folder (root): created on purpose, 0700.
         store = AuthStore(StoreConfig(durable=plan.durable, cache=cache, op_timeout=60,
-                                      **spec.options))
+                                      create_dirs=True, **spec.options))
         await store.open()
     except BaseException as exc:
         await _run_all(plan.cleanup)  # the fresh database goes whatever happened

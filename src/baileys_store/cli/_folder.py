@@ -125,7 +125,7 @@ def import_command(
                 progress=progress,
             )
 
-    report = run_with_store(store_url, run)
+    report = run_with_store(store_url, run, create=True)
     out = Console(highlight=False, soft_wrap=True, markup=False)
     out.print(f"Imported {folder} ({report.flavour} format) into {namespace}/{session_id}")
     out.print(_counts_table(report.counts, "Imported"))

@@ -16,6 +16,7 @@ from .._config import StoreConfig
 from .._model import session_addr
 from .._store import AuthStore
 from ..backends.base import SessionInfo
+from ..backends.sqlite import SQLiteDurable
 from ..errors import StoreError
 from ..integrations._key_listing import key_counts
 from ._context import CliContext
@@ -66,11 +67,24 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def run_with_store(store_url: str | None, fn: Callable[[AuthStore], Awaitable[T]]) -> T:
-    """Open the store, run ``fn``, close; a store or file error becomes one line, exit 1."""
+def run_with_store(
+    store_url: str | None, fn: Callable[[AuthStore], Awaitable[T]], *, create: bool = False
+) -> T:
+    """Open the store, run ``fn``, close; a store or file error becomes one line, exit 1.
+
+    Args:
+        store_url: The command's ``--store`` (else the group's, else the environment's).
+        fn: The command's work.
+        create: Create a missing SQLite file. Only a command that adds data (``import``)
+            does: for the others a missing file is a ConfigError, so a typo in a path shows
+            as an error instead of an empty store left behind.
+    """
 
     async def main() -> T:
-        async with AuthStore(cli_config(store_url)) as store:
+        store = AuthStore(cli_config(store_url))
+        if isinstance(store.durable, SQLiteDurable):
+            store.durable.create = create
+        async with store:
             return await fn(store)
 
     try:
@@ -168,9 +182,7 @@ def inspect_command(*, session_id: str, namespace: str, store_url: str | None) -
 @namespace_option
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @store_option
-def delete_command(
-    *, session_id: str, namespace: str, yes: bool, store_url: str | None
-) -> None:
+def delete_command(*, session_id: str, namespace: str, yes: bool, store_url: str | None) -> None:
     """Delete a session: its creds and every key. Asks first unless --yes."""
     try:
         addr = session_addr(namespace, session_id)

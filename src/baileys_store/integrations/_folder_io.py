@@ -1,4 +1,9 @@
-"""Blocking file work of folder import/export (run in a thread by the async callers)."""
+"""Blocking file work of folder import/export (run in a thread by the async callers).
+
+An export holds private keys: the folders it creates are 0700 and every file it writes 0600,
+whatever the umask (created with that mode by ``os.open``/``os.mkdir``, never chmod-ed after).
+A folder that exists keeps its mode.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from ..backends._sqlite_files import FILE_MODE, make_private_dirs
 from ..errors import InvalidInputError
 from ._bufferjson import Flavour, loads
 from ._folder_names import CREDS_FILE, KeyNameParser
@@ -58,14 +64,17 @@ def prepare_target(folder: Path, *, overwrite: bool) -> None:
         if not overwrite:
             raise InvalidInputError(f"{folder} is not empty (overwrite/--overwrite replaces it)")
         (folder / CREDS_FILE).unlink(missing_ok=True)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(folder)
+    if not folder.is_dir():
+        raise InvalidInputError(f"{folder} is not a folder")
 
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``path`` so it is either the old file or the whole new one, even after a crash."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
+        with os.fdopen(os.open(tmp, flags, FILE_MODE), "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
