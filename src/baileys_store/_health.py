@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .resilience import CircuitBreaker
     from .tiering import Engine
     from .tiering._cache_tier import CacheTier
+    from .tiering._reset import ResetWatch
 
 OUTBOX_LAG_DEGRADED = 60.0  # seconds of outbox lag after which the store reports degraded
 
@@ -25,8 +26,10 @@ class StoreHealth:
     ``healthy``: every tier answers, no breaker is open, the outbox keeps up. ``degraded``: the
     store still serves, with less: the cache is down (reads go to the durable tier), or the
     durable tier is down behind a Redis cache that buffers writes, or the outbox lags by more
-    than a minute. ``unhealthy``: it cannot serve (the durable tier is down with nothing to
-    buffer writes; in write-behind, Redis is down).
+    than a minute, or Redis lost write-behind entries of sessions not yet acknowledged
+    (``data_loss_sessions``; see ``AuthStore.acknowledge_data_loss``). ``unhealthy``: it cannot
+    serve (the durable tier is down with nothing to buffer writes; in write-behind, Redis is
+    down).
 
     Attributes:
         status: ``healthy``, ``degraded`` or ``unhealthy``.
@@ -35,6 +38,8 @@ class StoreHealth:
         outbox_sessions: Sessions with outbox entries possibly pending (``None``: no outbox).
         outbox_lag_seconds: Age of the oldest of them (``None`` when none).
         leases_held: Session leases this process holds.
+        data_loss_sessions: Sessions marked lost after Redis lost its data (0: none).
+        cache_resets: Times this store noticed Redis had lost its data.
     """
 
     status: str
@@ -43,6 +48,8 @@ class StoreHealth:
     outbox_sessions: int | None = None
     outbox_lag_seconds: float | None = None
     leases_held: int = 0
+    data_loss_sessions: int = 0
+    cache_resets: int = 0
 
 
 async def _probe(backend: DurableBackend | CacheBackend | CacheTier, tier: str,
@@ -66,12 +73,16 @@ async def health(
         tiers.append(await _probe(engine.cache, "cache", limit))
         cache_ok = tiers[-1].ok and states["cache"] != "open"
     sessions = lag = None
+    watch: ResetWatch | None = getattr(engine, "watch", None)
     if engine.shared is not None and cache_ok:
         try:
             async with asyncio.timeout(limit):
                 sessions, oldest = await engine.shared.ready_summary()
             lag = None if oldest is None else max(time.time() - oldest, 0.0)
             engine.metrics.outbox(sessions, lag or 0.0)
+            if watch is not None:  # a probe is also a chance to notice a data loss
+                async with asyncio.timeout(limit):
+                    await watch.poll()
         except Exception:  # a probe reports, never raises
             cache_ok = False
     buffering = engine.buffer and cache_ok
@@ -85,5 +96,9 @@ async def health(
         status = "healthy" if cache_ok else "degraded"
     if status == "healthy" and lag is not None and lag > OUTBOX_LAG_DEGRADED:
         status = "degraded"
+    lost = len(watch.lost) if watch is not None else 0
+    if status == "healthy" and lost:
+        status = "degraded"
     held = len(engine.leases.held) if engine.leases is not None else 0
-    return StoreHealth(status, tuple(tiers), states, sessions, lag, held)
+    resets = watch.resets if watch is not None else 0
+    return StoreHealth(status, tuple(tiers), states, sessions, lag, held, lost, resets)

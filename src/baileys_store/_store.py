@@ -40,6 +40,7 @@ from .tiering import TierGuard
 from .tiering._build import build_engine
 from .tiering._cache_tier import SharedCacheTier
 from .tiering._dead import retry_dead_letters
+from .tiering._reconnect import CacheReconnect
 
 T = TypeVar("T")
 log = logging.getLogger("baileys_store")
@@ -80,6 +81,7 @@ class AuthStore:
             if hasattr(backend, "on_retry"):  # the server backends count their retries
                 backend.on_retry = lambda t=tier: self.metrics.retry(t)  # type: ignore[union-attr]
         self._open = False
+        self._reconnect: CacheReconnect | None = None
 
     async def open(self) -> None:
         """Open the tiers (durable first: it is the one that must work).
@@ -102,11 +104,17 @@ class AuthStore:
                 await self._bind(engine.shared)
             except UnavailableError:
                 if engine.write_behind or engine.shared is None:
+                    await engine.cache.close()
                     await self.durable.close()
                     raise
                 log.warning("cache tier unavailable at start; serving from the durable tier",
                             extra={"event": "cache_unavailable"})  # fmt: skip
+                self._reconnect = CacheReconnect(
+                    engine.cache, self._guard, lambda: self._bind(engine.shared),
+                    on_back=self._worker.notify if self._worker else lambda: None)  # fmt: skip
+                self._reconnect.start()
             except BaseException:
+                await engine.cache.close()
                 await self.durable.close()
                 raise
         if engine.leases is not None:
@@ -119,8 +127,13 @@ class AuthStore:
         """Tie a Redis cache's prefix to this durable tier (ConfigError if another has it).
 
         Two stores with different durable tiers under one prefix would serve each other's
-        cached records and drain each other's outboxes into the wrong database.
+        cached records and drain each other's outboxes into the wrong database. The prefix's
+        epoch is read too, so a Redis that loses its data is noticed (:mod:`.tiering._reset`).
         """
+        watch = getattr(self._engine, "watch", None)
+        if watch is not None:
+            await watch.bind()
+            return
         store_id = getattr(self.durable, "store_id", "")
         if shared is not None and store_id:
             await self._guard("cache", "bind_durable", lambda: shared.bind_durable(store_id))
@@ -129,6 +142,8 @@ class AuthStore:
         """Stop the worker, release leases, close the tiers; idempotent."""
         self._open = False
         engine = self._engine
+        if self._reconnect is not None:
+            await self._reconnect.stop()
         if self._worker is not None:
             await self._worker.stop()
         if engine.leases is not None:
@@ -262,15 +277,32 @@ class AuthStore:
             session_addr(namespace, session_id))  # fmt: skip
 
     async def drain_outbox(self) -> int:
-        """Apply the pending outbox entries now (all sessions); returns entries applied here.
+        """Apply the pending outbox entries now (all sessions); a barrier.
 
-        Sessions another worker is draining are waited for (up to ``op_timeout`` each), so
-        once this returns, everything appended before the call is in the durable tier.
+        Returns the entries applied here, once every entry appended before the call (by any
+        process) is in the durable tier, including a batch this process's worker had claimed.
+        Sessions another worker is draining are waited for (up to ``op_timeout`` each).
+
+        Raises:
+            UnavailableError: some sessions were not drained in time (named in the message:
+                busy elsewhere, a failing head entry retried later, or a tier down).
         """
         self._check_open()
         if self._worker is None:
             return 0
-        return await self._worker.run_once(wait=self.config.op_timeout)
+        extra = list(self._engine.behind)  # this process's pending sessions, even if unindexed
+        return await self._worker.barrier(extra, wait=self.config.op_timeout)
+
+    def acknowledge_data_loss(self, session_id: str, *, namespace: str = "default") -> bool:
+        """Accept that a session lost write-behind entries; it serves its durable state again.
+
+        After Redis lost its data (README "Consistency and failure") the sessions with entries
+        pending in this process raise :class:`~baileys_store.errors.DataLossError` until this
+        is called (or the session is deleted). Returns False when the session was not marked.
+        """
+        self._check_open()
+        watch = getattr(self._engine, "watch", None)
+        return watch is not None and watch.acknowledge(session_addr(namespace, session_id))
 
     async def check(self) -> StoreHealth:
         """Ask every tier for a round trip and aggregate (see :class:`StoreHealth`)."""

@@ -7,7 +7,14 @@ worker redelivers); the durable tier applies each batch at most once (it keeps t
 sequence), so a redelivery is harmless.
 
 Global keys (outside any session's hash tag): ``<prefix>:outbox:ready`` sorted set of sessions
-that may have entries (score: when first seen), ``<prefix>:outbox:dlq`` sessions with dead letters.
+that may have entries (score: when first seen), ``<prefix>:outbox:dlq`` sessions with dead letters,
+``<prefix>:epoch`` a random value set when a store binds the prefix: a Redis that lost its data
+(``FLUSHALL``, a restart without persistence) no longer has it, and every write-behind call reads
+it in the same round trip, so the loss is noticed (see :mod:`baileys_store.tiering._reset`).
+
+Sequences survive such a loss: a session whose bookkeeping is missing starts its outbox sequence
+at ``unix milliseconds * 1024``, above anything the durable tier may have applied (it skips any
+batch at or below its last applied sequence, so a restart at 1 would drop new writes silently).
 """
 
 from __future__ import annotations
@@ -26,6 +33,17 @@ from .base import CredsRecord
 from .redis import RedisCache
 
 _PAGE = 200
+# KEYS: b. ARGV: floor. A session without bookkeeping starts its sequences at the floor.
+SEED = """
+if redis.call('HEXISTS', KEYS[1], 'os') == 0 then
+  redis.call('HSET', KEYS[1], 'os', ARGV[1], 'oa', ARGV[1])
+end
+"""
+
+
+def seq_floor() -> int:
+    """The first sequence of a session with no bookkeeping: above any earlier one's."""
+    return int(time.time() * 1000) << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +100,56 @@ def decode_entry(raw: bytes) -> OutboxEntry:
 
 
 class RedisOutbox(RedisCache):
-    """Outbox operations on the Redis cache tier (used by the outbox worker and the CLI)."""
+    """Outbox operations on the Redis cache tier (used by the outbox worker and the CLI).
+
+    ``epoch``: the prefix's epoch as this store last bound it (``None``: not bound yet);
+    ``epoch_changed`` turns True when a write-behind call found another (or none).
+    """
+
+    epoch: str | None = None
+    epoch_changed = False
+
+    def _epoch_key(self) -> str:
+        return f"{self._prefix}:epoch"
+
+    def _saw_epoch(self, found: Any) -> str | None:
+        value = found.decode() if isinstance(found, bytes) else found
+        if self.epoch is not None and value != self.epoch:
+            self.epoch_changed = True
+        return value if value is None else str(value)
+
+    async def bind_epoch(self, candidate: str) -> str:
+        """Set the prefix's epoch unless one is set; adopt (and return) the one stored."""
+        key, client = self._epoch_key(), self._c()
+
+        async def run() -> Any:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.set(key, candidate, nx=True)
+                pipe.get(key)
+                return (await pipe.execute())[1]
+
+        found = await self._run("bind", run)
+        self.epoch = found.decode() if isinstance(found, bytes) else str(found)
+        self.epoch_changed = False
+        return self.epoch
+
+    async def current_epoch(self) -> str | None:
+        """The prefix's epoch now (``None``: gone); notes a change like a write would."""
+        key, client = self._epoch_key(), self._c()
+        return self._saw_epoch(await self._run("outbox", lambda: client.get(key)))
+
+    async def bookkeeping(self, addr: SessionAddr) -> tuple[int, str | None]:
+        """``(last appended sequence, epoch)`` in one round trip: is the session's outbox there?"""
+        b, key, client = self._base(addr) + "b", self._epoch_key(), self._c()
+
+        async def run() -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.hget(b, "os")
+                pipe.get(key)
+                return list(await pipe.execute())
+
+        appended, found = await self._run("outbox", run)
+        return int(appended or 0), self._saw_epoch(found)
 
     def _ready_key(self) -> str:
         return f"{self._prefix}:outbox:ready"
@@ -107,24 +174,29 @@ class RedisOutbox(RedisCache):
 
         Both go in one pipelined round trip; the index entry comes first, so a crash between
         the two leaves at worst an index entry with nothing to drain, never an undrained outbox.
+        The same round trip seeds a missing sequence (``keys[0]`` is the bookkeeping hash) and
+        reads the epoch after the script, so a data loss before the script is seen.
         """
-        script, client = self._script(source), self._c()
-        ready, member = self._ready_key(), self._member(addr)
+        script, seed, client = self._script(source), self._script(SEED), self._c()
+        ready, member, epoch = self._ready_key(), self._member(addr), self._epoch_key()
 
         async def run() -> list[Any]:
             # ``async with``: a pipeline cut short by a timeout or cancel is reset, not leaked.
             async with client.pipeline(transaction=False) as pipe:
                 pipe.zadd(ready, {member: time.time()}, nx=True)
+                await seed(keys=keys[:1], args=[seq_floor()], client=pipe)
                 await script(keys=keys, args=args, client=pipe)
-                _, reply = await pipe.execute()
+                pipe.get(epoch)
+                _, _, reply, found = await pipe.execute()
+            self._saw_epoch(found)
             return list(reply)
 
         return await self._run(op, run)
 
     async def ready_sessions(self, limit: int = _PAGE) -> list[SessionAddr]:
-        """Sessions that may have pending entries, oldest first."""
-        key, client = self._ready_key(), self._c()
-        members: list[Any] = await self._run("outbox", lambda: client.zrange(key, 0, limit - 1))
+        """Sessions that may have pending entries, oldest first (``limit <= 0``: all of them)."""
+        key, client, stop = self._ready_key(), self._c(), limit - 1 if limit > 0 else -1
+        members: list[Any] = await self._run("outbox", lambda: client.zrange(key, 0, stop))
         return [self._parse(m) for m in members]
 
     async def ready_summary(self) -> tuple[int, float | None]:

@@ -13,11 +13,13 @@ from ._cache_tier import CacheTier
 from ._guard import TierGuard
 from ._lease import LeaseManager
 from ._memory_tier import MemoryTier
+from ._reset import ResetWatch, WatchedEngine
 from ._worker import OutboxWorker
 from ._writes import Engine
 
 if TYPE_CHECKING:
     from .._config import StoreConfig
+    from ..backends._redis_hybrid import RedisHybridCache
     from ..backends._redis_outbox import RedisOutbox
 
 
@@ -50,7 +52,7 @@ def build_engine(
     """The engine and, with a Redis cache, the outbox worker (started by the store)."""
     tier = _tier(cache)
     shared = tier is not None and tier.shared
-    engine = Engine(
+    engine = (WatchedEngine if shared else Engine)(
         durable,
         tier,
         guard=guard,
@@ -77,6 +79,9 @@ def build_engine(
             engine.l1 = MemoryTier(MemoryCache(config.l1_max_entries))
     if not shared:
         return engine, None
+    assert isinstance(engine, WatchedEngine)
+    engine.watch = ResetWatch(cast("RedisHybridCache", tier), durable=durable, guard=guard,
+                              metrics=metrics, behind=engine.behind, l1=engine.l1)  # fmt: skip
     worker = OutboxWorker(
         cast("RedisOutbox", tier),
         durable,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from ..errors import StoreError, UnavailableError
 from ..observability._metric_families import result_of
@@ -31,10 +31,13 @@ class TierGuard:
     the cache is in this process (it cannot hang or go down), so its calls run unguarded (and
     untimed: a metric would cost more than the call). ``observe(op, tier, result, seconds)``
     (the store's ``Metrics.observe_op``) records every other call, refused and timed-out ones
-    included; a cancelled call is not an outcome of the tier and is not recorded.
+    included; a cancelled call is not an outcome of the tier and is not recorded. ``offline``:
+    tiers not connected yet (a Redis cache that was down when the store opened, until the
+    store's reconnect task gets it back): their calls are refused with
+    :class:`UnavailableError` without calling, as an outage during a run would answer.
     """
 
-    __slots__ = ("abandon_durable", "breakers", "local_cache", "observe", "timeout")
+    __slots__ = ("abandon_durable", "breakers", "local_cache", "observe", "offline", "timeout")
 
     def __init__(self, breakers: dict[str, CircuitBreaker], timeout: float, *,
                  observe: Callable[[str, str, str, float], None],
@@ -44,6 +47,7 @@ class TierGuard:
         self.abandon_durable = abandon_durable
         self.local_cache = local_cache
         self.observe = observe
+        self.offline: set[str] = set()
 
     async def __call__(self, tier: str, op: str, fn: Callable[[], Awaitable[T]], /) -> T:
         if self.local_cache and tier == "cache":
@@ -51,6 +55,8 @@ class TierGuard:
         start = time.perf_counter()
         result: str | None = "ok"
         try:
+            if tier in self.offline and op != "bind_durable":  # binding comes first when back
+                return await _refuse(tier)  # not tried: the breaker is not told
             return await self._guarded(tier, fn)
         except asyncio.CancelledError:
             result = None
@@ -112,6 +118,10 @@ class TierGuard:
             task.add_done_callback(_consume)
             raise TimeoutError
         return task.result()
+
+
+async def _refuse(tier: str) -> NoReturn:
+    raise UnavailableError(f"{tier} tier is not connected (reconnecting)")
 
 
 def _consume(task: asyncio.Future[Any]) -> None:

@@ -57,6 +57,9 @@ class OutboxWorker:
         self._stopping = False
         self._grace = min(claim_timeout, 5.0)  # seconds a stop waits for the batch in flight
         self._claimed: set[SessionAddr] = set()  # claims to give back if stopped midway
+        # One drain per session in this process: the loop and drain_outbox() share the worker
+        # id, so without it both could claim (and ack) the same batch; entry -> (lock, users).
+        self._draining: dict[SessionAddr, tuple[asyncio.Lock, list[int]]] = {}
 
     def start(self) -> None:
         """Run the drain loop in the background."""
@@ -123,13 +126,67 @@ class OutboxWorker:
             applied += await self.drain(addr, wait=wait)
         return applied
 
+    async def barrier(self, extra: Sequence[SessionAddr], *, wait: float) -> int:
+        """Drain every session with entries now (the ready index, plus ``extra``).
+
+        Returns the entries applied here once each of those sessions has applied at least
+        every entry appended before the call, including a batch this process's loop had
+        claimed; :class:`UnavailableError` naming the sessions that did not within ``wait``
+        seconds each (busy in another worker, a failing head entry, a tier down).
+        """
+        ready = await self._guard("cache", "ready_sessions",
+                                  lambda: self._cache.ready_sessions(limit=0))  # fmt: skip
+        sessions = list(dict.fromkeys([*ready, *extra]))
+        applied, missed = 0, []
+        for addr in sessions:
+            try:
+                target, _, _ = await self._guard("cache", "outbox_counters", lambda a=addr: (  # type: ignore[misc]
+                    self._cache.outbox_counters(a)))  # fmt: skip
+                applied += await self.drain(addr, wait=wait)
+                _, done, _ = await self._guard("cache", "outbox_counters", lambda a=addr: (  # type: ignore[misc]
+                    self._cache.outbox_counters(a)))  # fmt: skip
+            except UnavailableError:
+                missed.append(addr)
+                continue
+            if done < target:
+                missed.append(addr)
+        if missed:
+            named = ", ".join(str(a) for a in missed[:5])
+            raise UnavailableError(
+                f"outbox not drained for {len(missed)} session(s) within {wait}s each: {named}"
+                + (" ..." if len(missed) > 5 else "")
+            )
+        return applied
+
     async def drain(self, addr: SessionAddr, *, wait: float = 0.0) -> int:
         """Drain one session's outbox; returns entries applied.
 
-        ``wait``: seconds to wait for another worker's claim to end (used by ``clear`` and
-        ``delete``, which must see an empty outbox); :class:`UnavailableError` if it does not.
+        ``wait``: seconds to wait for another worker's claim (or this process's loop) to end
+        (used by ``clear``, ``delete`` and the barrier, which must see an empty outbox);
+        :class:`UnavailableError` if it does not. Without ``wait`` a session this process
+        is draining already is skipped.
         """
         deadline = time.monotonic() + wait
+        lock, users = self._draining.setdefault(addr, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            if lock.locked() and not wait:
+                return 0
+            try:
+                async with asyncio.timeout(wait or None):
+                    await lock.acquire()
+            except TimeoutError:
+                raise UnavailableError(f"session {addr}: outbox busy in this process") from None
+            try:
+                return await self._drain(addr, deadline, wait)
+            finally:
+                lock.release()
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._draining[addr]
+
+    async def _drain(self, addr: SessionAddr, deadline: float, wait: float) -> int:
         applied = 0
         while True:
             # Tracked before the call: a stop that cancels it after Redis took the claim must
