@@ -84,32 +84,35 @@ class KeyStore:
         decode = self._store.codec.key_decoder(self._aad.for_type(key_type))
         out, failed = await _decode_batch(decode, blobs)
         if failed:
-            await self._recover(key_type, decode, out, failed)
+            await self._recover(key_type, decode, blobs, out, failed)
         return out
 
-    async def _recover(self, key_type: str, decode: Decoder, out: dict[str, Any],
-                       failed: dict[str, StoreError]) -> None:  # fmt: skip
+    async def _recover(self, key_type: str, decode: Decoder, blobs: dict[str, bytes],
+                       out: dict[str, Any], failed: dict[str, StoreError]) -> None:  # fmt: skip
         """Blobs that failed to decode: serve the durable copies when those decode.
 
         The failed blobs may come from a cache tier (damaged, or forged in Redis) while the
-        durable copy is good: then the cache is evicted and the durable values go into ``out``.
-        Otherwise (no cache, the durable tier not authoritative, or its copy bad too) the first
-        failure is raised, and nothing is evicted.
+        durable copy is good: then the cache is evicted and the durable values go into ``out``
+        (an id the durable tier does not have is absent). Otherwise (no cache, the durable tier
+        not authoritative, or its copy bad too) the first failure is raised; nothing is evicted.
         """
         store, addr = self._store, self._addr
         for exc in failed.values():
             store.metrics.codec_error(error_kind(exc))
         durable = await _corrupt.durable_keys(store._engine, addr, key_type, list(failed))
         if durable is not None:
-            fresh, bad = await _decode_batch(decode, durable)
+            # The same bytes fail the same way: only a different durable copy is decoded.
+            same = {i: failed[i] for i, b in durable.items() if b == blobs[i]}
+            fresh, bad = await _decode_batch(decode, {i: b for i, b in durable.items()
+                                                      if i not in same})  # fmt: skip
             for exc in bad.values():
                 store.metrics.codec_error(error_kind(exc))
-            if not bad:
+            if not same and not bad:
                 await _corrupt.evict(store._engine, addr)
                 store.metrics.cache_corrupt_eviction(len(failed))
-                out.update(fresh)  # ids the durable tier does not have are absent
+                out.update(fresh)
                 return
-            failed = bad
+            failed = same or bad
         key_id, exc = next(iter(failed.items()))
         where = f"{key_type} {key_id!r} of session {addr}"
         raise _rewrap(exc)(f"{where}: {exc}") from None
