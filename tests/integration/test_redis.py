@@ -107,8 +107,11 @@ async def test_stale_fence_rejected_for_every_write(store: rb.RedisDurable) -> N
         await store.write_keys(ADDR, [KeyWrite("session", "a", b"v4")], fence=4)
     assert await store.save_creds(ADDR, b"c", fence=9) == 1
     assert await store.delete_session(ADDR, fence=9) is True
-    # The fence went with the session.
-    await store.write_keys(ADDR, [KeyWrite("session", "a", b"again")], fence=1)
+    # The fence outlives the session (a tombstone): a stale holder cannot resurrect it.
+    with pytest.raises(errors.FencedError) as info:
+        await store.write_keys(ADDR, [KeyWrite("session", "a", b"again")], fence=1)
+    assert (info.value.token, info.value.current) == (1, 9)
+    await store.write_keys(ADDR, [KeyWrite("session", "a", b"again")], fence=9)
 
 
 async def test_fencing_is_atomic_under_concurrency(server_url: str, prefix: str) -> None:
@@ -282,7 +285,8 @@ async def test_durable_keys_never_expire_and_cache_keys_do(
         await c.put_creds(ADDR, CredsRecord(b"creds", 1))
         dkeys = await _all_keys(d, f"{prefix}:*")
         ckeys = await _all_keys(c, f"{prefix}c:*")
-        assert len(dkeys) == 6  # meta, types, 2 hashes, session index, schema version
+        # meta, types, 2 hashes, session index, schema version, role marker, store metadata
+        assert len(dkeys) == 8
         assert len(ckeys) == 4  # meta, types, 2 hashes
         for k in dkeys:
             assert await d._c().pttl(k) == -1, k

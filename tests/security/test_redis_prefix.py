@@ -22,11 +22,11 @@ from tests.creds_data import key_pair, node_creds
 
 def snapshot(server: RedisServer, prefix: str) -> dict[bytes, Any]:
     """Every key under ``prefix`` with its type and value (TTLs aside)."""
-    client = redis.Redis.from_url(server.url)
+    client: Any = redis.Redis.from_url(server.url)
     out: dict[bytes, Any] = {}
     try:
         for key in client.scan_iter(match=f"{prefix}*", count=1000):
-            kind = client.type(key)
+            kind: bytes = client.type(key)
             value: Any = {
                 b"hash": client.hgetall,
                 b"string": client.get,

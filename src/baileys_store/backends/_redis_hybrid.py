@@ -18,7 +18,7 @@ from .. import errors
 from .._model import KeyWrite, SessionAddr
 from . import _redis_hybrid_scripts as lua
 from ._cache_types import CachedCreds, CachedKeys
-from ._redis_base import group_args, groups_of
+from ._redis_base import ID_CHUNK, group_args, groups_of
 from ._redis_lease import RedisLeaseMixin
 from ._redis_outbox import RedisOutbox, _token
 from ._redis_prefix import CACHE, claim_role
@@ -28,7 +28,7 @@ from .base import CredsRecord, DeadLetterRetry, coalesce
 if TYPE_CHECKING:
     from .._config import StoreConfig
 
-_CHUNK = 1000  # ids per read script (Lua's unpack() has a stack limit)
+_CHUNK = ID_CHUNK  # ids per read, fill or update script: other tenants get in between
 
 
 class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
@@ -54,7 +54,7 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
         return code
 
     async def read_keys(self, addr: SessionAddr, key_type: str, ids: Sequence[str]) -> CachedKeys:
-        """Blobs, tombstones and the stamp, one script per 1,000 ids."""
+        """Blobs, tombstones and the stamp (the first chunk's), one script per 5,000 ids."""
         base = self._base(addr)
         keys = [base + "k:" + key_type, base + "b"]
         found: dict[str, bytes] = {}
@@ -81,23 +81,32 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
     async def fill_keys(
         self, addr: SessionAddr, writes: Sequence[KeyWrite], *, stamp: int, token: int | None
     ) -> bool:
-        """Warm the cache with durable values unless a write came first; True when stored."""
-        if not writes:
-            return True
-        keys, groups = self._type_keys(addr, writes)
-        args = [_token(token), str(stamp), self.options.ttl * 1000, *group_args(groups)]
-        reply = await self._eval("fill_keys", lua.FILL, keys, args)
-        return self._check(addr, reply, token) == lua.OK
+        """Warm the cache with durable values unless a write came first; True when stored.
+
+        One script per 5,000 writes, each checking the stamp: a write in between stops the
+        fill (what was stored before it, the write's own cache update overwrites).
+        """
+        for lo in range(0, len(writes), _CHUNK):
+            keys, groups = self._type_keys(addr, writes[lo : lo + _CHUNK])
+            args = [_token(token), str(stamp), self.options.ttl * 1000, *group_args(groups)]
+            reply = await self._eval("fill_keys", lua.FILL, keys, args)
+            if self._check(addr, reply, token) != lua.OK:
+                return False
+        return True
 
     async def update_keys(
         self, addr: SessionAddr, writes: Sequence[KeyWrite], *, token: int | None
     ) -> None:
-        """Apply a durable write's upserts and deletes to the cache (write-through)."""
-        if not writes:
-            return
-        keys, groups = self._type_keys(addr, writes)
-        args = [_token(token), self.options.ttl * 1000, *group_args(groups)]
-        self._check(addr, await self._eval("update_keys", lua.UPDATE, keys, args), token)
+        """Apply a durable write's upserts and deletes to the cache (write-through).
+
+        One script per 5,000 writes (in order, so a later write of an id still wins). Not
+        atomic as a whole: a failure part way raises, and the store distrusts the session's
+        cache as after any failed update.
+        """
+        for lo in range(0, len(writes), _CHUNK):
+            keys, groups = self._type_keys(addr, writes[lo : lo + _CHUNK])
+            args = [_token(token), self.options.ttl * 1000, *group_args(groups)]
+            self._check(addr, await self._eval("update_keys", lua.UPDATE, keys, args), token)
 
     async def read_creds(self, addr: SessionAddr) -> CachedCreds:
         """The cached creds (if the cache knows them) and the stamp."""

@@ -152,16 +152,19 @@ if seq - 1 <= oa then redis.call('HSET', b, 'ot', ARGV[2]) end
 local i = 4
 for k = 5, #KEYS do
   local key, name = KEYS[k], ARGV[i]
-  local ups, dels = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  i = i + 3
-  for j = 1, ups do
-    redis.call('HSET', key, ARGV[i], ARGV[i + 1])
-    i = i + 2
-  end
-  for j = 1, dels do
-    redis.call('HSET', key, ARGV[i], '')
-    redis.call('SADD', z, name .. '\\0' .. ARGV[i])
-    i = i + 1
+  local dels = tonumber(ARGV[i + 2])
+  i = upserts(key, i + 3, tonumber(ARGV[i + 1]))
+  local done = 0
+  while done < dels do  -- in batches: one HSET and one SADD per BATCH tombstones
+    local n = math.min(dels - done, BATCH)
+    local fields, members = {}, {}
+    for j = 0, n - 1 do
+      fields[2 * j + 1], fields[2 * j + 2] = ARGV[i + j], ''
+      members[j + 1] = name .. '\\0' .. ARGV[i + j]
+    end
+    redis.call('HSET', key, unpack(fields))
+    redis.call('SADD', z, unpack(members))
+    i, done = i + n, done + n
   end
   redis.call('SADD', types, name)
   redis.call('PERSIST', key)

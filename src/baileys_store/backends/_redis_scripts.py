@@ -31,21 +31,27 @@ local function fence_of(current, token)
   if tonumber(token) < tonumber(current) then return nil end
   return token
 end
--- Applies one group of ARGV (name, n_upserts, n_deletes, id, blob, ..., id, ...) starting at
--- index i to the hash `key`; returns the index after the group. Chunked: Lua's unpack() has a
--- stack limit.
-local function apply_group(key, i)
-  local ups, dels = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  i = i + 3
+-- Values per command built with unpack(): under its stack limit (LUAI_MAXCSTACK, 8000), and
+-- few commands per call (each redis.call costs more than the values it carries).
+local BATCH = 3000
+-- HSET of the `ups` (id, blob) pairs of ARGV from index i to `key`; the index after them.
+local function upserts(key, i, ups)
   local done = 0
   while done < ups do
-    local n = math.min(ups - done, 500)
+    local n = math.min(ups - done, BATCH)
     redis.call('HSET', key, unpack(ARGV, i, i + 2 * n - 1))
     i, done = i + 2 * n, done + n
   end
-  done = 0
+  return i
+end
+-- Applies one group of ARGV (name, n_upserts, n_deletes, id, blob, ..., id, ...) starting at
+-- index i to the hash `key`; returns the index after the group.
+local function apply_group(key, i)
+  local dels = tonumber(ARGV[i + 2])
+  i = upserts(key, i + 3, tonumber(ARGV[i + 1]))
+  local done = 0
   while done < dels do
-    local n = math.min(dels - done, 1000)
+    local n = math.min(dels - done, 2 * BATCH)
     redis.call('HDEL', key, unpack(ARGV, i, i + n - 1))
     i, done = i + n, done + n
   end

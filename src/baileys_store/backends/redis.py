@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .. import errors
 from .._model import KeyWrite, SessionAddr
 from . import _redis_scripts as lua
-from ._redis_base import RedisBase, group_args, groups_of, reply_error
+from ._redis_base import ID_CHUNK, RedisBase, group_args, groups_of, reply_error
 from ._redis_batch import RedisBatchMixin
 from ._redis_lease import RedisLeaseMixin
 from ._redis_prefix import DURABLE, claim_role
@@ -234,13 +234,13 @@ class RedisCache(RedisBase):
     tier = "cache"
 
     async def put_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
-        """Upserts and evictions of several types in one atomic script."""
-        if not writes:
-            return
-        base, groups = self._base(addr), groups_of(writes)
-        keys = [base + "t", *(base + "k:" + t for t in groups)]
-        args = [self.options.ttl * 1000, *group_args(groups)]
-        reply_error(addr, await self._eval("put_keys", lua.CACHE_PUT, keys, args), None, None)
+        """Upserts and evictions of several types, one script per 5,000 writes."""
+        for lo in range(0, len(writes), ID_CHUNK):
+            base, groups = self._base(addr), groups_of(writes[lo : lo + ID_CHUNK])
+            keys = [base + "t", *(base + "k:" + t for t in groups)]
+            args = [self.options.ttl * 1000, *group_args(groups)]
+            reply = await self._eval("put_keys", lua.CACHE_PUT, keys, args)
+            reply_error(addr, reply, None, None)
 
     async def get_creds(self, addr: SessionAddr) -> CredsRecord | None:
         """The cached creds with their version."""
