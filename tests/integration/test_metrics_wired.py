@@ -70,6 +70,13 @@ async def test_every_metric_is_updated(redis_server: RedisServer, tmp_path: Path
     await durable.write_keys(addr, [KeyWrite("session", "x", b"\xb5garbage")])
     with pytest.raises(errors.CorruptDataError):
         await a.session("s2", namespace=NS).keys.get("session", ["x"])
+    # A corrupt record in the Redis cache: evicted, the durable copy served.
+    s1 = SessionAddr(NS, "s1")
+    redis_cache: Any = a.cache
+    await redis_cache._c().hset(redis_cache._base(s1) + "k:session", "1.0", b"\xb5garbage")
+    assert a._engine.l1 is not None
+    a._engine.l1.forget(s1)
+    assert await keys.get("session", ["1.0"]) == {"1.0": b"v1"}
 
     # A Redis connection killed under the pool: the next call is retried.
     admin = aredis.Redis.from_url(redis_server.url)
