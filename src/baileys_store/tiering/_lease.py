@@ -31,7 +31,6 @@ T = TypeVar("T")
 log = logging.getLogger("baileys_store.lease")
 
 
-
 @dataclass(slots=True)
 class Lease:
     """A lease this process holds: its fencing token and until when L1 may be trusted."""
@@ -41,6 +40,7 @@ class Lease:
     lost: bool = False
     checked: bool = False  # the engine looked for a previous holder's pending outbox entries
     writes: int = 0
+    barrier: bool = True  # the durable tier recorded the token (False: deferred by an outage)
 
     def fence(self) -> int:
         """A fence for the next durable write: the token, then a counter of this term's writes.
@@ -135,10 +135,10 @@ class LeaseManager:
                 return None
             del self.held[addr]
             raise LeaseLostError(
-                    f"session {addr}: this process lost its lease (token {lease.token})",
-                    token=lease.token,
-                    current=lease.token,
-                )
+                f"session {addr}: this process lost its lease (token {lease.token})",
+                token=lease.token,
+                current=lease.token,
+            )
         if not write and self._elsewhere.get(addr, 0.0) > time.monotonic():
             return None
         lock, users = self._acquiring.setdefault(addr, (asyncio.Lock(), [0]))
@@ -183,11 +183,15 @@ class LeaseManager:
                 continue
             except UnavailableError:
                 # The durable tier is down: our writes carry the token, which raises the fence
-                # the moment they land; until then nothing old can land after them either way.
+                # the moment they land, and each renewal retries the barrier. Until one of them
+                # lands, a stale holder's write can still land durably (README: the window).
                 log.warning("lease barrier deferred: durable tier unavailable",
                             extra={"event": "lease_barrier_deferred"})  # fmt: skip
+                barrier = False
+            else:
+                barrier = True
             self._elsewhere.pop(addr, None)
-            lease = Lease(token, start + self._ttl * 2 / 3)
+            lease = Lease(token, start + self._ttl * 2 / 3, barrier=barrier)
             self.held[addr] = lease
             self._event("acquired")
             return lease
@@ -227,8 +231,28 @@ class LeaseManager:
             if ok:
                 lease.valid_until = start + self._ttl * 2 / 3
                 self._event("renewed")
+                if not lease.barrier:
+                    await self._retry_barrier(addr, lease)
             else:
                 self.mark_lost(addr)
+
+    async def _retry_barrier(self, addr: SessionAddr, lease: Lease) -> None:
+        """Record a deferred barrier now that the lease tier answers; keep trying if it fails.
+
+        The barrier is the term's lowest fence (``token << FENCE_SHIFT``), so it never
+        outranks this term's own writes: a rejection naming our token means one of them landed
+        first (barrier done); a higher token means another process holds the session now.
+        """
+        try:
+            await self._guard("durable", "advance_fence", lambda: self._durable.advance_fence(
+                addr, lease.token << FENCE_SHIFT))  # fmt: skip
+        except FencedError as exc:
+            if lease_token_of(exc.current) > lease.token:
+                self.mark_lost(addr)
+                return
+        except Exception:  # still unavailable: the next renewal tries again
+            return
+        lease.barrier = True
 
     async def _renew_loop(self) -> None:
         while not self._stopping:
