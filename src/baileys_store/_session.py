@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from . import _model
 from ._creds import creds_to_dict, validate_creds
 from ._model import KeyWrite, SessionAddr
-from .codec import error_kind, record_aad, session_aad
+from .codec import Codec, OversizeRecordError, error_kind, record_aad, session_aad
 from .errors import CorruptDataError, InvalidInputError, StoreError
 from .tiering import _corrupt
 
@@ -25,9 +25,11 @@ def _creds_aad(addr: SessionAddr) -> bytes:
     return record_aad("c", addr.namespace, addr.session_id)
 
 
-# Reads whose stored blobs total more than this decode in a worker thread: a large decode
-# (decompression up to max_value_bytes per value) must not stall every session of the loop.
+# A read decodes in a worker thread when its stored blobs total more than OFFLOAD_BYTES, or a
+# value decompresses to more than INLINE_OUTPUT: a large decode (up to max_value_bytes per
+# value) must not stall every session of the event loop. Small reads stay inline (the hot path).
 OFFLOAD_BYTES = 256 * 1024
+INLINE_OUTPUT = 1024 * 1024
 
 Decoder = Callable[[str, bytes], Any]
 
@@ -47,11 +49,19 @@ def _decode_all(
 
 
 async def _decode_batch(
-    decode: Decoder, blobs: dict[str, bytes]
+    codec: Codec, aad_prefix: bytes, blobs: dict[str, bytes]
 ) -> tuple[dict[str, Any], dict[str, StoreError]]:
+    """:func:`_decode_all` inline for small reads, in a worker thread for large ones."""
     if sum(map(len, blobs.values())) > OFFLOAD_BYTES:
-        return await asyncio.to_thread(_decode_all, decode, blobs)
-    return _decode_all(decode, blobs)
+        return await asyncio.to_thread(_decode_all, codec.key_decoder(aad_prefix), blobs)
+    out, failed = _decode_all(codec.key_decoder(aad_prefix, INLINE_OUTPUT), blobs)
+    if failed:
+        big = {i: blobs[i] for i, e in failed.items() if isinstance(e, OversizeRecordError)}
+        if big:  # small when stored, large once decompressed: finish off the event loop
+            more, again = await asyncio.to_thread(_decode_all, codec.key_decoder(aad_prefix), big)
+            out.update(more)
+            failed = {**{i: e for i, e in failed.items() if i not in big}, **again}
+    return out, failed
 
 
 class KeyStore:
@@ -81,13 +91,13 @@ class KeyStore:
         if not wanted:
             return {}
         blobs = await self._store._get_blobs(self._addr, key_type, wanted)
-        decode = self._store.codec.key_decoder(self._aad.for_type(key_type))
-        out, failed = await _decode_batch(decode, blobs)
+        prefix = self._aad.for_type(key_type)
+        out, failed = await _decode_batch(self._store.codec, prefix, blobs)
         if failed:
-            await self._recover(key_type, decode, blobs, out, failed)
+            await self._recover(key_type, prefix, blobs, out, failed)
         return out
 
-    async def _recover(self, key_type: str, decode: Decoder, blobs: dict[str, bytes],
+    async def _recover(self, key_type: str, prefix: bytes, blobs: dict[str, bytes],
                        out: dict[str, Any], failed: dict[str, StoreError]) -> None:  # fmt: skip
         """Blobs that failed to decode: serve the durable copies when those decode.
 
@@ -103,8 +113,8 @@ class KeyStore:
         if durable is not None:
             # The same bytes fail the same way: only a different durable copy is decoded.
             same = {i: failed[i] for i, b in durable.items() if b == blobs[i]}
-            fresh, bad = await _decode_batch(decode, {i: b for i, b in durable.items()
-                                                      if i not in same})  # fmt: skip
+            fresh, bad = await _decode_batch(store.codec, prefix, {
+                i: b for i, b in durable.items() if i not in same})  # fmt: skip
             for exc in bad.values():
                 store.metrics.codec_error(error_kind(exc))
             if not same and not bad:
@@ -210,9 +220,12 @@ class SessionAuth:
 
     async def _decode_creds(self, blob: bytes) -> Any:
         codec, aad = self._store.codec, _creds_aad(self._addr)
-        if len(blob) > OFFLOAD_BYTES:
-            return await asyncio.to_thread(codec.decode, blob, aad)
-        return codec.decode(blob, aad)
+        if len(blob) <= OFFLOAD_BYTES:
+            try:
+                return codec.decode(blob, aad, INLINE_OUTPUT)
+            except OversizeRecordError:
+                pass  # large once decompressed: off the event loop, with the full limit
+        return await asyncio.to_thread(codec.decode, blob, aad)
 
     async def creds_version(self) -> int:
         """The version of the stored creds (0 when none were saved)."""

@@ -188,8 +188,10 @@ class Codec:
 
         return enc
 
-    def key_decoder(self, aad_prefix: bytes) -> Callable[[str, bytes], Any]:
-        """``dec(key_id, blob) == decode(blob, aad)`` for the keys of one batch and type.
+    def key_decoder(
+        self, aad_prefix: bytes, max_output: int | None = None
+    ) -> Callable[[str, bytes], Any]:
+        """``dec(key_id, blob) == decode(blob, aad, max_output)`` for one batch and type.
 
         ``aad_prefix`` is :meth:`SessionAad.for_type`. An intact uncompressed plaintext blob is
         read inline; anything else (other formats, damage) goes through :meth:`decode`, which
@@ -207,14 +209,20 @@ class Codec:
                 crc = crc32(payload, crc32(len(raw).to_bytes(4, "big") + raw, base))
                 if blob.endswith(crc.to_bytes(4, "big")):
                     return unpack(payload)
-            return self.decode(blob, aad_prefix + _field(key_id))
+            return self.decode(blob, aad_prefix + _field(key_id), max_output)
 
         return dec
 
-    def decode(self, blob: bytes, aad: bytes) -> Any:
-        """Undo :meth:`encode`; raises CorruptDataError or DecryptError, never returns junk."""
+    def decode(self, blob: bytes, aad: bytes, max_output: int | None = None) -> Any:
+        """Undo :meth:`encode`; raises CorruptDataError or DecryptError, never returns junk.
+
+        ``max_output``: decompress at most this much (default and ceiling: ``max_value_bytes``);
+        past it :class:`OversizeRecordError`. A caller on the event loop passes a small bound
+        and retries a value that exceeds it in a worker thread.
+        """
         comp, payload = self.open(blob, aad)
-        return _serialize.unpack(_compress.decompress(comp, payload, self._max))
+        limit = self._max if max_output is None else min(max_output, self._max)
+        return _serialize.unpack(_compress.decompress(comp, payload, limit))
 
     def open(self, blob: bytes, aad: bytes) -> tuple[int, bytes]:
         """Check and decrypt a blob; returns ``(compression id, payload)``."""
