@@ -124,4 +124,3 @@ def snappy_bomb(size: int) -> bytes:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     return bytes(out) + b"\x00\x00"  # one 1-byte literal; a decoder must not trust the prefix
-

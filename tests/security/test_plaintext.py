@@ -201,4 +201,3 @@ async def test_store_meta_is_bound_through_bind_meta(backend: Backend) -> None:
         assert await durable.bind_meta("key_fp:1", "x") == fp
         assert len(fp) == 32
         assert fp != parse_master_key(K1, key_id=1).hex()[:32]
-
