@@ -44,7 +44,8 @@ session's first write takes four round trips instead of one.
 Durability of the Redis-only mode is Redis's: run it with ``appendonly yes`` and
 ``appendfsync everysec`` (may lose ~1 s on a crash) or ``always``, and with
 ``maxmemory-policy noeviction`` (an LRU policy would evict durable data: keep the cache on
-another server, or use ``volatile-*`` policies there, when both tiers share one).
+another server, or use ``volatile-*`` policies there, when both tiers share one). Open logs a
+warning, and ``check()`` reports it, when the policy is ``allkeys-*``.
 """
 
 from __future__ import annotations
