@@ -18,6 +18,8 @@ __all__ = [
     "InvalidInputError",
     "LeaseHeldError",
     "LeaseLostError",
+    "OversizeRecordError",
+    "PlaintextRecordError",
     "StoreClosedError",
     "StoreError",
     "UnavailableError",
@@ -122,6 +124,22 @@ class DecryptError(StoreError):
 
 class CorruptDataError(StoreError):
     """A stored blob is malformed: unknown header, truncated data, bad compression or msgpack."""
+
+
+class PlaintextRecordError(DecryptError):
+    """A plaintext (unencrypted) blob was read by an encrypted store.
+
+    Its CRC is unkeyed, so anyone able to write the database or Redis could have forged it; it
+    is refused unless ``allow_plaintext_reads=True`` (the migration to encryption). Counted as
+    codec error kind ``plaintext``.
+    """
+
+
+class OversizeRecordError(CorruptDataError):
+    """A compressed blob would expand past ``max_value_bytes`` (a decompression bomb).
+
+    Refused before the output is allocated; counted as codec error kind ``too_large``.
+    """
 
 
 class StoreClosedError(StoreError):

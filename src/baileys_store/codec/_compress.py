@@ -13,7 +13,7 @@ from enum import IntEnum
 
 import cramjam
 
-from ..errors import CorruptDataError
+from ..errors import CorruptDataError, OversizeRecordError
 
 
 class Compression(IntEnum):
@@ -34,10 +34,6 @@ NAMES: dict[str, Compression] = {
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _GZIP_WBITS = 31  # zlib: a gzip header and trailer
-
-
-class OversizeRecordError(CorruptDataError):
-    """A compressed record would expand past ``max_value_bytes`` (counted as ``too_large``)."""
 
 
 def compress(algo: Compression, data: bytes) -> bytes:

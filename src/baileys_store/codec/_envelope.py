@@ -23,16 +23,17 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import CorruptDataError, DecryptError, InvalidInputError
+from ..errors import (
+    CorruptDataError,
+    DecryptError,
+    InvalidInputError,
+    OversizeRecordError,
+    PlaintextRecordError,
+)
 from . import _compress, _serialize
 from ._ciphers import Cipher, CipherSuite
-from ._compress import Compression, OversizeRecordError
+from ._compress import Compression
 from ._keyring import KeyRing
-
-
-class PlaintextRecordError(DecryptError):
-    """A plaintext blob read by an encrypted store (counted as codec error ``plaintext``)."""
-
 
 MAGIC = 0xB5
 FORMAT = 1
