@@ -103,7 +103,8 @@ async def test_open_with_redis_down_recovers(fault_redis: FaultRedis, tmp_path: 
     await store.open()  # write-through: opens degraded
     try:
         assert (await store.check()).status == "degraded"
-        check, outcomes = Checker(), []
+        check = Checker()
+        outcomes: list[tuple[float, str]] = []
         up_at = time.monotonic() + 1.5
         until = up_at + 5.0
 

@@ -142,7 +142,7 @@ class OutboxWorker:
             try:
                 target, _, _ = await self._guard("cache", "outbox_counters", lambda a=addr: (  # type: ignore[misc]
                     self._cache.outbox_counters(a)))  # fmt: skip
-                applied += await self.drain(addr, wait=wait)
+                applied += await self.drain(addr, wait=wait, until=target)
                 _, done, _ = await self._guard("cache", "outbox_counters", lambda a=addr: (  # type: ignore[misc]
                     self._cache.outbox_counters(a)))  # fmt: skip
             except UnavailableError:
@@ -158,13 +158,14 @@ class OutboxWorker:
             )
         return applied
 
-    async def drain(self, addr: SessionAddr, *, wait: float = 0.0) -> int:
+    async def drain(self, addr: SessionAddr, *, wait: float = 0.0, until: int = 0) -> int:
         """Drain one session's outbox; returns entries applied.
 
         ``wait``: seconds to wait for another worker's claim (or this process's loop) to end
         (used by ``clear``, ``delete`` and the barrier, which must see an empty outbox);
         :class:`UnavailableError` if it does not. Without ``wait`` a session this process
-        is draining already is skipped.
+        is draining already is skipped. ``until``: stop once this sequence is applied
+        (default: the last one appended when the drain began).
         """
         deadline = time.monotonic() + wait
         lock, users = self._draining.setdefault(addr, (asyncio.Lock(), [0]))
@@ -178,7 +179,7 @@ class OutboxWorker:
             except TimeoutError:
                 raise UnavailableError(f"session {addr}: outbox busy in this process") from None
             try:
-                return await self._drain(addr, deadline, wait)
+                return await self._drain(addr, deadline, wait, until)
             finally:
                 lock.release()
         finally:
@@ -186,7 +187,7 @@ class OutboxWorker:
             if users[0] == 0:
                 del self._draining[addr]
 
-    async def _drain(self, addr: SessionAddr, deadline: float, wait: float) -> int:
+    async def _drain(self, addr: SessionAddr, deadline: float, wait: float, until: int) -> int:
         applied = 0
         while True:
             # Tracked before the call: a stop that cancels it after Redis took the claim must
@@ -205,6 +206,9 @@ class OutboxWorker:
             if not claim.entries:
                 await self._finish(addr, claim.applied)
                 return applied
+            # Bounded: what was appended when this drain began, so a session written without
+            # pause neither keeps this drain (and its lock) forever nor starves the others.
+            until = until or claim.appended
             entries = claim.entries if claim.attempts == 0 else claim.entries[:1]
             done = await self._apply(addr, entries)
             if done is None:  # claim lost to another worker: it carries on
@@ -214,8 +218,8 @@ class OutboxWorker:
                 await self._release(addr)
                 return applied
             applied += len(entries)
-            if self._stopping and done:  # stopping: leave the rest to the next worker
-                await self._release(addr)
+            if done and (self._stopping or 0 < until <= entries[-1].seq):
+                await self._release(addr)  # stopping (the rest is the next worker's) or done
                 return applied
             if done == 0:
                 self._claimed.discard(addr)
