@@ -78,8 +78,14 @@ async def test_flushall_after_acknowledged_writes(own_redis: RedisServer, tmp_pa
         assert await a.keys.get("session", ["1"]) == {"1": b"v2"}  # L1 holds it now
         own_redis.flushall()
 
+        # A read L1 answers entirely serves the acknowledged value (not older, not missing);
+        # one that reaches Redis finds the session's bookkeeping gone.
         with pytest.raises(errors.DataLossError):  # not v1 (older), not {} (missing)
-            await a.keys.get("session", ["1"])
+            await a.keys.get("session", ["1", "2"])
+        with pytest.raises(errors.DataLossError):
+            await a.keys.get("session", ["1"])  # L1 no longer answers either
+        with pytest.raises(errors.DataLossError):
+            await a.load_creds()
         assert metrics.losses == 1
         l1 = store._engine.l1
         assert l1 is not None
@@ -107,6 +113,23 @@ async def test_flushall_after_acknowledged_writes(own_redis: RedisServer, tmp_pa
         assert metrics.losses == 1
 
 
+async def test_sequences_survive_a_reset(own_redis: RedisServer, tmp_path: Path) -> None:
+    """A drained session's next write after a FLUSHALL reaches the durable tier.
+
+    The durable tier skips a batch at or below its last applied sequence: restarting the
+    sequence at 1 would drop the write silently (the cache would show it until its TTL).
+    """
+    async with opened(AuthStore(_config(own_redis, tmp_path), metrics=LossMetrics())) as store:
+        keys = store.session("a").keys
+        for n in range(3):
+            await keys.set({"session": {"1": f"v{n}".encode()}})
+        await store.drain_outbox()
+        own_redis.flushall()
+        await keys.set({"session": {"1": b"after"}})
+        await store.drain_outbox()
+        assert await durable_value(store, "a", "1") == b"after"
+
+
 async def test_loss_noticed_by_the_next_write(own_redis: RedisServer, tmp_path: Path) -> None:
     async with opened(AuthStore(_config(own_redis, tmp_path), metrics=LossMetrics())) as store:
         keys = store.session("a").keys
@@ -119,6 +142,15 @@ async def test_loss_noticed_by_the_next_write(own_redis: RedisServer, tmp_path: 
         assert (await store.check()).status == "healthy"
         await keys.set({"session": {"1": b"new"}})
         assert await keys.get("session", ["1"]) == {"1": b"new"}
+
+
+async def test_loss_noticed_by_a_creds_read(own_redis: RedisServer, tmp_path: Path) -> None:
+    async with opened(AuthStore(_config(own_redis, tmp_path), metrics=LossMetrics())) as store:
+        session = store.session("a")
+        await session.keys.set({"session": {"1": b"v1"}})  # pending
+        own_redis.flushall()
+        with pytest.raises(errors.DataLossError):  # not None: that would be a re-pair
+            await session.load_creds()
 
 
 async def test_loss_noticed_by_check_when_idle(own_redis: RedisServer, tmp_path: Path) -> None:

@@ -72,6 +72,7 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
                     absent.add(i)
                 else:
                     found[i] = bytes(v)
+        self.saw_stamp(addr, max(stamp, 0))
         return CachedKeys(found, frozenset(absent), max(stamp, 0))
 
     def _type_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> tuple[list[str], Any]:
@@ -114,6 +115,7 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
         stamp, blob, version = await self._eval(
             "read_creds", lua.READ_CREDS, [base + "m", base + "b"], []
         )
+        self.saw_stamp(addr, int(stamp))
         if version is None:
             return CachedCreds(None, False, int(stamp))
         record = CredsRecord(bytes(blob), int(version)) if blob is not None else None

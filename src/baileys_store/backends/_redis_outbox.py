@@ -20,8 +20,9 @@ batch at or below its last applied sequence, so a restart at 1 would drop new wr
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import msgpack
@@ -103,11 +104,13 @@ class RedisOutbox(RedisCache):
     """Outbox operations on the Redis cache tier (used by the outbox worker and the CLI).
 
     ``epoch``: the prefix's epoch as this store last bound it (``None``: not bound yet);
-    ``epoch_changed`` turns True when a write-behind call found another (or none).
+    ``epoch_changed`` turns True when a write-behind call found another (or none), or a read
+    found the bookkeeping of a session with entries pending here gone.
     """
 
     epoch: str | None = None
     epoch_changed = False
+    pending: Mapping[SessionAddr, int] = MappingProxyType({})  # the engine's ``behind``
 
     def _epoch_key(self) -> str:
         return f"{self._prefix}:epoch"
@@ -138,18 +141,15 @@ class RedisOutbox(RedisCache):
         key, client = self._epoch_key(), self._c()
         return self._saw_epoch(await self._run("outbox", lambda: client.get(key)))
 
-    async def bookkeeping(self, addr: SessionAddr) -> tuple[int, str | None]:
-        """``(last appended sequence, epoch)`` in one round trip: is the session's outbox there?"""
-        b, key, client = self._base(addr) + "b", self._epoch_key(), self._c()
+    def saw_stamp(self, addr: SessionAddr, stamp: int) -> None:
+        """A read's write stamp: 0 for a session with entries pending here means a data loss.
 
-        async def run() -> list[Any]:
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.hget(b, "os")
-                pipe.get(key)
-                return list(await pipe.execute())
-
-        appended, found = await self._run("outbox", run)
-        return int(appended or 0), self._saw_epoch(found)
+        Every write-behind append bumps the stamp (never reset but by a loss), so a session in
+        ``pending`` (``Engine.behind``: entries this process appended, not yet drained) that
+        reads stamp 0 has lost its bookkeeping, and with it the entries.
+        """
+        if stamp == 0 and addr in self.pending:
+            self.epoch_changed = True
 
     def _ready_key(self) -> str:
         return f"{self._prefix}:outbox:ready"

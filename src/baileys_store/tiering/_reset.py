@@ -6,9 +6,10 @@ a store binds the prefix it also sets ``<prefix>:epoch`` to a random value and r
 reset is detected on the hot path, where the store touches Redis anyway:
 
 - every write-behind call reads the epoch in its own round trip (after its script);
-- a read of a session this process has entries pending for (``Engine.behind``) reads the
-  session's bookkeeping and the epoch in one extra round trip: the sequence must not have gone
-  below the last one this process appended;
+- a read that reaches Redis for a session this process has entries pending for
+  (``Engine.behind``) checks the write stamp the read script returns anyway: every append
+  bumps it, so 0 means the session's bookkeeping is gone (no extra round trip; a read L1
+  answers entirely serves the acknowledged value and needs no check);
 - the worker's idle round and ``check()`` read the epoch.
 
 On detection: L1 is emptied, an error is logged, ``data_loss`` is counted, the sessions with
@@ -51,7 +52,6 @@ class EpochCache(Protocol):
     async def bind_durable(self, store_id: str) -> None: ...
     async def bind_epoch(self, candidate: str) -> str: ...
     async def current_epoch(self) -> str | None: ...
-    async def bookkeeping(self, addr: SessionAddr) -> tuple[int, str | None]: ...
 
 
 class ResetWatch:
@@ -95,15 +95,8 @@ class ResetWatch:
             await self.reset()
 
     async def verify(self, addr: SessionAddr) -> None:
-        """After reading a session with entries pending here: is its outbox still there?"""
-        expected = self.behind.get(addr)
-        if expected is None:
-            return
-        cache = self.cache
-        appended, _ = await self.guard("cache", "outbox_counters", lambda: cache.bookkeeping(addr))
-        if appended < expected and self.behind.get(addr, 0) == expected:
-            cache.epoch_changed = True  # the session's bookkeeping went back: a reset
-        if cache.epoch_changed:
+        """After a read: handle a reset it noticed (a stamp of 0, see ``saw_stamp``)."""
+        if self.cache.epoch_changed:
             await self.reset()
         self.check(addr)
 
