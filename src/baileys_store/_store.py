@@ -281,7 +281,8 @@ class AuthStore:
 
         Returns the entries applied here, once every entry appended before the call (by any
         process) is in the durable tier, including a batch this process's worker had claimed.
-        Sessions another worker is draining are waited for (up to ``op_timeout`` each).
+        Sessions another worker is draining are waited for (up to ``op_timeout`` each). An
+        entry moved to the dead letters counts as done (see :meth:`retry_dead_letters`).
 
         Raises:
             UnavailableError: some sessions were not drained in time (named in the message:

@@ -64,6 +64,7 @@ class ResetWatch:
         self.lost: set[SessionAddr] = set()
         self.resets = 0
         self._lock = asyncio.Lock()
+        self._rebinding = False
 
     async def bind(self) -> None:
         """Bind the prefix: the durable tier's marker (ConfigError if another's), the epoch."""
@@ -113,21 +114,27 @@ class ResetWatch:
         async with self._lock:
             if not self.cache.epoch_changed:
                 return  # another task handled it
-            at_risk = set(self.behind)
-            self.lost |= at_risk
-            for addr in at_risk:
-                self.behind.pop(addr, None)
-            if self.l1 is not None:
-                await self.l1.close()  # it may hold values Redis no longer has
-            self.resets += 1
-            self.metrics.data_loss()
-            log.error(
-                "redis cache lost its data (epoch changed); %d session(s) with write-behind "
-                "entries pending here are marked lost until acknowledged",
-                len(at_risk),
-                extra={"event": "cache_data_loss", "sessions": len(at_risk)},
-            )
+            if not self._rebinding:  # a bind that failed is retried without marking again
+                await self._mark()
+                self._rebinding = True
             await self.bind()
+            self._rebinding = False
+
+    async def _mark(self) -> None:
+        at_risk = set(self.behind)
+        self.lost |= at_risk
+        for addr in at_risk:
+            self.behind.pop(addr, None)
+        if self.l1 is not None:
+            await self.l1.close()  # empties it: it may hold values Redis no longer has
+        self.resets += 1
+        self.metrics.data_loss()
+        log.error(
+            "redis cache lost its data (epoch changed); %d session(s) with write-behind "
+            "entries pending here are marked lost until acknowledged",
+            len(at_risk),
+            extra={"event": "cache_data_loss", "sessions": len(at_risk)},
+        )
 
 
 class WatchedEngine(Engine):
