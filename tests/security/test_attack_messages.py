@@ -14,8 +14,8 @@ import base64
 import logging
 import secrets
 import time
-from functools import partial
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
