@@ -2,7 +2,8 @@
 
 One scenario drives a hybrid store through what each metric counts — hits and misses, fills,
 conflicts, a takeover that fences the old holder, an open breaker, a durable outage buffered in
-the outbox, a dead letter, a corrupt blob, a retried Redis call — and fails if any method of the
+the outbox, a dead letter, a corrupt blob, a corrupt cached record, a retried Redis call, Redis
+losing write-behind data — and fails if any method of the
 metrics interface was never called or any family has no sample. No metric may be defined and
 left dead (the Node anchor defined 33 and updated 20).
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aredis
+import redis.exceptions as rex
 from prometheus_client import CollectorRegistry
 
 from baileys_store import AuthStore, StoreConfig, errors
@@ -78,10 +80,24 @@ async def test_every_metric_is_updated(redis_server: RedisServer, tmp_path: Path
     a._engine.l1.forget(s1)
     assert await keys.get("session", ["1.0"]) == {"1.0": b"v1"}
 
-    # A Redis connection killed under the pool: the next call is retried.
+    # A Redis connection reset under a call: the call is retried. (Injected: killing the pool's
+    # connections with CLIENT KILL is noticed by redis-py when it checks a connection out, and
+    # reconnected there, so it no longer reaches the retry layer.)
     admin = aredis.Redis.from_url(redis_server.url)
-    await admin.client_kill_filter(_type="normal", skipme=True)
-    await a.session("s3", namespace=NS).keys.get("session", ["a"])
+    client: Any = redis_cache._c()
+    real, resets = client.execute_command, [rex.ConnectionError("reset by the test")]
+
+    async def reset_once(*args: Any, **kwargs: Any) -> Any:
+        if resets:
+            raise resets.pop()
+        return await real(*args, **kwargs)
+
+    client.execute_command = reset_once
+    try:
+        await a.session("s3", namespace=NS).keys.get("session", ["a"])
+    finally:
+        del client.execute_command
+    assert resets == []
 
     # The durable tier goes down: writes are buffered, reads of misses fail, the breaker opens.
     durable.fail_with = errors.UnavailableError("down")
@@ -117,6 +133,21 @@ async def test_every_metric_is_updated(redis_server: RedisServer, tmp_path: Path
         await keys.set({"session": {"1.0": b"stale"}})
     await b.close()
     await a.close()
+
+    # Write-behind on a prefix whose keys Redis lost (a flush, an empty restart): detected.
+    wb_prefix = unique_prefix()
+    wb_config = config.model_copy(update={
+        "cache": with_query(redis_server.url, prefix=wb_prefix), "write_mode": "write-behind"})
+    c = AuthStore(wb_config, durable=SQLiteDurable(tmp_path / "m.db"),
+                  cache=make_cache(wb_config), metrics=spy)  # fmt: skip
+    await c.open()
+    await c.session("s9", namespace=NS).keys.set({"session": {"1": b"acked"}})
+    lost = [k async for k in admin.scan_iter(match=f"{wb_prefix}*")]
+    assert lost
+    await admin.delete(*lost)
+    with pytest.raises(errors.DataLossError):
+        await c.session("s9", namespace=NS).keys.set({"session": {"2": b"x"}})
+    await c.close()
     await admin.aclose()
 
     assert METHODS - spy.called == set()
