@@ -86,12 +86,12 @@ async def test_errors_and_logs_carry_no_secrets(
     durable = SQLiteDurable(sqlite_path(url))
     await durable.open()
     try:
-        blob = await durable.get_keys(
+        stored = await durable.get_keys(
             store.session("5511", namespace="clinic-1")._addr, "session", ["1.0"]
         )
     finally:
         await durable.close()
-    assert session_record not in blob["1.0"]
+    assert session_record not in stored["1.0"]
 
     everything = "\n".join(texts)
     assert len(texts) >= 6

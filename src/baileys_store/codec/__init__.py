@@ -1,8 +1,9 @@
 """The codec: msgpack, optional compression, optional authenticated encryption, one header."""
 
+from ..errors import OversizeRecordError, PlaintextRecordError
 from ._ciphers import Cipher
-from ._compress import Compression, OversizeRecordError
-from ._envelope import Codec, PlaintextRecordError, error_kind, record_aad, session_aad
+from ._compress import Compression
+from ._envelope import Codec, error_kind, record_aad, session_aad
 from ._keyring import KeyRing, parse_master_key
 
 __all__ = [
