@@ -7,9 +7,10 @@ from . import errors
 from ._auth_state import AuthState, CredsSaver, use_auth_state
 from ._config import StoreConfig
 from ._health import StoreHealth
+from ._purge import PurgeReport
 from ._rotation import RotationReport
 from ._session import KeyStore, SessionAuth
-from ._store import AuthStore, PurgeReport, open_store
+from ._store import AuthStore, open_store
 from .backends.base import DeadLetterRetry, SessionInfo, TierHealth
 
 __all__ = [

@@ -7,15 +7,15 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TypeVar
 
 from ._config import StoreConfig
 from ._health import StoreHealth, health
+from ._lifecycle import close_tiers, open_tiers
 from ._model import KeyWrite, SessionAddr, check_namespace, session_addr
+from ._purge import PurgeReport, purge_sessions
 from ._rotation import RotationReport, rotate_keys
 from ._session import SessionAuth
-from ._store_meta import verify_store_meta
 from .backends._registry import make_cache, make_durable
 from .backends.base import (
     CacheBackend,
@@ -26,8 +26,6 @@ from .backends.base import (
 )
 from .codec import Codec
 from .errors import (
-    InvalidInputError,
-    LeaseHeldError,
     StoreClosedError,
     StoreError,
     UnavailableError,
@@ -38,7 +36,6 @@ from .observability._tracing import span
 from .resilience import BreakerSettings, CircuitBreaker
 from .tiering import TierGuard
 from .tiering._build import build_engine
-from .tiering._cache_tier import SharedCacheTier
 from .tiering._dead import retry_dead_letters
 from .tiering._reconnect import CacheReconnect
 
@@ -89,70 +86,19 @@ class AuthStore:
         With a Redis cache, an unreachable Redis does not fail ``open``: the store starts
         degraded (reads and write-through writes go to the durable tier) and uses Redis once
         it answers. In write-behind mode Redis is the primary, so it must answer.
+
+        Raises:
+            ConfigError: the durable tier's metadata does not match the configuration
+                (encryption mode, master keys), or the Redis prefix belongs to another store.
+            UnavailableError: the durable tier (or, in write-behind, Redis) did not answer.
         """
-        await self._guard("durable", "open", self.durable.open)
-        try:
-            meta = lambda: verify_store_meta(self.durable, self.config)  # noqa: E731
-            await self._guard("durable", "open", meta)
-        except BaseException:
-            await self.durable.close()
-            raise
-        engine = self._engine
-        if engine.cache is not None:
-            try:
-                await self._guard("cache", "open", engine.cache.open)
-                await self._bind(engine.shared)
-            except UnavailableError:
-                if engine.write_behind or engine.shared is None:
-                    await engine.cache.close()
-                    await self.durable.close()
-                    raise
-                log.warning("cache tier unavailable at start; serving from the durable tier",
-                            extra={"event": "cache_unavailable"})  # fmt: skip
-                self._reconnect = CacheReconnect(
-                    engine.cache, self._guard, lambda: self._bind(engine.shared),
-                    on_back=self._worker.notify if self._worker else lambda: None)  # fmt: skip
-                self._reconnect.start()
-            except BaseException:
-                await engine.cache.close()
-                await self.durable.close()
-                raise
-        if engine.leases is not None:
-            engine.leases.start()
-        if self._worker is not None and self.config.outbox_worker:
-            self._worker.start()
+        await open_tiers(self)
         self._open = True
-
-    async def _bind(self, shared: SharedCacheTier | None) -> None:
-        """Tie a Redis cache's prefix to this durable tier (ConfigError if another has it).
-
-        Two stores with different durable tiers under one prefix would serve each other's
-        cached records and drain each other's outboxes into the wrong database. The prefix's
-        epoch is read too, so a Redis that loses its data is noticed (:mod:`.tiering._reset`).
-        """
-        watch = getattr(self._engine, "watch", None)
-        if watch is not None:
-            await watch.bind()
-            return
-        store_id = getattr(self.durable, "store_id", "")
-        if shared is not None and store_id:
-            await self._guard("cache", "bind_durable", lambda: shared.bind_durable(store_id))
 
     async def close(self) -> None:
         """Stop the worker, release leases, close the tiers; idempotent."""
         self._open = False
-        engine = self._engine
-        if self._reconnect is not None:
-            await self._reconnect.stop()
-        if self._worker is not None:
-            await self._worker.stop()
-        if engine.leases is not None:
-            await engine.leases.stop()
-        if engine.cache is not None:
-            await engine.cache.close()
-        if engine.l1 is not None:
-            await engine.l1.close()
-        await self.durable.close()
+        await close_tiers(self)
 
     async def __aenter__(self) -> AuthStore:
         await self.open()
@@ -215,21 +161,7 @@ class AuthStore:
         Raises:
             InvalidInputError: ``older_than`` is not positive.
         """
-        if not older_than > 0:
-            raise InvalidInputError("purge: older_than must be a positive number of seconds")
-        cutoff = time.time() - older_than
-        old = [i async for i in self.list_sessions(namespace) if i.updated_at < cutoff]
-        report = PurgeReport(matched=len(old))
-        if dry_run:
-            return report
-        for info in old:
-            try:
-                await self.session(info.session_id, namespace=info.namespace).delete()
-            except LeaseHeldError:
-                report.in_use += 1
-                continue
-            report.deleted += 1
-        return report
+        return await purge_sessions(self, older_than, namespace=namespace, dry_run=dry_run)
 
     async def rotate_keys(
         self,
@@ -364,15 +296,6 @@ class AuthStore:
 
     async def _delete_session(self, addr: SessionAddr) -> bool:
         return await self._timed("delete_session", addr, lambda: self._engine.delete_session(addr))
-
-
-@dataclass(slots=True)
-class PurgeReport:
-    """What :meth:`AuthStore.purge` did: sessions old enough, deleted, and skipped in use."""
-
-    matched: int
-    deleted: int = 0
-    in_use: int = 0
 
 
 @asynccontextmanager

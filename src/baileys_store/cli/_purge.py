@@ -6,7 +6,8 @@ import re
 
 import click
 
-from .._store import AuthStore, PurgeReport
+from .._purge import PurgeReport
+from .._store import AuthStore
 from ._sessions import run_with_store, store_option
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
