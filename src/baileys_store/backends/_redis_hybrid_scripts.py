@@ -40,6 +40,15 @@ local function pending(b)
   return tonumber(r[1] or '0') > tonumber(r[2] or '0')
 end
 local function dead(b) return tonumber(redis.call('HGET', b, 'dl') or '0') > 0 end
+-- A session with no bookkeeping (new, or lost with the rest of Redis) starts its outbox
+-- sequences at now_ms << 10: above any sequence the durable tier applied before, so new
+-- entries are never skipped as redeliveries. Exact: ~2^51, below Lua's 2^53.
+local function seed(b, now_ms)
+  if redis.call('HEXISTS', b, 'os') == 0 then
+    local s = string.format('%.0f', tonumber(now_ms) * 1024)
+    redis.call('HSET', b, 'os', s, 'oa', s)
+  end
+end
 local function held(b) return pending(b) or dead(b) end
 local function keep(key, ttl, hold)
   if hold then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ttl) end
@@ -144,6 +153,7 @@ local b, types, o, z = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if stale(b, ARGV[1]) then return {1, issued(b)} end
 local bad = check_types(types, 5)
 if bad then return {4, bad} end
+seed(b, ARGV[2])
 local seq = redis.call('HINCRBY', b, 'os', 1)
 local oa = tonumber(redis.call('HGET', b, 'oa') or '0')
 local token = tonumber(ARGV[1]) or 0
@@ -190,6 +200,7 @@ end
 v = v + 1
 redis.call('HSET', m, 'creds', ARGV[3], 'v', v)
 redis.call('PERSIST', m)
+seed(b, ARGV[2])
 local seq = redis.call('HINCRBY', b, 'os', 1)
 local oa = tonumber(redis.call('HGET', b, 'oa') or '0')
 local token = tonumber(ARGV[1]) or 0
@@ -287,6 +298,7 @@ if ARGV[5] ~= '' then
   if row[1] ~= ARGV[5] or row[2] ~= ARGV[6] then return {3} end
 end
 local token, now = tonumber(ARGV[1]) or 0, tonumber(ARGV[2])
+if ARGV[4] ~= '' or ARGV[5] ~= '' then seed(b, ARGV[2]) end
 local oa = tonumber(redis.call('HGET', b, 'oa') or '0')
 local seq = tonumber(redis.call('HGET', b, 'os') or '0')
 if seq <= oa and (ARGV[4] ~= '' or ARGV[5] ~= '') then redis.call('HSET', b, 'ot', now) end

@@ -35,18 +35,6 @@ from .redis import RedisCache
 
 _PAGE = 200
 # KEYS: b. ARGV: floor. A session without bookkeeping starts its sequences at the floor.
-SEED = """
-if redis.call('HEXISTS', KEYS[1], 'os') == 0 then
-  redis.call('HSET', KEYS[1], 'os', ARGV[1], 'oa', ARGV[1])
-end
-"""
-
-
-def seq_floor() -> int:
-    """The first sequence of a session with no bookkeeping: above any earlier one's."""
-    return int(time.time() * 1000) << 10
-
-
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
     """One outbox entry: key writes (``kind == "k"``) or a creds save (``"c"``)."""
@@ -174,20 +162,19 @@ class RedisOutbox(RedisCache):
 
         Both go in one pipelined round trip; the index entry comes first, so a crash between
         the two leaves at worst an index entry with nothing to drain, never an undrained outbox.
-        The same round trip seeds a missing sequence (``keys[0]`` is the bookkeeping hash) and
-        reads the epoch after the script, so a data loss before the script is seen.
+        The same round trip reads the epoch after the script, so a data loss before the script
+        is seen (the scripts seed a missing sequence themselves: see ``seed`` in the scripts).
         """
-        script, seed, client = self._script(source), self._script(SEED), self._c()
+        script, client = self._script(source), self._c()
         ready, member, epoch = self._ready_key(), self._member(addr), self._epoch_key()
 
         async def run() -> list[Any]:
             # ``async with``: a pipeline cut short by a timeout or cancel is reset, not leaked.
             async with client.pipeline(transaction=False) as pipe:
                 pipe.zadd(ready, {member: time.time()}, nx=True)
-                await seed(keys=keys[:1], args=[seq_floor()], client=pipe)
                 await script(keys=keys, args=args, client=pipe)
                 pipe.get(epoch)
-                _, _, reply, found = await pipe.execute()
+                _, reply, found = await pipe.execute()
             self._saw_epoch(found)
             return list(reply)
 
