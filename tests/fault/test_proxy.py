@@ -11,6 +11,7 @@ import pytest
 import redis
 import redis.asyncio
 from pymongo import MongoClient
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -100,7 +101,7 @@ async def test_blackhole_stalls_an_async_client_while_the_loop_is_blocked(
 ) -> None:
     """The proxy has its own loop: a sync call blocking this loop still gets through."""
     r = redis.asyncio.Redis.from_url(fault_redis.url, socket_timeout=0.5,
-                                     retry=Retry(NoBackoff(), 0))  # fmt: skip
+                                     retry=AsyncRetry(NoBackoff(), 0))  # fmt: skip
     try:
         await r.set("a", b"1")
         assert client(fault_redis.url).get("a") == b"1"  # blocks this loop; the proxy serves it
