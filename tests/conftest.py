@@ -23,8 +23,12 @@ from tests.backends import CONTRACT_BACKENDS
 # Server harness plugins (one per server); each starts its server once per test run.
 pytest_plugins = [
     name
-    for name in ("tests._services.redis", "tests._services.postgres", "tests._services.mongo",
-                 "tests._services.hybrid")
+    for name in (
+        "tests._services.redis",
+        "tests._services.postgres",
+        "tests._services.mongo",
+        "tests._services.hybrid",
+    )
     if importlib.util.find_spec(name) is not None
 ]
 

@@ -27,8 +27,9 @@ def _describe(exc: ValidationError) -> str:
         # Dict keys in a location are user input too: ``{KEY: 1}`` (id and key swapped) would
         # put the master key into the location, so only field names and int ids are shown.
         head, *rest = err["loc"] or ("config",)
-        loc = ".".join([str(head), *(str(p) if isinstance(p, int) or p == "[key]" else "*"
-                                     for p in rest)])
+        loc = ".".join(
+            [str(head), *(str(p) if isinstance(p, int) or p == "[key]" else "*" for p in rest)]
+        )
         parts.append(f"{loc}: {err['msg']}")
     return "invalid configuration: " + "; ".join(parts)
 
@@ -200,8 +201,10 @@ class StoreConfig(BaseModel):
 
         No encryption; everything else default. ``overrides`` win.
         """
-        base: dict[str, Any] = {"durable": "sqlite:///baileys-store-dev.db",
-                                "sqlite_synchronous": "normal"}  # fmt: skip
+        base: dict[str, Any] = {
+            "durable": "sqlite:///baileys-store-dev.db",
+            "sqlite_synchronous": "normal",
+        }
         return cls(**{**base, **overrides})
 
     @classmethod
@@ -217,15 +220,24 @@ class StoreConfig(BaseModel):
         """
         if overrides.get("encryption") == "none":
             raise ConfigError("production: encryption cannot be 'none'")
-        base: dict[str, Any] = {"encryption": "aes-256-gcm", "sqlite_synchronous": "full",
-                                "compression": "zstd", "durable_outage": "buffer"}  # fmt: skip
+        base: dict[str, Any] = {
+            "encryption": "aes-256-gcm",
+            "sqlite_synchronous": "full",
+            "compression": "zstd",
+            "durable_outage": "buffer",
+        }
         return cls(**{**base, **overrides})
 
     @classmethod
     def testing(cls, **overrides: Any) -> StoreConfig:
         """Tests: everything in memory (``memory://`` tiers), short timeouts, a quick breaker."""
-        base: dict[str, Any] = {"durable": "memory://", "cache": "memory://", "op_timeout": 2.0,
-                                "breaker_reset_timeout": 1.0, "lease_ttl": 5.0}  # fmt: skip
+        base: dict[str, Any] = {
+            "durable": "memory://",
+            "cache": "memory://",
+            "op_timeout": 2.0,
+            "breaker_reset_timeout": 1.0,
+            "lease_ttl": 5.0,
+        }
         return cls(**{**base, **overrides})
 
     @property
@@ -269,7 +281,7 @@ class StoreConfig(BaseModel):
         for name, value in env.items():
             if not name.startswith(ENV_PREFIX):
                 continue
-            field = name[len(ENV_PREFIX):].lower()
+            field = name[len(ENV_PREFIX) :].lower()
             if field not in fields:
                 raise ConfigError(f"unknown setting {name}; known: {sorted(fields)}")
             data[field] = value

@@ -86,11 +86,17 @@ def _signal_identities(ids: object, name: str) -> None:
 
 # (names, check, what is expected): checked whenever the field is present.
 _SCALARS: tuple[tuple[tuple[str, str], Callable[[object], bool], str], ...] = (
-    (("registrationId", "registration_id"), lambda v: _int(v, 0, (1 << 14) - 1),
-     "an int in 0..16383 (14 bits)"),
+    (
+        ("registrationId", "registration_id"),
+        lambda v: _int(v, 0, (1 << 14) - 1),
+        "an int in 0..16383 (14 bits)",
+    ),
     (("advSecretKey", "adv_secret_key"), lambda v: isinstance(v, str), "a base64 str"),
-    (("routingInfo", "routing_info"), lambda v: v is None or isinstance(v, _BYTES),
-     "bytes or None"),
+    (
+        ("routingInfo", "routing_info"),
+        lambda v: v is None or isinstance(v, _BYTES),
+        "bytes or None",
+    ),
 )
 
 

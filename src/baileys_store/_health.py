@@ -52,8 +52,9 @@ class StoreHealth:
     cache_resets: int = 0
 
 
-async def _probe(backend: DurableBackend | CacheBackend | CacheTier, tier: str,
-                 limit: float) -> TierHealth:  # fmt: skip
+async def _probe(
+    backend: DurableBackend | CacheBackend | CacheTier, tier: str, limit: float
+) -> TierHealth:
     try:
         async with asyncio.timeout(limit):
             return await backend.check()

@@ -39,11 +39,16 @@ async def open_tiers(store: AuthStore) -> None:
                 await engine.cache.close()
                 await durable.close()
                 raise
-            log.warning("cache tier unavailable at start; serving from the durable tier",
-                        extra={"event": "cache_unavailable"})  # fmt: skip
+            log.warning(
+                "cache tier unavailable at start; serving from the durable tier",
+                extra={"event": "cache_unavailable"},
+            )
             store._reconnect = CacheReconnect(
-                engine.cache, guard, lambda: bind(store),
-                on_back=worker.notify if worker else lambda: None)  # fmt: skip
+                engine.cache,
+                guard,
+                lambda: bind(store),
+                on_back=worker.notify if worker else lambda: None,
+            )
             store._reconnect.start()
         except BaseException:
             await engine.cache.close()

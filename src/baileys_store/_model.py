@@ -41,9 +41,7 @@ class KeyWrite(NamedTuple):
 def _check(pattern: re.Pattern[str], value: object, what: str) -> str:
     if not isinstance(value, str) or pattern.fullmatch(value) is None:
         shown = repr(value)[:80] if isinstance(value, str) else type(value).__name__
-        raise InvalidInputError(
-            f"invalid {what} {shown}: expected {pattern.pattern!r}"
-        )
+        raise InvalidInputError(f"invalid {what} {shown}: expected {pattern.pattern!r}")
     return value
 
 

@@ -73,8 +73,9 @@ async def rotate_keys(
 
     listing = store.durable
     if not isinstance(listing, KeyListing):
-        raise ConfigError(f"key rotation needs to list keys, which the {store.durable.name} "
-                          "backend cannot do")  # fmt: skip
+        raise ConfigError(
+            f"key rotation needs to list keys, which the {store.durable.name} backend cannot do"
+        )
     codec, engine, report = store.codec, store._engine, RotationReport()
 
     def reencode(blob: bytes, aad: bytes) -> bytes | None:
@@ -108,8 +109,9 @@ async def rotate_keys(
         if not verify:
             await engine.rewrite_keys(addr, key_type, ids, transform)
             return
-        blobs = await store._guard("durable", "get_keys", lambda: store.durable.get_keys(
-            addr, key_type, ids))  # fmt: skip
+        blobs = await store._guard(
+            "durable", "get_keys", lambda: store.durable.get_keys(addr, key_type, ids)
+        )
         for key_id, blob in blobs.items():
             transform(key_id, blob)
 

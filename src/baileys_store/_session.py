@@ -108,8 +108,14 @@ class KeyStore:
             await self._recover(key_type, prefix, blobs, out, failed)
         return out
 
-    async def _recover(self, key_type: str, prefix: bytes, blobs: dict[str, bytes],
-                       out: dict[str, Any], failed: dict[str, StoreError]) -> None:  # fmt: skip
+    async def _recover(
+        self,
+        key_type: str,
+        prefix: bytes,
+        blobs: dict[str, bytes],
+        out: dict[str, Any],
+        failed: dict[str, StoreError],
+    ) -> None:
         """Blobs that failed to decode: serve the durable copies when those decode.
 
         The failed blobs may come from a cache tier (damaged, or forged in Redis) while the
@@ -124,8 +130,9 @@ class KeyStore:
         if durable is not None:
             # The same bytes fail the same way: only a different durable copy is decoded.
             same = {i: failed[i] for i, b in durable.items() if b == blobs[i]}
-            fresh, bad = await _decode_batch(store.codec, prefix, {
-                i: b for i, b in durable.items() if i not in same})  # fmt: skip
+            fresh, bad = await _decode_batch(
+                store.codec, prefix, {i: b for i, b in durable.items() if i not in same}
+            )
             for exc in bad.values():
                 store.metrics.codec_error(error_kind(exc))
             if not same and not bad:

@@ -42,6 +42,7 @@ from .tiering._reconnect import CacheReconnect
 T = TypeVar("T")
 log = logging.getLogger("baileys_store")
 
+
 class AuthStore:
     """The store. Get one from :func:`open_store`; get sessions from :meth:`session`."""
 
@@ -60,17 +61,20 @@ class AuthStore:
         self.durable: DurableBackend = durable or make_durable(config)
         self.cache: CacheBackend | None = cache if durable or cache else make_cache(config)
         settings = BreakerSettings.from_config(config)
-        self.breakers = {t: CircuitBreaker(t, settings, on_transition=self._transition)
-                         for t in ("durable", "cache")}  # fmt: skip
+        self.breakers = {
+            t: CircuitBreaker(t, settings, on_transition=self._transition)
+            for t in ("durable", "cache")
+        }
         for tier in ("durable", "cache") if self.cache is not None else ("durable",):
             # A gauge with labels has no sample until set: show "closed" from the start.
             self.metrics.breaker_state(tier, self.breakers[tier].state)
         self._guard = TierGuard(
-            self.breakers, config.op_timeout,
+            self.breakers,
+            config.op_timeout,
             abandon_durable=not getattr(self.durable, "cancels_promptly", False),
             local_cache=getattr(self.cache, "in_process", False),
             observe=self.metrics.observe_op,
-        )  # fmt: skip
+        )
         self._engine, self._worker = build_engine(
             config, self.durable, self.cache, self._guard, self.metrics
         )
@@ -205,8 +209,9 @@ class AuthStore:
         """
         self._check_open()
         leases = self._engine.leases
-        return False if leases is None else await leases.release(
-            session_addr(namespace, session_id))  # fmt: skip
+        return (
+            False if leases is None else await leases.release(session_addr(namespace, session_id))
+        )
 
     async def drain_outbox(self) -> int:
         """Apply the pending outbox entries now (all sessions); a barrier.
@@ -244,8 +249,13 @@ class AuthStore:
 
     def _transition(self, tier: str, old: str, new: str) -> None:
         self.metrics.breaker_state(tier, new)
-        log.warning("circuit breaker %s: %s -> %s", tier, old, new,
-                    extra={"event": "breaker_transition", "tier": tier, "state": new})  # fmt: skip
+        log.warning(
+            "circuit breaker %s: %s -> %s",
+            tier,
+            old,
+            new,
+            extra={"event": "breaker_transition", "tier": tier, "state": new},
+        )
 
     async def _timed(self, op: str, addr: SessionAddr, fn: Callable[[], Awaitable[T]]) -> T:
         """Run one store operation, counting it by outcome (labels never name the session)."""
@@ -253,8 +263,13 @@ class AuthStore:
         start = time.perf_counter()
         result = "ok"
         try:
-            with span(f"baileys_store.{op}", system=self.durable.name, operation=op,
-                      namespace=addr.namespace, tier="store"):  # fmt: skip
+            with span(
+                f"baileys_store.{op}",
+                system=self.durable.name,
+                operation=op,
+                namespace=addr.namespace,
+                tier="store",
+            ):
                 return await fn()
         except StoreError as exc:
             result = result_of(exc)

@@ -44,25 +44,32 @@ async def verify_store_meta(durable: DurableBackend, config: StoreConfig) -> Non
     """
     bind = getattr(durable, "bind_meta", None)
     if bind is None:  # a custom backend written before bind_meta: nothing to check against
-        log.warning("durable backend %s keeps no store metadata: encryption settings are not "
-                    "checked at open", durable.name,
-                    extra={"event": "store_meta_unsupported"})  # fmt: skip
+        log.warning(
+            "durable backend %s keeps no store metadata: encryption settings are not "
+            "checked at open",
+            durable.name,
+            extra={"event": "store_meta_unsupported"},
+        )
         return
     encrypted = config.encryption != "none"
     mode = "encrypted" if encrypted else "none"
     bound = await durable.bind_meta(ENCRYPTION, mode)
     if bound != mode:
         if not encrypted:
-            raise ConfigError("this store was written with encryption, but encryption is 'none': "
-                              "configure its encryption and master_keys")  # fmt: skip
+            raise ConfigError(
+                "this store was written with encryption, but encryption is 'none': "
+                "configure its encryption and master_keys"
+            )
         if not config.allow_plaintext_reads:
             raise ConfigError(
                 f"this store was written without encryption, but encryption is "
                 f"{config.encryption!r}: set allow_plaintext_reads=True to migrate it (then run "
                 "`baileys-store keys rotate`)"
             )
-        log.warning("plaintext store opened with encryption: marking it encrypted (migration)",
-                    extra={"event": "store_encryption_migrated"})  # fmt: skip
+        log.warning(
+            "plaintext store opened with encryption: marking it encrypted (migration)",
+            extra={"event": "store_encryption_migrated"},
+        )
         await durable.bind_meta(ENCRYPTION, mode, replace=True)
     if not encrypted:
         return
@@ -72,5 +79,7 @@ async def verify_store_meta(durable: DurableBackend, config: StoreConfig) -> Non
         assert key is not None
         fp = key_fingerprint(key)
         if await durable.bind_meta(f"key_fp:{kid}", fp) != fp:
-            raise ConfigError(f"master key {kid} does not match the key this store was written "
-                              "with (a different key under a reused id)")  # fmt: skip
+            raise ConfigError(
+                f"master key {kid} does not match the key this store was written "
+                "with (a different key under a reused id)"
+            )

@@ -19,8 +19,11 @@ def _cache(redis_server: RedisServer) -> str:
 @pytest.fixture
 def backend_hybrid_wb(redis_server: RedisServer, tmp_path: Path) -> Backend:
     """SQLite under a Redis cache in write-behind mode (outbox + in-process worker)."""
-    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'store.db'}", cache=_cache(redis_server),
-                         write_mode="write-behind")  # fmt: skip
+    config = StoreConfig(
+        durable=f"sqlite:///{tmp_path / 'store.db'}",
+        cache=_cache(redis_server),
+        write_mode="write-behind",
+    )
     return Backend("hybrid-wb", config)
 
 
@@ -32,10 +35,9 @@ def backend_hybrid_postgres(redis_server: RedisServer, postgres_db: PostgresData
 
 
 @pytest.fixture
-def backend_hybrid_postgres_wb(
-    redis_server: RedisServer, postgres_db: PostgresDatabase
-) -> Backend:
+def backend_hybrid_postgres_wb(redis_server: RedisServer, postgres_db: PostgresDatabase) -> Backend:
     """PostgreSQL under a Redis cache, write-behind."""
-    config = StoreConfig(durable=postgres_db.dsn, cache=_cache(redis_server),
-                         write_mode="write-behind")  # fmt: skip
+    config = StoreConfig(
+        durable=postgres_db.dsn, cache=_cache(redis_server), write_mode="write-behind"
+    )
     return Backend("hybrid-postgres-wb", config)

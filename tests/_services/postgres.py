@@ -65,9 +65,11 @@ def pg_bindir() -> Path:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-q"], check=True, env=env, capture_output=True)
         subprocess.run(
-            ["apt-get", "install", "-y", "-q", "postgresql"], check=True, env=env,
+            ["apt-get", "install", "-y", "-q", "postgresql"],
+            check=True,
+            env=env,
             capture_output=True,
-        )  # fmt: skip
+        )
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
         raise RuntimeError("no PostgreSQL binaries under /usr/lib/postgresql/*/bin")
@@ -96,18 +98,43 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(workdir, "postgres", "postgres")
         subprocess.run(
-            _as_postgres(str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
-                         "--auth=trust", "-E", "UTF8", "--no-sync"),
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+            _as_postgres(
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         port = free_port()
         log = (workdir / "postgres.log").open("ab")
         proc = subprocess.Popen(
-            _as_postgres(str(bindir / "postgres"), "-D", str(data), "-p", str(port),
-                         "-k", str(workdir), "-c", "listen_addresses=127.0.0.1",
-                         "-c", "fsync=off", "-c", "max_connections=200"),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            _as_postgres(
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(workdir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+            ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         server = cls(f"postgresql://postgres@127.0.0.1:{port}/postgres", proc, workdir)
         deadline = time.monotonic() + _START_TIMEOUT

@@ -138,8 +138,14 @@ def start_redis(base: Path, *extra_args: str, cluster: bool = False) -> RedisSer
         port = free_cluster_port() if cluster else free_port()
         args = extra_args
         if cluster:
-            args += ("--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
-                     "--cluster-node-timeout", "5000")  # fmt: skip
+            args += (
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"nodes-{port}.conf",
+                "--cluster-node-timeout",
+                "5000",
+            )
         workdir = base / f"redis-{port}"
         workdir.mkdir(parents=True, exist_ok=True)
         server = RedisServer(f"redis://127.0.0.1:{port}/0", port, workdir, args)

@@ -33,8 +33,15 @@ from tests.contract.test_creds import node_creds
 # locks SQLite out), or a Redis cache with leases (one writer per session: a second store gets
 # LeaseHeldError, proven in tests/integration/test_hybrid.py). Two stores writing one session
 # at once is not their model. Every other backend must pass the two-store proof.
-PER_STORE_CACHE = {"memory", "sqlite", "sqlite-encrypted", "redis-cache", "hybrid-wb",
-                   "hybrid-postgres", "hybrid-postgres-wb"}  # fmt: skip
+PER_STORE_CACHE = {
+    "memory",
+    "sqlite",
+    "sqlite-encrypted",
+    "redis-cache",
+    "hybrid-wb",
+    "hybrid-postgres",
+    "hybrid-postgres-wb",
+}
 SHARED_BACKENDS = [n for n in CONTRACT_BACKENDS if n not in PER_STORE_CACHE]
 
 CHAINS = 12

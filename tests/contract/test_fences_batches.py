@@ -63,8 +63,11 @@ async def test_advance_fence_on_absent_session_lists_nothing(
 
 async def test_apply_batch_applies_at_most_once(store: AuthStore, backend: Backend) -> None:
     a, durable = addr(backend), store.durable
-    writes = [KeyWrite("session", "x", b"1"), KeyWrite("pre-key", "1", b"p"),
-              KeyWrite("pre-key", "2", b"q")]  # fmt: skip
+    writes = [
+        KeyWrite("session", "x", b"1"),
+        KeyWrite("pre-key", "1", b"p"),
+        KeyWrite("pre-key", "2", b"q"),
+    ]
     assert await durable.apply_batch(a, writes, CredsRecord(b"c5", 5), seq=4, fence=2)
     assert await listed(durable, backend) == {"s1": 5}
     for seq in (4, 3, 1):  # redeliveries of this or older batches change nothing
@@ -86,8 +89,7 @@ async def test_redelivery_after_a_takeover_is_skipped_not_fenced(
     a, durable = addr(backend), store.durable
     assert await durable.apply_batch(a, [KeyWrite("session", "x", b"1")], None, seq=1, fence=5)
     await durable.advance_fence(a, 9)
-    assert not await durable.apply_batch(a, [KeyWrite("session", "x", b"1")], None, seq=1,
-                                         fence=5)  # fmt: skip
+    assert not await durable.apply_batch(a, [KeyWrite("session", "x", b"1")], None, seq=1, fence=5)
     with pytest.raises(errors.FencedError) as info:
         await durable.apply_batch(a, [KeyWrite("session", "x", b"2")], None, seq=2, fence=5)
     assert (info.value.token, info.value.current) == (5, 9)
@@ -98,8 +100,11 @@ async def test_fenced_batch_applies_nothing(store: AuthStore, backend: Backend) 
     a, durable = addr(backend), store.durable
     await durable.save_creds(a, b"c1", fence=10)
     await durable.write_keys(a, [KeyWrite("session", "x", b"1")], fence=10)
-    writes = [KeyWrite("session", "x", None), KeyWrite("session", "y", b"2"),
-              KeyWrite("sender-key", "g", b"3")]  # fmt: skip
+    writes = [
+        KeyWrite("session", "x", None),
+        KeyWrite("session", "y", b"2"),
+        KeyWrite("sender-key", "g", b"3"),
+    ]
     with pytest.raises(errors.FencedError):
         await durable.apply_batch(a, writes, CredsRecord(b"c9", 9), seq=1, fence=9)
     assert await durable.get_keys(a, "session", ["x", "y"]) == {"x": b"1"}
@@ -137,8 +142,9 @@ async def test_sequence_survives_clear_keys_and_resets_on_delete(
     store: AuthStore, backend: Backend
 ) -> None:
     a, durable = addr(backend), store.durable
-    assert await durable.apply_batch(a, [KeyWrite("session", "x", b"1")], CredsRecord(b"c", 2),
-                                     seq=8)  # fmt: skip
+    assert await durable.apply_batch(
+        a, [KeyWrite("session", "x", b"1")], CredsRecord(b"c", 2), seq=8
+    )
     assert await durable.clear_keys(a) == 1
     assert not await durable.apply_batch(a, [KeyWrite("session", "x", b"old")], None, seq=8)
     assert await durable.get_keys(a, "session", ["x"]) == {}
@@ -155,9 +161,12 @@ async def test_concurrent_deliveries_of_one_batch_apply_once(
     store: AuthStore, backend: Backend
 ) -> None:
     a, durable = addr(backend, "race"), store.durable
-    results = await asyncio.gather(*(
-        durable.apply_batch(a, [KeyWrite("session", "x", b"%d" % n)], None, seq=1)
-        for n in range(6)))  # fmt: skip
+    results = await asyncio.gather(
+        *(
+            durable.apply_batch(a, [KeyWrite("session", "x", b"%d" % n)], None, seq=1)
+            for n in range(6)
+        )
+    )
     assert sum(results) == 1, results
     winner = results.index(True)
     assert await durable.get_keys(a, "session", ["x"]) == {"x": b"%d" % winner}
@@ -184,8 +193,10 @@ async def test_sqlite_version_1_file_upgrades_in_place(tmp_path: Path) -> None:
     path, a = tmp_path / "v1.db", SessionAddr("ns", "old")
     with sqlite3.connect(path) as conn:
         conn.executescript(_SQLITE_V1)
-        conn.execute("INSERT INTO bs_sessions VALUES ('ns', 'old', x'6331', 1, ?, 1.0, 2.0)",
-                     (5 << FENCE_SHIFT,))  # fmt: skip
+        conn.execute(
+            "INSERT INTO bs_sessions VALUES ('ns', 'old', x'6331', 1, ?, 1.0, 2.0)",
+            (5 << FENCE_SHIFT,),
+        )
         conn.execute("INSERT INTO bs_keys VALUES ('ns', 'old', 'session', 'x', x'31')")
     conn.close()
     durable = SQLiteDurable(path)
@@ -193,16 +204,16 @@ async def test_sqlite_version_1_file_upgrades_in_place(tmp_path: Path) -> None:
     try:
         assert await durable.load_creds(a) == CredsRecord(b"c1", 1)
         assert await durable.get_keys(a, "session", ["x"]) == {"x": b"1"}
-        assert await durable.apply_batch(a, [KeyWrite("session", "x", b"2")], None, seq=2,
-                                         fence=5 << FENCE_SHIFT)  # fmt: skip
+        assert await durable.apply_batch(
+            a, [KeyWrite("session", "x", b"2")], None, seq=2, fence=5 << FENCE_SHIFT
+        )
         assert not await durable.apply_batch(a, [], None, seq=2)
         assert isinstance(durable, LeaseBackend)
         assert await durable.acquire_lease(a, "p1", 1000) == 6  # above the recorded fence
     finally:
         await durable.close()
     with sqlite3.connect(path) as conn:
-        version = conn.execute(
-            "SELECT value FROM bs_meta WHERE name = 'schema_version'").fetchall()
+        version = conn.execute("SELECT value FROM bs_meta WHERE name = 'schema_version'").fetchall()
         seq = conn.execute("SELECT outbox_seq FROM bs_sessions").fetchall()
     conn.close()
     assert version == [(str(SQLITE_SCHEMA_VERSION),)]

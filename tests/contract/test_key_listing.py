@@ -10,15 +10,19 @@ from baileys_store.integrations._key_listing import KeyListing
 from tests.conftest import Backend
 
 
-async def test_every_key_is_listed_once_grouped_by_type(
-    store: AuthStore, backend: Backend
-) -> None:
+async def test_every_key_is_listed_once_grouped_by_type(store: AuthStore, backend: Backend) -> None:
     durable = store.durable
     assert isinstance(durable, KeyListing), f"{durable.name} cannot list keys"
     keys = store.session("s1", namespace=backend.namespace).keys
     pre = {str(n): b"p" for n in range(1, 1205)}  # more than one page everywhere
-    await keys.set({"pre-key": pre, "pre-key2": {"1": b"q"}, "session": {"a|b.0": b"s"},
-                    "sender-key": {"g@g.us::u::1": b"k"}})  # fmt: skip
+    await keys.set(
+        {
+            "pre-key": pre,
+            "pre-key2": {"1": b"q"},
+            "session": {"a|b.0": b"s"},
+            "sender-key": {"g@g.us::u::1": b"k"},
+        }
+    )
     await keys.set({"pre-key": {"7": None}})
     await store.drain_outbox()  # the durable tier's own view (write-behind: once drained)
     addr = SessionAddr(backend.namespace, "s1")
@@ -28,8 +32,12 @@ async def test_every_key_is_listed_once_grouped_by_type(
     assert sorted(types) == sorted(set(types)) == ["pre-key", "pre-key2", "sender-key", "session"]
     assert ("session", "a|b.0") in listed
     assert ("pre-key", "7") not in listed
-    assert await durable.count_keys(addr) == {"pre-key": 1203, "pre-key2": 1, "sender-key": 1,
-                                              "session": 1}  # fmt: skip
+    assert await durable.count_keys(addr) == {
+        "pre-key": 1203,
+        "pre-key2": 1,
+        "sender-key": 1,
+        "session": 1,
+    }
     await store.session("s1", namespace=backend.namespace).delete()
     assert [pair async for pair in durable.iter_key_ids(addr)] == []
     assert await durable.count_keys(addr) == {}

@@ -245,7 +245,8 @@ async def test_big_mixed_set_of_upserts_and_deletes_over_types(backend: Backend)
         keys = store.session("s1", namespace=backend.namespace).keys
         await keys.set({"pre-key": {n: _rand(8) for n in range(700)}})
         mixed: dict[int, bytes | None] = {
-            n: (None if n % 3 == 0 else bytes([n % 251]) * 5) for n in range(700)}
+            n: (None if n % 3 == 0 else bytes([n % 251]) * 5) for n in range(700)
+        }
         mixed.update({n: b"new" for n in range(700, 950)})
         sessions = {f"{n}.0": _rand(4) for n in range(450)}
         await keys.set({"pre-key": mixed, "session": sessions})

@@ -42,9 +42,7 @@ async def test_acquire_held_expiry(store: AuthStore, backend: Backend) -> None:
         assert await leases.acquire_lease(a, "p1", 5000) is None, tier
 
 
-async def test_reacquire_by_owner_gives_a_higher_token(
-    store: AuthStore, backend: Backend
-) -> None:
+async def test_reacquire_by_owner_gives_a_higher_token(store: AuthStore, backend: Backend) -> None:
     for tier, leases in lease_tiers(store):
         a = fresh(backend, tier)
         tokens = [await leases.acquire_lease(a, "p1", 5000) for _ in range(4)]
@@ -94,9 +92,7 @@ async def test_tokens_stay_above_floor_and_durable_fence(
     assert await durable.acquire_lease(a, "p1", 5000, floor=80) == 91
 
 
-async def test_tokens_monotonic_across_delete_session(
-    store: AuthStore, backend: Backend
-) -> None:
+async def test_tokens_monotonic_across_delete_session(store: AuthStore, backend: Backend) -> None:
     durable = store.durable
     assert isinstance(durable, LeaseBackend)
     a = fresh(backend, "deleted")

@@ -40,7 +40,11 @@ async def test_purge_deletes_only_sessions_older_than_the_cutoff(
 
 def test_duration_parsing() -> None:
     assert [parse_duration(t) for t in ("90s", "15m", "12h", "30d", "1.5h")] == [
-        90, 900, 43200, 2592000, 5400
+        90,
+        900,
+        43200,
+        2592000,
+        5400,
     ]
     for bad in ("", "10", "-1d", "0s", "3w"):
         with pytest.raises(Exception, match="expected a positive number"):
@@ -57,8 +61,9 @@ def test_purge_command_dry_run_then_delete(tmp_path: Path) -> None:
     asyncio.run(seed())
     time.sleep(1.1)
     runner, env = CliRunner(), {"BAILEYS_STORE_CACHE": "none"}
-    result = runner.invoke(main, ["--store", db, "purge", "--older-than", "1s", "--dry-run"],
-                           env=env)  # fmt: skip
+    result = runner.invoke(
+        main, ["--store", db, "purge", "--older-than", "1s", "--dry-run"], env=env
+    )
     assert result.exit_code == 0, result.output
     assert "1 session(s) older than 1s would be deleted." in result.output
     result = runner.invoke(main, ["--store", db, "purge", "--older-than", "1s"], env=env)
@@ -79,9 +84,7 @@ async def test_touch_keeps_a_session_from_the_purge(store: AuthStore, backend: B
     report = await store.purge(0.5, namespace=ns)
     assert (report.matched, report.deleted) == (1, 1)
     assert await _sessions(store, ns) == ["alive"]
-    assert await store.session("alive", namespace=ns).keys.get("session", ["1.0"]) == {
-        "1.0": b"x"
-    }
+    assert await store.session("alive", namespace=ns).keys.get("session", ["1.0"]) == {"1.0": b"x"}
 
 
 def test_sessions_touch_command(tmp_path: Path) -> None:

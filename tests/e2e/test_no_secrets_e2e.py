@@ -33,8 +33,12 @@ NS = "secrets"
 
 
 def forms(raw: bytes) -> list[str]:
-    return [raw.hex(), base64.b64encode(raw).decode().rstrip("="),
-            base64.urlsafe_b64encode(raw).decode().rstrip("="), repr(raw)[2:-1][:40]]  # fmt: skip
+    return [
+        raw.hex(),
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        repr(raw)[2:-1][:40],
+    ]
 
 
 def secret_bytes(value: Any, out: list[bytes]) -> None:
@@ -55,19 +59,34 @@ async def test_full_flow_leaks_nothing(
     caplog.set_level(logging.DEBUG)
     master = secrets.token_bytes(32)
     cache = with_query(redis_server.url, prefix=unique_prefix(), ttl="600")
-    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'e2e.db'}", cache=cache,
-                         encryption="aes-256-gcm", master_keys={1: master.hex()},
-                         outbox_worker=False, breaker_min_calls=2, breaker_window=1.0,
-                         breaker_reset_timeout=0.2)  # fmt: skip
+    config = StoreConfig(
+        durable=f"sqlite:///{tmp_path / 'e2e.db'}",
+        cache=cache,
+        encryption="aes-256-gcm",
+        master_keys={1: master.hex()},
+        outbox_worker=False,
+        breaker_min_calls=2,
+        breaker_window=1.0,
+        breaker_reset_timeout=0.2,
+    )
     registry = CollectorRegistry()
     durable = FlakySQLite(tmp_path / "e2e.db")
-    store = AuthStore(config, durable=durable, cache=make_cache(config),
-                      metrics=StoreMetrics(registry))  # fmt: skip
+    store = AuthStore(
+        config, durable=durable, cache=make_cache(config), metrics=StoreMetrics(registry)
+    )
     errors_seen: list[str] = []
     async with store:
         with Progress(disable=True) as progress:
-            result = await run_demo(store, NS, devices=3, messages=12, group_messages=3,
-                                    seed=7, progress=progress, delete_after=False)  # fmt: skip
+            result = await run_demo(
+                store,
+                NS,
+                devices=3,
+                messages=12,
+                group_messages=3,
+                seed=7,
+                progress=progress,
+                delete_after=False,
+            )
         assert result.failures == []
         device = store.session("device-0", namespace=NS)
         # A durable outage: writes are buffered, reads of misses fail, the breaker opens (logged).
@@ -93,11 +112,16 @@ async def test_full_flow_leaks_nothing(
         records = await store.durable.get_keys(addr, "session", [f"{u}.0" for u in range(1, 5)])
         for sid in ("device-1", "device-2"):
             got = await store.session(sid, namespace=NS).keys.get(
-                "session", [f"{u}.0" for u in range(1, 5)])  # fmt: skip
+                "session", [f"{u}.0" for u in range(1, 5)]
+            )
             leaks += [v for v in got.values() if isinstance(v, bytes)]
         leaks += list(records.values())
-    wrong = StoreConfig(durable=config.durable, cache=None, encryption="aes-256-gcm",
-                        master_keys={1: secrets.token_hex(32)})  # fmt: skip
+    wrong = StoreConfig(
+        durable=config.durable,
+        cache=None,
+        encryption="aes-256-gcm",
+        master_keys={1: secrets.token_hex(32)},
+    )
     with pytest.raises(errors.ConfigError, match="master key 1 does not match") as bad_key:
         async with AuthStore(wrong):  # the key fingerprint recorded at first open differs
             pass

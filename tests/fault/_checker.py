@@ -101,9 +101,16 @@ class Checker:
         self.counts["failed"] += 1
         self.errors[type(exc).__name__] += 1
 
-    def check_read(self, session: str, key_type: str, ids: Iterable[str],
-                   result: dict[str, object], *, started_at_seq: int,
-                   reader: Hashable = None) -> None:  # fmt: skip
+    def check_read(
+        self,
+        session: str,
+        key_type: str,
+        ids: Iterable[str],
+        result: dict[str, object],
+        *,
+        started_at_seq: int,
+        reader: Hashable = None,
+    ) -> None:
         """Check a ``keys.get(key_type, ids)`` that began at ``started_at_seq`` and just ended."""
         ended = self.now()
         for key_id in ids:
@@ -122,19 +129,38 @@ class Checker:
             if seen is not None and got.begun < seen.begun:
                 if seen.acked and seen.ended is not None and seen.ended < started_at_seq:
                     self.counts["out_of_order"] += 1
-                    self._note("out_of_order", key, value, [_value(seen, key)], started_at_seq,
-                               ended)  # fmt: skip
+                    self._note(
+                        "out_of_order", key, value, [_value(seen, key)], started_at_seq, ended
+                    )
                 continue
             self._seen[(reader, key)] = got
 
-    def _note(self, kind: str, key: Key, value: object, expected: list[object | None],
-              started: int, ended: int) -> None:  # fmt: skip
+    def _note(
+        self,
+        kind: str,
+        key: Key,
+        value: object,
+        expected: list[object | None],
+        started: int,
+        ended: int,
+    ) -> None:
         if len(self.anomalies) < 20:
             hist = self._keys.get(key)
-            tail = [(t.begun, t.ended, t.acked, _value(t, key)) for t in hist.tickets[-4:]] if (
-                hist) else []  # fmt: skip
-            self.anomalies.append({"kind": kind, "key": key, "got": value, "expected": expected,
-                                   "read": (started, ended), "last_writes": tail})  # fmt: skip
+            tail = (
+                [(t.begun, t.ended, t.acked, _value(t, key)) for t in hist.tickets[-4:]]
+                if (hist)
+                else []
+            )
+            self.anomalies.append(
+                {
+                    "kind": kind,
+                    "key": key,
+                    "got": value,
+                    "expected": expected,
+                    "read": (started, ended),
+                    "last_writes": tail,
+                }
+            )
 
     def keys(self) -> list[Key]:
         """Every key written (the final state to read for ``lost_writes``)."""
@@ -175,8 +201,12 @@ def _last_ack_before(hist: _History, at: int) -> WriteTicket | None:
         return hist.last_ack
     best: WriteTicket | None = None
     for t in hist.tickets:
-        if t.acked and t.ended is not None and t.ended < at and (
-                best is None or t.ended > (best.ended or 0)):  # fmt: skip
+        if (
+            t.acked
+            and t.ended is not None
+            and t.ended < at
+            and (best is None or t.ended > (best.ended or 0))
+        ):
             best = t
     return best
 
@@ -195,6 +225,5 @@ def _writer_of(hist: _History, value: object | None, ended: int) -> WriteTicket 
     """The write whose value this is; for "absent", the newest delete begun before the read."""
     if value is not None:
         return hist.by_value.get(value)
-    deletes = (t for t in reversed(hist.tickets)
-               if t.begun < ended and _value(t, hist.key) is None)  # fmt: skip
+    deletes = (t for t in reversed(hist.tickets) if t.begun < ended and _value(t, hist.key) is None)
     return next(deletes, None)

@@ -50,8 +50,9 @@ class FaultProxy:
         self.total = 0
         self._delay = 0.0
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name=f"fault-proxy-{upstream_port}")  # fmt: skip
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name=f"fault-proxy-{upstream_port}"
+        )
         self._server: asyncio.Server | None = None
         self._conns: set[_Conn] = set()
         self._changed = asyncio.Event()  # set whenever the mode changes; blackholed writers wait
@@ -144,8 +145,9 @@ class FaultProxy:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port,
-                                                  reuse_address=True)  # fmt: skip
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", self.port, reuse_address=True
+        )
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -162,8 +164,10 @@ class FaultProxy:
         self._conns.add(conn)
         self.connections += 1
         try:
-            pipes = [asyncio.ensure_future(self._pipe(reader, up_writer)),
-                     asyncio.ensure_future(self._pipe(up_reader, writer))]  # fmt: skip
+            pipes = [
+                asyncio.ensure_future(self._pipe(reader, up_writer)),
+                asyncio.ensure_future(self._pipe(up_reader, writer)),
+            ]
             # One side finished (EOF, error, reset): the connection is over for both.
             _, pending = await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:

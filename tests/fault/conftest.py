@@ -89,13 +89,24 @@ class DiskMongoServer(MongoServer):
             return
         assert self.workdir is not None
         self.log = self.workdir / "secantusd.log"
-        args = [secantusd(), "--host", "127.0.0.1", "--port", str(self.port),
-                "--storage-path", str(self.storage), "--sync-on-commit",
-                "--log-level", "WARNING", "--enable-test-commands"]  # fmt: skip
+        args = [
+            secantusd(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--storage-path",
+            str(self.storage),
+            "--sync-on-commit",
+            "--log-level",
+            "WARNING",
+            "--enable-test-commands",
+        ]
         with self.log.open("ab") as log:
             # Own session = own process group, so stop() reaches any child it forks.
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)  # fmt: skip
+            self.proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + _START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -186,8 +197,9 @@ def fault_mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dis
     ``MONGODB_URI`` set: fault tests kill it."""
     workdir = tmp_path_factory.mktemp("fault-mongo")
     port = free_port()
-    server = DiskMongoServer(f"mongodb://127.0.0.1:{port}/", port, workdir=workdir,
-                             storage=workdir / "data")  # fmt: skip
+    server = DiskMongoServer(
+        f"mongodb://127.0.0.1:{port}/", port, workdir=workdir, storage=workdir / "data"
+    )
     try:
         server.start()
         yield server
@@ -204,4 +216,3 @@ def fault_mongo(fault_mongo_server: DiskMongoServer) -> Iterator[FaultMongo]:
         yield FaultMongo(fault_mongo_server, proxy)
     finally:
         proxy.stop()
-

@@ -49,7 +49,8 @@ def test_lost_acknowledged_write_is_detected() -> None:
     lost = c.lost_writes({(S, "session", "a"): 1, (S, "sender-key", "g"): 3})
     assert lost == [LostWrite((S, "session", "a"), expected=2, found=1)]
     assert c.lost_writes({(S, "session", "a"): 2}) == [
-        LostWrite((S, "sender-key", "g"), expected=3, found=None)]  # fmt: skip
+        LostWrite((S, "sender-key", "g"), expected=3, found=None)
+    ]
     assert c.report()["lost"] == 1
 
 
@@ -59,7 +60,8 @@ def test_acknowledged_delete_that_comes_back_is_lost() -> None:
     c.ack(c.begin_write(S, {"pre-key": {"5": None}}))
     assert c.lost_writes({(S, "pre-key", "5"): None}) == []
     assert c.lost_writes({(S, "pre-key", "5"): 10}) == [
-        LostWrite((S, "pre-key", "5"), expected=None, found=10)]  # fmt: skip
+        LostWrite((S, "pre-key", "5"), expected=None, found=10)
+    ]
 
 
 def test_stale_read_is_detected() -> None:

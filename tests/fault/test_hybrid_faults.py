@@ -59,9 +59,14 @@ async def client_loop(store: AuthStore, ns: str, n: int, check: Checker, until: 
         try:
             got = await keys.get("session", [kid])
             value = got.get(kid)
-            check.check_read(sid, "session", [kid],
-                             {kid: int(value)} if value is not None else {},
-                             started_at_seq=start, reader=n)  # fmt: skip
+            check.check_read(
+                sid,
+                "session",
+                [kid],
+                {kid: int(value)} if value is not None else {},
+                started_at_seq=start,
+                reader=n,
+            )
         except errors.StoreError:
             check.counts["read_errors"] += 1
         counter += 1
@@ -87,8 +92,9 @@ async def final_state(store: AuthStore, ns: str, check: Checker) -> dict[Key, ob
     return out
 
 
-async def run_load(store: AuthStore, ns: str, duration: float,
-                   fault: Callable[[], Awaitable[None]]) -> Checker:  # fmt: skip
+async def run_load(
+    store: AuthStore, ns: str, duration: float, fault: Callable[[], Awaitable[None]]
+) -> Checker:
     check = Checker()
     until = time.monotonic() + duration
     clients = [client_loop(store, ns, n, check, until) for n in range(CLIENTS)]
@@ -126,19 +132,32 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 def cache_url(server: RedisServer) -> str:
-    return with_query(server.url, prefix=f"f{uuid.uuid4().hex[:8]}", ttl="600",
-                      socket_timeout="0.5", socket_connect_timeout="0.5", retries="1")  # fmt: skip
+    return with_query(
+        server.url,
+        prefix=f"f{uuid.uuid4().hex[:8]}",
+        ttl="600",
+        socket_timeout="0.5",
+        socket_connect_timeout="0.5",
+        retries="1",
+    )
 
 
-FAST = {"op_timeout": 1.0, "breaker_min_calls": 5, "breaker_window": 2.0,
-        "breaker_reset_timeout": 0.5, "lease_ttl": 3.0}  # fmt: skip
+FAST = {
+    "op_timeout": 1.0,
+    "breaker_min_calls": 5,
+    "breaker_window": 2.0,
+    "breaker_reset_timeout": 0.5,
+    "lease_ttl": 3.0,
+}
 
 
-async def test_redis_killed_and_restarted_write_through(own_redis: RedisServer,
-                                                        tmp_path: Path) -> None:  # fmt: skip
+async def test_redis_killed_and_restarted_write_through(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
     ns = "fault"
-    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'wt.db'}", cache=cache_url(own_redis),
-                         **FAST)  # fmt: skip
+    config = StoreConfig(
+        durable=f"sqlite:///{tmp_path / 'wt.db'}", cache=cache_url(own_redis), **FAST
+    )
 
     async def fault() -> None:
         await asyncio.sleep(1.0)
@@ -150,8 +169,10 @@ async def test_redis_killed_and_restarted_write_through(own_redis: RedisServer,
         check = await run_load(store, ns, seconds(5.0), fault)
         lost = await lost_in(store, ns, check)
     lost_durable = await lost_in_durable(config, ns, check)
-    report("write-through, Redis SIGKILL + restart",
-           {**summary(check), "lost": lost, "lost_in_durable": lost_durable})
+    report(
+        "write-through, Redis SIGKILL + restart",
+        {**summary(check), "lost": lost, "lost_in_durable": lost_durable},
+    )
     assert check.counts["acked"] > 100
     assert (lost, lost_durable, check.counts["stale_reads"]) == (0, 0, 0)
 
@@ -185,7 +206,8 @@ async def test_durable_blackholed(
                 proxy.set_pass()
                 healed = time.monotonic()
                 while (breaker.state != "closed" or engine.behind) and (  # noqa: ASYNC110
-                        time.monotonic() - healed < 20):  # fmt: skip  # polling our own state
+                    time.monotonic() - healed < 20
+                ):  # polling our own state
                     await asyncio.sleep(0.01)
                 figures["recovered_s"] = round(time.monotonic() - healed, 3)
 
@@ -195,8 +217,10 @@ async def test_durable_blackholed(
         lost_durable = await lost_in_durable(config, ns, check)
     finally:
         proxy.stop()
-    report(f"write-through over PostgreSQL, PostgreSQL blackholed 2.5 s, durable_outage={outage}",
-           {**summary(check), **figures, "lost": lost, "lost_in_durable": lost_durable})
+    report(
+        f"write-through over PostgreSQL, PostgreSQL blackholed 2.5 s, durable_outage={outage}",
+        {**summary(check), **figures, "lost": lost, "lost_in_durable": lost_durable},
+    )
     assert (lost, lost_durable, check.counts["stale_reads"]) == (0, 0, 0)
     assert figures["recovered_s"] < 10
     if outage == "buffer":
@@ -229,8 +253,10 @@ async def test_mongo_connections_reset_write_through(
         lost_durable = await lost_in_durable(config, ns, check)
     finally:
         proxy.stop()
-    report("write-through over MongoDB, connections reset 3x",
-           {**summary(check), "lost": lost, "lost_in_durable": lost_durable})
+    report(
+        "write-through over MongoDB, connections reset 3x",
+        {**summary(check), "lost": lost, "lost_in_durable": lost_durable},
+    )
     assert check.counts["acked"] > 20
     assert (lost, lost_durable, check.counts["stale_reads"]) == (0, 0, 0)
 
@@ -242,12 +268,20 @@ async def test_write_behind_rpo_when_redis_crashes(fsync: str, tmp_path: Path) -
     A killed process loses nothing its append-only file holds (written to the OS on every
     event-loop turn, fsynced per ``appendfsync``); without AOF everything not drained is lost.
     """
-    aof = ("--appendonly", "no") if fsync == "no-aof" else (
-        "--appendonly", "yes", "--appendfsync", fsync)  # fmt: skip
+    aof = (
+        ("--appendonly", "no")
+        if fsync == "no-aof"
+        else ("--appendonly", "yes", "--appendfsync", fsync)
+    )
     server = start_redis(tmp_path, *aof)
     ns = "rpo"
-    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'wb.db'}", cache=cache_url(server),
-                         write_mode="write-behind", outbox_worker=False, **FAST)  # fmt: skip
+    config = StoreConfig(
+        durable=f"sqlite:///{tmp_path / 'wb.db'}",
+        cache=cache_url(server),
+        write_mode="write-behind",
+        outbox_worker=False,
+        **FAST,
+    )
     acked: list[tuple[float, tuple[str, str], int]] = []
     try:
         store = AuthStore(config)
@@ -259,7 +293,8 @@ async def test_write_behind_rpo_when_redis_crashes(fsync: str, tmp_path: Path) -
             key = (f"s{n % SESSIONS}", f"{n % 50}.0")
             try:
                 await store.session(key[0], namespace=ns).keys.set(
-                    {"session": {key[1]: str(n).encode()}})  # fmt: skip
+                    {"session": {key[1]: str(n).encode()}}
+                )
             except errors.StoreError:
                 continue
             acked.append((time.monotonic(), key, n))
@@ -280,9 +315,15 @@ async def test_write_behind_rpo_when_redis_crashes(fsync: str, tmp_path: Path) -
     finally:
         server.stop()
     rpo = max(lost_at, default=0.0)
-    report(f"write-behind RPO, Redis SIGKILL, {fsync}",
-           {"acked": len(acked), "keys": len(last), "keys_behind": len(lost_at),
-            "rpo_s": round(rpo, 3)})  # fmt: skip
+    report(
+        f"write-behind RPO, Redis SIGKILL, {fsync}",
+        {
+            "acked": len(acked),
+            "keys": len(last),
+            "keys_behind": len(lost_at),
+            "rpo_s": round(rpo, 3),
+        },
+    )
     if fsync == "no-aof":
         assert len(lost_at) == len(last)  # nothing was drained: every key's last write is gone
     else:
@@ -293,8 +334,9 @@ async def test_write_behind_rpo_when_redis_crashes(fsync: str, tmp_path: Path) -
 async def test_soak_redis_killed_repeatedly(own_redis: RedisServer, tmp_path: Path) -> None:
     """``pytest -m soak``: ``BAILEYS_FAULT_SECONDS`` (30) of load, Redis killed every 5 s."""
     ns = "soak"
-    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'soak.db'}", cache=cache_url(own_redis),
-                         **FAST)  # fmt: skip
+    config = StoreConfig(
+        durable=f"sqlite:///{tmp_path / 'soak.db'}", cache=cache_url(own_redis), **FAST
+    )
     duration = seconds(30.0)
 
     async def fault() -> None:

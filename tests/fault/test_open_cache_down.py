@@ -23,8 +23,13 @@ from tests.fault._checker import Checker
 from tests.fault.conftest import FaultRedis
 
 SESSIONS = 3
-FAST = {"op_timeout": 1.0, "breaker_min_calls": 5, "breaker_window": 2.0,
-        "breaker_reset_timeout": 0.5, "lease_ttl": 3.0}  # fmt: skip
+FAST = {
+    "op_timeout": 1.0,
+    "breaker_min_calls": 5,
+    "breaker_window": 2.0,
+    "breaker_reset_timeout": 0.5,
+    "lease_ttl": 3.0,
+}
 
 
 class CountingMetrics(NullMetrics):
@@ -33,21 +38,30 @@ class CountingMetrics(NullMetrics):
     def __init__(self) -> None:
         self.cache_ok: dict[str, int] = {}
 
-    def observe_op(self, op: str, tier: str, result: str, seconds: float,
-                   namespace: str = "") -> None:  # fmt: skip
+    def observe_op(
+        self, op: str, tier: str, result: str, seconds: float, namespace: str = ""
+    ) -> None:
         if tier == "cache" and result == "ok":
             self.cache_ok[op] = self.cache_ok.get(op, 0) + 1
 
 
 def _config(tmp_path: Path, redis_url: str, prefix: str, **extra: object) -> StoreConfig:
-    cache = with_query(redis_url, prefix=prefix, ttl="600", socket_timeout="0.5",
-                       socket_connect_timeout="0.5", retries="1")  # fmt: skip
-    return StoreConfig(durable=f"sqlite:///{tmp_path / 'open-down.db'}", cache=cache,
-                       **{**FAST, **extra})  # fmt: skip
+    cache = with_query(
+        redis_url,
+        prefix=prefix,
+        ttl="600",
+        socket_timeout="0.5",
+        socket_connect_timeout="0.5",
+        retries="1",
+    )
+    return StoreConfig(
+        durable=f"sqlite:///{tmp_path / 'open-down.db'}", cache=cache, **{**FAST, **extra}
+    )
 
 
-async def _loop(store: AuthStore, n: int, check: Checker, until: float,
-                outcomes: list[tuple[float, str]]) -> None:  # fmt: skip
+async def _loop(
+    store: AuthStore, n: int, check: Checker, until: float, outcomes: list[tuple[float, str]]
+) -> None:
     """One client: read then write its own record, recording (time, outcome) per call."""
     counter = 0
     while time.monotonic() < until:
@@ -58,9 +72,14 @@ async def _loop(store: AuthStore, n: int, check: Checker, until: float,
         try:
             got = await keys.get("session", [kid])
             value = got.get(kid)
-            check.check_read(sid, "session", [kid],
-                             {kid: int(value)} if value is not None else {},
-                             started_at_seq=start, reader=n)  # fmt: skip
+            check.check_read(
+                sid,
+                "session",
+                [kid],
+                {kid: int(value)} if value is not None else {},
+                started_at_seq=start,
+                reader=n,
+            )
             outcomes.append((time.monotonic(), "ok"))
         except errors.StoreError as exc:
             outcomes.append((time.monotonic(), type(exc).__name__))
@@ -112,8 +131,9 @@ async def test_open_with_redis_down_recovers(fault_redis: FaultRedis, tmp_path: 
             await asyncio.sleep(max(up_at - time.monotonic(), 0.0))
             fault_redis.proxy.set_pass()
 
-        await asyncio.gather(bring_up(), *(_loop(store, n, check, until, outcomes)
-                                           for n in range(4)))  # fmt: skip
+        await asyncio.gather(
+            bring_up(), *(_loop(store, n, check, until, outcomes) for n in range(4))
+        )
         kinds = {k for _, k in outcomes if k != "ok"}
         assert kinds <= {"UnavailableError", "BreakerOpenError"}, kinds
         # Recovery within a bounded time: every call from 3 s after Redis came back succeeded.
@@ -131,8 +151,9 @@ async def test_open_with_redis_down_recovers(fault_redis: FaultRedis, tmp_path: 
         await store.close()
 
 
-async def test_writes_while_down_are_not_served_stale(fault_redis: FaultRedis,
-                                                      tmp_path: Path) -> None:  # fmt: skip
+async def test_writes_while_down_are_not_served_stale(
+    fault_redis: FaultRedis, tmp_path: Path
+) -> None:
     """A record cached before, re-written while the cache was away, is not read back old."""
     prefix = f"o{uuid.uuid4().hex[:8]}"
     config = _config(tmp_path, fault_redis.url, prefix, lease="off")
@@ -155,8 +176,9 @@ async def test_writes_while_down_are_not_served_stale(fault_redis: FaultRedis,
 
 
 async def test_write_behind_refuses_to_open(fault_redis: FaultRedis, tmp_path: Path) -> None:
-    config = _config(tmp_path, fault_redis.url, f"o{uuid.uuid4().hex[:8]}",
-                     write_mode="write-behind")  # fmt: skip
+    config = _config(
+        tmp_path, fault_redis.url, f"o{uuid.uuid4().hex[:8]}", write_mode="write-behind"
+    )
     fault_redis.proxy.set_refuse()
     store = AuthStore(config)
     start = time.monotonic()

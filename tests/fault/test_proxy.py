@@ -21,19 +21,25 @@ from tests.fault.conftest import FaultMongo, FaultPostgres, FaultRedis
 
 def client(url: str, timeout: float = 2.0) -> redis.Redis:
     """A redis-py client that fails at once: no retries of its own hide a fault."""
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                retry=Retry(NoBackoff(), 0))  # fmt: skip
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
 
 
 def test_url_for_keeps_user_database_and_query() -> None:
     proxy = FaultProxy("127.0.0.1", 1)
     proxy.port = 4242
-    assert (proxy.url_for("redis://:pw@10.0.0.1:6379/3?ttl=60")
-            == "redis://:pw@127.0.0.1:4242/3?ttl=60")  # fmt: skip
-    assert (proxy.url_for("postgresql://u:p@db.example:5432/app?schema=s")
-            == "postgresql://u:p@127.0.0.1:4242/app?schema=s")  # fmt: skip
-    assert (proxy.url_for("mongodb://h:27017/db?directConnection=true")
-            == "mongodb://127.0.0.1:4242/db?directConnection=true")  # fmt: skip
+    assert (
+        proxy.url_for("redis://:pw@10.0.0.1:6379/3?ttl=60") == "redis://:pw@127.0.0.1:4242/3?ttl=60"
+    )
+    assert (
+        proxy.url_for("postgresql://u:p@db.example:5432/app?schema=s")
+        == "postgresql://u:p@127.0.0.1:4242/app?schema=s"
+    )
+    assert (
+        proxy.url_for("mongodb://h:27017/db?directConnection=true")
+        == "mongodb://127.0.0.1:4242/db?directConnection=true"
+    )
     with pytest.raises(ValueError, match="unknown proxy mode"), proxy.fault("slow"):
         pass
     with pytest.raises(ValueError, match=">= 0"):
@@ -100,8 +106,9 @@ async def test_blackhole_stalls_an_async_client_while_the_loop_is_blocked(
     fault_redis: FaultRedis,
 ) -> None:
     """The proxy has its own loop: a sync call blocking this loop still gets through."""
-    r = redis.asyncio.Redis.from_url(fault_redis.url, socket_timeout=0.5,
-                                     retry=AsyncRetry(NoBackoff(), 0))  # fmt: skip
+    r = redis.asyncio.Redis.from_url(
+        fault_redis.url, socket_timeout=0.5, retry=AsyncRetry(NoBackoff(), 0)
+    )
     try:
         await r.set("a", b"1")
         assert client(fault_redis.url).get("a") == b"1"  # blocks this loop; the proxy serves it
@@ -180,11 +187,13 @@ def test_postgres_pass_and_reset(fault_postgres: FaultPostgres) -> None:
 
 
 def test_postgres_latency(fault_postgres: FaultPostgres) -> None:
-    with (psycopg.connect(fault_postgres.dsn, autocommit=True) as conn,
-          fault_postgres.proxy.fault("latency", seconds=0.15)):  # fmt: skip
-            start = time.monotonic()
-            conn.execute("SELECT 1")
-            elapsed = time.monotonic() - start
+    with (
+        psycopg.connect(fault_postgres.dsn, autocommit=True) as conn,
+        fault_postgres.proxy.fault("latency", seconds=0.15),
+    ):
+        start = time.monotonic()
+        conn.execute("SELECT 1")
+        elapsed = time.monotonic() - start
     assert elapsed >= 0.3
 
 

@@ -84,8 +84,9 @@ class Run:
             if took > BOUND:
                 self.outcomes[f"slow:{kind}"] += 1
 
-    async def write(self, store: AuthStore, ns: str, sid: str,
-                    writes: dict[str, dict[str, object | None]]) -> None:  # fmt: skip
+    async def write(
+        self, store: AuthStore, ns: str, sid: str, writes: dict[str, dict[str, object | None]]
+    ) -> None:
         ticket = self.checker.begin_write(sid, writes)
         try:
             await self.timed("set", store.session(sid, namespace=ns).keys.set(writes))
@@ -94,8 +95,9 @@ class Run:
         else:
             self.checker.ack(ticket)
 
-    async def read(self, store: AuthStore, ns: str, sid: str, key_type: str, ids: list[str],
-                   reader: str) -> None:  # fmt: skip
+    async def read(
+        self, store: AuthStore, ns: str, sid: str, key_type: str, ids: list[str], reader: str
+    ) -> None:
         start = self.checker.now()
         try:
             got = await self.timed("get", store.session(sid, namespace=ns).keys.get(key_type, ids))
@@ -171,15 +173,21 @@ async def final_state(store: AuthStore, ns: str, keys: list[Key]) -> dict[Key, o
 Fault = Callable[[Run], Awaitable[None]]
 
 
-async def scenario(name: str, config: StoreConfig, fault: Fault, *, seconds: float,
-                   clients: int = 8, after: Fault | None = None) -> dict[str, Any]:  # fmt: skip
+async def scenario(
+    name: str,
+    config: StoreConfig,
+    fault: Fault,
+    *,
+    seconds: float,
+    clients: int = 8,
+    after: Fault | None = None,
+) -> dict[str, Any]:
     """Load + fault (+ ``after`` the load, at once), then the final state through the store and
     in the durable tier alone."""
     run, ns = Run(), f"f{uuid.uuid4().hex[:8]}"
     async with open_store(config) as store:
         for s in range(SESSIONS):  # the pre-keys of pairing, acknowledged before the load
-            pre_keys: dict[str, object | None] = {str(i): next(run.values)
-                                                   for i in range(PRE_KEYS)}  # fmt: skip
+            pre_keys: dict[str, object | None] = {str(i): next(run.values) for i in range(PRE_KEYS)}
             await run.write(store, ns, f"s{s}", {"pre-key": pre_keys})
         until = time.monotonic() + seconds
         loads = [client(run, store, ns, n, until) for n in range(clients)]
@@ -190,9 +198,13 @@ async def scenario(name: str, config: StoreConfig, fault: Fault, *, seconds: flo
         lost = run.checker.lost_writes(await final_state(store, ns, run.checker.keys()))
     async with open_store(config.model_copy(update={"cache": None})) as durable:
         lost_durable = run.checker.lost_writes(await final_state(durable, ns, run.checker.keys()))
-    figures: dict[str, Any] = {**run.checker.report(), "lost": len(lost),
-                               "lost_in_durable": len(lost_durable), **run.outcomes,
-                               "slowest_s": run.slowest}  # fmt: skip
+    figures: dict[str, Any] = {
+        **run.checker.report(),
+        "lost": len(lost),
+        "lost_in_durable": len(lost_durable),
+        **run.outcomes,
+        "slowest_s": run.slowest,
+    }
     print(json.dumps({"scenario": name, **figures}, sort_keys=True))
     for anomaly in run.checker.anomalies:  # the first few stale / out-of-order reads
         print(json.dumps(anomaly, default=repr))
@@ -246,8 +258,9 @@ async def postgres_cut(run: Run, fp: FaultPostgres, at: float = 1.0) -> None:
     await asyncio.to_thread(fp.terminate_backends)
 
 
-async def postgres_blackhole(run: Run, fp: FaultPostgres, at: float = 1.5,
-                             hold: float = 2.0) -> None:  # fmt: skip
+async def postgres_blackhole(
+    run: Run, fp: FaultPostgres, at: float = 1.5, hold: float = 2.0
+) -> None:
     """PostgreSQL unreachable for ``hold`` s; then the partition heals (held bytes land late)."""
     await asyncio.sleep(at)
     run.event("pg blackhole")
@@ -258,30 +271,43 @@ async def postgres_blackhole(run: Run, fp: FaultPostgres, at: float = 1.5,
 
 
 async def test_redis_blackholed(fault_redis: FaultRedis, fault_postgres: FaultPostgres) -> None:
-    await scenario("write-through, Redis blackholed 2 s", make_config(fault_redis, fault_postgres),
-                   lambda run: redis_blackhole(run, fault_redis), seconds=6.0)  # fmt: skip
+    await scenario(
+        "write-through, Redis blackholed 2 s",
+        make_config(fault_redis, fault_postgres),
+        lambda run: redis_blackhole(run, fault_redis),
+        seconds=6.0,
+    )
 
 
 async def test_redis_killed_and_restarted(
     fault_redis: FaultRedis, fault_postgres: FaultPostgres
 ) -> None:
-    await scenario("write-through, Redis SIGKILL + restart",
-                   make_config(fault_redis, fault_postgres),
-                   lambda run: redis_killed(run, fault_redis), seconds=6.0)  # fmt: skip
+    await scenario(
+        "write-through, Redis SIGKILL + restart",
+        make_config(fault_redis, fault_postgres),
+        lambda run: redis_killed(run, fault_redis),
+        seconds=6.0,
+    )
 
 
 async def test_postgres_connections_cut(
     fault_redis: FaultRedis, fault_postgres: FaultPostgres
 ) -> None:
-    await scenario("write-through, PostgreSQL backends terminated + connections reset",
-                   make_config(fault_redis, fault_postgres),
-                   lambda run: postgres_cut(run, fault_postgres), seconds=6.0)  # fmt: skip
+    await scenario(
+        "write-through, PostgreSQL backends terminated + connections reset",
+        make_config(fault_redis, fault_postgres),
+        lambda run: postgres_cut(run, fault_postgres),
+        seconds=6.0,
+    )
 
 
 async def test_postgres_blackholed(fault_redis: FaultRedis, fault_postgres: FaultPostgres) -> None:
-    await scenario("write-through, PostgreSQL blackholed 2 s",
-                   make_config(fault_redis, fault_postgres),
-                   lambda run: postgres_blackhole(run, fault_postgres), seconds=7.0)  # fmt: skip
+    await scenario(
+        "write-through, PostgreSQL blackholed 2 s",
+        make_config(fault_redis, fault_postgres),
+        lambda run: postgres_blackhole(run, fault_postgres),
+        seconds=7.0,
+    )
 
 
 async def test_postgres_blackholed_then_redis_killed(
@@ -297,9 +323,14 @@ async def test_postgres_blackholed_then_redis_killed(
         await redis_killed(run, fault_redis, at=2.0)
 
     # Killed again right after the last acknowledgement, so no later write can mask a loss.
-    await scenario("write-through, PostgreSQL blackholed 2 s, then Redis SIGKILL + restart",
-                   make_config(fault_redis, fault_postgres), faults, seconds=9.0, clients=16,
-                   after=lambda run: redis_killed(run, fault_redis, at=0.0, down=0.2))  # fmt: skip
+    await scenario(
+        "write-through, PostgreSQL blackholed 2 s, then Redis SIGKILL + restart",
+        make_config(fault_redis, fault_postgres),
+        faults,
+        seconds=9.0,
+        clients=16,
+        after=lambda run: redis_killed(run, fault_redis, at=0.0, down=0.2),
+    )
 
 
 @pytest.mark.soak
@@ -319,6 +350,10 @@ async def test_soak_every_fault(fault_redis: FaultRedis, fault_postgres: FaultPo
         while time.monotonic() < end:
             await next(cycle)(run)
 
-    await scenario("soak: write-through, every fault in turn",
-                   make_config(fault_redis, fault_postgres), faults,
-                   seconds=duration, clients=16)  # fmt: skip
+    await scenario(
+        "soak: write-through, every fault in turn",
+        make_config(fault_redis, fault_postgres),
+        faults,
+        seconds=duration,
+        clients=16,
+    )

@@ -47,6 +47,7 @@ NODE_DIR = Path(__file__).parent / "node"
 NS = "clinic-1"
 SENDER_KEY_ID = "5511999999999-1600000000@g.us::4444444444_1::0"  # old group id: has a '-'
 
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
@@ -213,8 +214,14 @@ def test_node_baileys_folder_round_trips_through_the_store(
 ) -> None:
     src = node_folder
     manifest = json.loads(src.with_suffix(".manifest.json").read_text())
-    assert {"pre-key", "session", "sender-key", "app-state-sync-key", "lid-mapping",
-            "device-list"} <= manifest.keys()
+    assert {
+        "pre-key",
+        "session",
+        "sender-key",
+        "app-state-sync-key",
+        "lid-mapping",
+        "device-list",
+    } <= manifest.keys()
     url = store_url(tmp_path)
 
     result = cli(import_command, str(src), "--session", "s1", "--namespace", NS, "--store", url)
@@ -340,8 +347,10 @@ def make_node_folder(folder: Path) -> None:
         "me": {"id": "1111111111:5@s.whatsapp.net", "name": "Zoë ✓ \u2028"},
         "account": {"details": "AQID", "accountSignatureKey": "BAUG"},
         "signalIdentities": [
-            {"identifier": {"name": "1111111111:5@s.whatsapp.net", "deviceId": 0},
-             "identifierKey": b"\x05" + os.urandom(32)}
+            {
+                "identifier": {"name": "1111111111:5@s.whatsapp.net", "deviceId": 0},
+                "identifierKey": b"\x05" + os.urandom(32),
+            }
         ],
         "routingInfo": os.urandom(9),
     }
@@ -391,9 +400,16 @@ def test_pyaileys_folder_round_trip(tmp_path: Path, mangled: bool) -> None:
         mangled_session = (src / "session-2222222222.0.json").read_text()
         assert isinstance(pyaileys_json.loads(mangled_session), dict)
     counts = asyncio.run(_round_trip(src, out, store_url(tmp_path), "pyaileys"))
-    assert counts == {"pre-key": 7, "session": 2, "sender-key": 1, "sender-key-memory": 1,
-                      "app-state-sync-key": 1, "app-state-sync-version": 1, "identity-key": 1,
-                      "tctoken": 1}
+    assert counts == {
+        "pre-key": 7,
+        "session": 2,
+        "sender-key": 1,
+        "sender-key-memory": 1,
+        "app-state-sync-key": 1,
+        "app-state-sync-version": 1,
+        "identity-key": 1,
+        "tctoken": 1,
+    }
     assert_same_files(original, out)
 
     async def load_both() -> None:
@@ -425,8 +441,15 @@ def test_node_shaped_folder_round_trip(tmp_path: Path, mangled: bool) -> None:
     if mangled:
         assert mangle_buffers(src, int_keyed=True) > 60
     counts = asyncio.run(_round_trip(src, out, store_url(tmp_path), None))
-    assert counts == {"pre-key": 30, "session": 1, "sender-key": 1, "app-state-sync-key": 1,
-                      "lid-mapping": 2, "device-list": 1, "tctoken": 1}
+    assert counts == {
+        "pre-key": 30,
+        "session": 1,
+        "sender-key": 1,
+        "app-state-sync-key": 1,
+        "lid-mapping": 2,
+        "device-list": 1,
+        "tctoken": 1,
+    }
     assert_same_files(original, out)
 
     async def values(store: AuthStore) -> dict[str, Any]:
@@ -505,8 +528,12 @@ def test_import_over_other_creds_needs_replace(py_folder: Path, tmp_path: Path) 
     url = store_url(tmp_path)
     other = tmp_path / "other-auth"
     make_node_folder(other)
-    assert cli(import_command, str(py_folder), "--session", "s1", "--namespace", NS,
-               "--store", url).exit_code == 0
+    assert (
+        cli(
+            import_command, str(py_folder), "--session", "s1", "--namespace", NS, "--store", url
+        ).exit_code
+        == 0
+    )
     args = (str(other), "--session", "s1", "--namespace", NS, "--store", url)
 
     result = cli(import_command, *args)
@@ -517,9 +544,15 @@ def test_import_over_other_creds_needs_replace(py_folder: Path, tmp_path: Path) 
 
     result = cli(import_command, *args, "--replace")
     assert result.exit_code == 0, result.output
-    assert key_count(url) == {"pre-key": 30, "session": 1, "sender-key": 1,
-                              "app-state-sync-key": 1, "lid-mapping": 2, "device-list": 1,
-                              "tctoken": 1}  # the old session's keys are gone
+    assert key_count(url) == {
+        "pre-key": 30,
+        "session": 1,
+        "sender-key": 1,
+        "app-state-sync-key": 1,
+        "lid-mapping": 2,
+        "device-list": 1,
+        "tctoken": 1,
+    }  # the old session's keys are gone
     assert creds_version(url) == 2
 
 
@@ -548,8 +581,12 @@ def test_interrupted_import_leaves_no_creds_and_resumes(py_folder: Path, tmp_pat
 
 def test_export_refusals(py_folder: Path, tmp_path: Path) -> None:
     url = store_url(tmp_path)
-    assert cli(import_command, str(py_folder), "--session", "s1", "--namespace", NS,
-               "--store", url).exit_code == 0
+    assert (
+        cli(
+            import_command, str(py_folder), "--session", "s1", "--namespace", NS, "--store", url
+        ).exit_code
+        == 0
+    )
     full = tmp_path / "full"
     full.mkdir()
     (full / "keep.txt").write_text("x")
@@ -569,12 +606,17 @@ def test_export_refusals(py_folder: Path, tmp_path: Path) -> None:
 
 def test_export_overwrite_mirrors_the_session(py_folder: Path, tmp_path: Path) -> None:
     url = store_url(tmp_path)
-    assert cli(import_command, str(py_folder), "--session", "s1", "--namespace", NS,
-               "--store", url).exit_code == 0
+    assert (
+        cli(
+            import_command, str(py_folder), "--session", "s1", "--namespace", NS, "--store", url
+        ).exit_code
+        == 0
+    )
     (py_folder / "pre-key-99.json").write_text("{}")  # stale: not in the session
     (py_folder / "creds.json").write_text("{}")  # replaced
-    result = cli(export_command, "s1", str(py_folder), "--namespace", NS, "--store", url,
-                 "--overwrite")
+    result = cli(
+        export_command, "s1", str(py_folder), "--namespace", NS, "--store", url, "--overwrite"
+    )
     assert result.exit_code == 0, result.output
     assert "Removed 1 stale file(s)" in result.stdout
     assert not (py_folder / "pre-key-99.json").exists()
@@ -636,8 +678,11 @@ def test_export_needs_a_backend_that_lists_keys(tmp_path: Path) -> None:
 def test_encrypted_store_from_environment(py_folder: Path, tmp_path: Path) -> None:
     url = store_url(tmp_path)
     key = make_master_key()
-    env = {"BAILEYS_STORE_DURABLE": url, "BAILEYS_STORE_ENCRYPTION": "aes-256-gcm",
-           "BAILEYS_STORE_MASTER_KEYS": f"1:{key}"}
+    env = {
+        "BAILEYS_STORE_DURABLE": url,
+        "BAILEYS_STORE_ENCRYPTION": "aes-256-gcm",
+        "BAILEYS_STORE_MASTER_KEYS": f"1:{key}",
+    }
     assert cli(import_command, str(py_folder), "--session", "s1", env=env).exit_code == 0
     out = tmp_path / "out"
     assert cli(export_command, "s1", str(out), env=env).exit_code == 0
@@ -659,10 +704,25 @@ def two_sessions(py_folder: Path, tmp_path: Path) -> str:
     url = store_url(tmp_path)
     node_folder = tmp_path / "node-auth"
     make_node_folder(node_folder)
-    assert cli(import_command, str(py_folder), "--session", "s1", "--namespace", NS,
-               "--store", url).exit_code == 0
-    assert cli(import_command, str(node_folder), "--session", "s2", "--namespace", "other",
-               "--store", url).exit_code == 0
+    assert (
+        cli(
+            import_command, str(py_folder), "--session", "s1", "--namespace", NS, "--store", url
+        ).exit_code
+        == 0
+    )
+    assert (
+        cli(
+            import_command,
+            str(node_folder),
+            "--session",
+            "s2",
+            "--namespace",
+            "other",
+            "--store",
+            url,
+        ).exit_code
+        == 0
+    )
     return url
 
 
@@ -736,8 +796,9 @@ def test_sessions_delete_asks_first(two_sessions: str) -> None:
     assert again.exit_code == 1
     assert "no session clinic-1/s1" in again.output
 
-    yes = cli(sessions_group, "delete", "s2", "--namespace", "other", "--yes",
-              "--store", two_sessions)
+    yes = cli(
+        sessions_group, "delete", "s2", "--namespace", "other", "--yes", "--store", two_sessions
+    )
     assert yes.exit_code == 0, yes.output
     assert creds_version(two_sessions, "s2", "other") == 0
 
@@ -770,8 +831,11 @@ def test_store_comes_from_option_group_or_environment(two_sessions: str, tmp_pat
     wins = cli(sessions_group, "list", "--store", other, obj=CliContext(two_sessions))
     assert "No sessions." in wins.stdout
 
-    for args in (("list", "--store", "foo://x"), ("inspect", "bad id!", "--store", other),
-                 ("delete", "s1", "--namespace", "bad ns!", "--yes", "--store", other)):
+    for args in (
+        ("list", "--store", "foo://x"),
+        ("inspect", "bad id!", "--store", other),
+        ("delete", "s1", "--namespace", "bad ns!", "--yes", "--store", other),
+    ):
         result = cli(sessions_group, *args)
         assert result.exit_code == 1, args
         assert result.output.startswith("Error: ")

@@ -30,10 +30,17 @@ def _get(url: str) -> tuple[int, str]:
 
 def test_serve_answers_health_ready_metrics_and_stops_on_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, "BAILEYS_STORE_CACHE": "none"}
-    cmd = [sys.executable, "-c", "from baileys_store.cli import main; main()", "--store",
-           f"sqlite:///{tmp_path / 's.db'}", "serve", "--port", "0"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-c",
+        "from baileys_store.cli import main; main()",
+        "--store",
+        f"sqlite:///{tmp_path / 's.db'}",
+        "serve",
+        "--port",
+        "0",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -55,8 +62,9 @@ def test_serve_answers_health_ready_metrics_and_stops_on_sigterm(tmp_path: Path)
 
 
 async def _write_behind(cache: str, db: Path) -> None:
-    config = StoreConfig(durable=f"sqlite:///{db}", cache=cache, write_mode="write-behind",
-                         outbox_worker=False)  # fmt: skip
+    config = StoreConfig(
+        durable=f"sqlite:///{db}", cache=cache, write_mode="write-behind", outbox_worker=False
+    )
     async with AuthStore(config) as store:
         await store.session("s1", namespace="cli").keys.set({"session": {"1.0": b"x"}})
         await store.session("s2", namespace="cli").keys.set({"session": {"1.0": b"y"}})
@@ -87,8 +95,11 @@ def test_outbox_status_drain_and_dlq(redis_server: RedisServer, tmp_path: Path) 
 
 def test_outbox_without_redis_cache_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "x.db").touch()  # an empty SQLite store (a command never creates one)
-    result = CliRunner().invoke(main, ["--store", f"sqlite:///{tmp_path / 'x.db'}", "outbox",
-                                       "status"], env={"BAILEYS_STORE_CACHE": "none"})  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        ["--store", f"sqlite:///{tmp_path / 'x.db'}", "outbox", "status"],
+        env={"BAILEYS_STORE_CACHE": "none"},
+    )
     assert result.exit_code == 1
     assert "needs a redis:// cache" in result.output
 

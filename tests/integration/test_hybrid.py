@@ -51,8 +51,9 @@ def flaky_store(
     """A store over a SQLite that fails on demand, with a Redis cache; the worker off unless
     ``outbox_worker=True``."""
     cache = with_query(server.url, prefix=unique_prefix(), ttl="600")
-    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'flaky.db'}", cache=cache,
-                         **{"outbox_worker": False, **cfg})  # fmt: skip
+    config = StoreConfig(
+        durable=f"sqlite:///{tmp_path / 'flaky.db'}", cache=cache, **{"outbox_worker": False, **cfg}
+    )
     durable = FlakySQLite(tmp_path / "flaky.db")
     return AuthStore(config, durable=durable, cache=make_cache(config)), durable, config
 
@@ -155,8 +156,9 @@ async def test_write_behind_serves_from_cache_then_drains(make: Callable[..., Au
 
 
 async def test_write_behind_redelivery_is_applied_once(make: Callable[..., AuthStore]) -> None:
-    async with opened(make(write_mode="write-behind", outbox_worker=False,
-                           outbox_claim_timeout=1)) as store:  # fmt: skip
+    async with opened(
+        make(write_mode="write-behind", outbox_worker=False, outbox_claim_timeout=1)
+    ) as store:
         keys = store.session(SID).keys
         for n in range(5):
             await keys.set({"sender-key": {"g::u::0": bytes([n])}})
@@ -171,16 +173,18 @@ async def test_write_behind_redelivery_is_applied_once(make: Callable[..., AuthS
         blob = (await durable.get_keys(ADDR, "sender-key", ["g::u::0"]))["g::u::0"]
         assert store.codec.decode(blob, _key_aad(ADDR, "sender-key", "g::u::0")) == bytes([4])
         # the dead worker wakes up and applies its old batch: the sequence guard skips it
-        assert not await durable.apply_batch(ADDR, [KeyWrite("sender-key", "g::u::0", b"\0")],
-                                             None, seq=dead.entries[-1].seq)  # fmt: skip
+        assert not await durable.apply_batch(
+            ADDR, [KeyWrite("sender-key", "g::u::0", b"\0")], None, seq=dead.entries[-1].seq
+        )
         assert await cache.ack(ADDR, "dead-worker", 5, dead.entries[-1].seq) is None
 
 
 async def test_poison_entry_goes_to_dead_letters_outage_does_not(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    store, durable, _ = flaky_store(redis_server, tmp_path, write_mode="write-behind",
-                                    outbox_max_attempts=3)  # fmt: skip
+    store, durable, _ = flaky_store(
+        redis_server, tmp_path, write_mode="write-behind", outbox_max_attempts=3
+    )
     async with opened(store):
         await store.session(SID).keys.set({"session": {"1.0": b"x"}})
         durable.fail_with = errors.UnavailableError("durable down")
@@ -224,8 +228,9 @@ async def test_durable_outage_buffers_then_drains(
 async def test_durable_outage_fails_writes_when_configured(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    store, durable, _ = flaky_store(redis_server, tmp_path, durable_outage="fail",
-                                    outbox_worker=True)  # fmt: skip
+    store, durable, _ = flaky_store(
+        redis_server, tmp_path, durable_outage="fail", outbox_worker=True
+    )
     async with opened(store):
         keys = store.session(SID).keys
         await keys.set({"session": {"1.0": b"v1"}})
@@ -254,8 +259,9 @@ async def test_a_write_landing_after_its_deadline_is_rejected(
         await keys.set({"session": {"1.0": b"v2"}})  # drains v1's entry, then writes through
         assert await store.drain_outbox() == 0
         with pytest.raises(errors.FencedError):  # the v1 request finally arrives
-            await durable.write_keys(ADDR, [KeyWrite("session", "1.0", b"v1-late")],
-                                     fence=late_fence)  # fmt: skip
+            await durable.write_keys(
+                ADDR, [KeyWrite("session", "1.0", b"v1-late")], fence=late_fence
+            )
         assert await durable_value(store, "session", "1.0") == b"v2"
         assert await keys.get("session", ["1.0"]) == {"1.0": b"v2"}
 
@@ -279,8 +285,10 @@ async def test_other_process_reads_buffered_writes_from_the_cache(
 async def test_many_first_uses_at_once_take_one_lease(make: Callable[..., AuthStore]) -> None:
     async with opened(make()) as store:
         sess = store.session(SID)
-        await asyncio.gather(*(sess.keys.set({"session": {f"{n}.0": b"x"}}) for n in range(20)),
-                             *(sess.keys.get("session", ["0.0"]) for _ in range(20)))  # fmt: skip
+        await asyncio.gather(
+            *(sess.keys.set({"session": {f"{n}.0": b"x"}}) for n in range(20)),
+            *(sess.keys.get("session", ["0.0"]) for _ in range(20)),
+        )
         assert store._engine.leases is not None
         assert store._engine.leases.held[ADDR].token == 1  # acquired once, never bumped
         assert store._engine.leases._acquiring == {}
@@ -354,8 +362,9 @@ async def test_a_redis_prefix_belongs_to_one_durable_tier(
     cache = with_query(redis_server.url, prefix=unique_prefix())
     first = AuthStore(StoreConfig(durable=f"sqlite:///{tmp_path / 'a.db'}", cache=cache))
     async with opened(first):
-        again = AuthStore(StoreConfig(durable=f"sqlite:///{tmp_path / 'a.db'}", cache=cache,
-                                      lease="on"))  # fmt: skip
+        again = AuthStore(
+            StoreConfig(durable=f"sqlite:///{tmp_path / 'a.db'}", cache=cache, lease="on")
+        )
         async with opened(again):  # the same database from another store: fine
             pass
         other = AuthStore(StoreConfig(durable=f"sqlite:///{tmp_path / 'b.db'}", cache=cache))

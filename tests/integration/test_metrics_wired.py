@@ -51,9 +51,16 @@ async def test_every_metric_is_updated(redis_server: RedisServer, tmp_path: Path
     spy = Spy(registry)
     spy.called = set()
     cache = with_query(redis_server.url, prefix=unique_prefix(), ttl="600")
-    config = StoreConfig(durable=f"sqlite:///{tmp_path / 'm.db'}", cache=cache, op_timeout=2.0,
-                         lease_ttl=1, breaker_min_calls=2, breaker_reset_timeout=0.2,
-                         outbox_worker=False, outbox_max_attempts=1)  # fmt: skip
+    config = StoreConfig(
+        durable=f"sqlite:///{tmp_path / 'm.db'}",
+        cache=cache,
+        op_timeout=2.0,
+        lease_ttl=1,
+        breaker_min_calls=2,
+        breaker_reset_timeout=0.2,
+        outbox_worker=False,
+        outbox_max_attempts=1,
+    )
     durable = FlakySQLite(tmp_path / "m.db")
     a = AuthStore(config, durable=durable, cache=make_cache(config), metrics=spy)
     await a.open()
@@ -122,8 +129,9 @@ async def test_every_metric_is_updated(redis_server: RedisServer, tmp_path: Path
 
     # Another process takes the session over: the old holder is fenced.
     await a._engine.leases.stop_renewing()
-    b = AuthStore(config, durable=SQLiteDurable(tmp_path / "m.db"), cache=make_cache(config),
-                  metrics=spy)  # fmt: skip
+    b = AuthStore(
+        config, durable=SQLiteDurable(tmp_path / "m.db"), cache=make_cache(config), metrics=spy
+    )
     await b.open()
     with pytest.raises(errors.LeaseHeldError):
         await b.session("s1", namespace=NS).keys.set({"session": {"1.0": b"b"}})
@@ -136,10 +144,18 @@ async def test_every_metric_is_updated(redis_server: RedisServer, tmp_path: Path
 
     # Write-behind on a prefix whose keys Redis lost (a flush, an empty restart): detected.
     wb_prefix = unique_prefix()
-    wb_config = config.model_copy(update={
-        "cache": with_query(redis_server.url, prefix=wb_prefix), "write_mode": "write-behind"})
-    c = AuthStore(wb_config, durable=SQLiteDurable(tmp_path / "m.db"),
-                  cache=make_cache(wb_config), metrics=spy)  # fmt: skip
+    wb_config = config.model_copy(
+        update={
+            "cache": with_query(redis_server.url, prefix=wb_prefix),
+            "write_mode": "write-behind",
+        }
+    )
+    c = AuthStore(
+        wb_config,
+        durable=SQLiteDurable(tmp_path / "m.db"),
+        cache=make_cache(wb_config),
+        metrics=spy,
+    )
     await c.open()
     await c.session("s9", namespace=NS).keys.set({"session": {"1": b"acked"}})
     lost = [k async for k in admin.scan_iter(match=f"{wb_prefix}*")]
@@ -154,17 +170,27 @@ async def test_every_metric_is_updated(redis_server: RedisServer, tmp_path: Path
     families = {m.name for m in registry.collect() if m.samples}
     expected = {name.removesuffix("_total") for name, *_ in METRICS_DOC}
     assert expected - families == set()
-    for name in ("baileys_store_durable_fallbacks_total", "baileys_store_outbox_applied_total",
-                 "baileys_store_outbox_dead_letters_total", "baileys_store_retries_total",
-                 "baileys_store_fenced_writes_total", "baileys_store_codec_errors_total"):
-        assert (registry.get_sample_value(name) or sum(
-            s.value for m in registry.collect() for s in m.samples if s.name == name)) > 0, name
+    for name in (
+        "baileys_store_durable_fallbacks_total",
+        "baileys_store_outbox_applied_total",
+        "baileys_store_outbox_dead_letters_total",
+        "baileys_store_retries_total",
+        "baileys_store_fenced_writes_total",
+        "baileys_store_codec_errors_total",
+    ):
+        assert (
+            registry.get_sample_value(name)
+            or sum(s.value for m in registry.collect() for s in m.samples if s.name == name)
+        ) > 0, name
 
     # Every tier call is counted and timed with its tier, operation and outcome.
     def ops(tier: str) -> dict[tuple[str, str], float]:
-        return {(s.labels["op"], s.labels["result"]): s.value for m in registry.collect()
-                for s in m.samples if s.name == "baileys_store_operations_total"
-                and s.labels["tier"] == tier}  # fmt: skip
+        return {
+            (s.labels["op"], s.labels["result"]): s.value
+            for m in registry.collect()
+            for s in m.samples
+            if s.name == "baileys_store_operations_total" and s.labels["tier"] == tier
+        }
 
     durable_ops, cache_ops = ops("durable"), ops("cache")
     for op in ("write_keys", "get_keys", "save_creds", "apply_batch", "advance_fence"):
@@ -174,7 +200,14 @@ async def test_every_metric_is_updated(redis_server: RedisServer, tmp_path: Path
     for op in ("update_keys", "read_keys", "acquire_lease", "renew_lease", "wb_keys", "claim"):
         assert cache_ops.get((op, "ok"), 0) > 0, op
     assert "other" not in {op for op, _ in (*durable_ops, *cache_ops)}  # every call is named
-    durations = {(s.labels["tier"], s.labels["op"]) for m in registry.collect()
-                 for s in m.samples if s.name == "baileys_store_operation_duration_seconds_count"}
-    assert {("durable", "write_keys"), ("cache", "update_keys"), ("store", "write_keys")
-            } <= durations  # fmt: skip
+    durations = {
+        (s.labels["tier"], s.labels["op"])
+        for m in registry.collect()
+        for s in m.samples
+        if s.name == "baileys_store_operation_duration_seconds_count"
+    }
+    assert {
+        ("durable", "write_keys"),
+        ("cache", "update_keys"),
+        ("store", "write_keys"),
+    } <= durations

@@ -59,8 +59,9 @@ async def test_tombstone_is_the_emptied_document_and_listings_skip_it(
         assert session_doc(mongo_server, db, a) == {"fence": f7, "creds": b"c2", "version": 1}
         assert [i.session_id async for i in store.list_sessions(NS)] == [a.session_id]
         # The outbox sequence restarted with the session: its first batch applies.
-        assert await store.apply_batch(never, [KeyWrite("session", "y", b"2")], None, seq=1,
-                                       fence=f9 + 1)  # fmt: skip
+        assert await store.apply_batch(
+            never, [KeyWrite("session", "y", b"2")], None, seq=1, fence=f9 + 1
+        )
         assert await store.get_keys(never, "session", ["y"]) == {"y": b"2"}
 
 
@@ -100,11 +101,18 @@ async def test_version_1_database_upgrades_to_tombstones(mongo_server: MongoServ
         db = client[database]
         db.bs_meta.update_one({"_id": "schema_version"}, {"$set": {"value": 1}})
         now = time.time()
-        db.bs_sessions.insert_one({
-            "_id": session_doc_id(a), "namespace": a.namespace, "session_id": a.session_id,
-            "creds": b"c3", "version": 3, "fence": 7 << FENCE_SHIFT, "created_at": now,
-            "updated_at": now,
-        })  # fmt: skip
+        db.bs_sessions.insert_one(
+            {
+                "_id": session_doc_id(a),
+                "namespace": a.namespace,
+                "session_id": a.session_id,
+                "creds": b"c3",
+                "version": 3,
+                "fence": 7 << FENCE_SHIFT,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
     async with opened(url) as store:
         assert await store.load_creds(a) == CredsRecord(b"c3", 3)  # data kept
         assert [i.session_id async for i in store.list_sessions(NS)] == [a.session_id]

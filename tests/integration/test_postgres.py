@@ -74,9 +74,11 @@ async def fetch(conn: Admin, query: str, *params: object) -> list[tuple[Any, ...
 
 async def fence_of(conn: Admin, schema: str, addr: SessionAddr) -> int:
     rows = await fetch(
-        conn, f"SELECT fence FROM {schema}.sessions WHERE namespace = %s AND session_id = %s",
-        addr.namespace, addr.session_id,
-    )  # fmt: skip
+        conn,
+        f"SELECT fence FROM {schema}.sessions WHERE namespace = %s AND session_id = %s",
+        addr.namespace,
+        addr.session_id,
+    )
     return int(rows[0][0])
 
 
@@ -132,8 +134,11 @@ async def test_fencing_is_atomic_under_concurrency(
         addr = SessionAddr("race", f"r{rnd}")
         outcomes = await asyncio.gather(*(_fenced_writer(store, addr, t) for t in range(1, 9)))
         committed = [t for done, _ in outcomes for t in done]
-        assert all(current > token for (_, current), token in zip(outcomes, range(1, 9),
-                                                                   strict=True) if current)
+        assert all(
+            current > token
+            for (_, current), token in zip(outcomes, range(1, 9), strict=True)
+            if current
+        )
         rows = await fetch(
             admin, f"SELECT token FROM {schema}.log WHERE sid = %s ORDER BY n", addr.session_id
         )
@@ -178,10 +183,12 @@ async def test_cas_race_exactly_one_winner(
         for version in range(1, 6):
             blobs = [f"w{version}-{n}".encode() for n in range(10)]
             results = await asyncio.gather(
-                *(backends[n % instances].save_creds(ADDR, b, expected_version=version)
-                  for n, b in enumerate(blobs)),
+                *(
+                    backends[n % instances].save_creds(ADDR, b, expected_version=version)
+                    for n, b in enumerate(blobs)
+                ),
                 return_exceptions=True,
-            )  # fmt: skip
+            )
             won = [n for n, r in enumerate(results) if not isinstance(r, BaseException)]
             assert len(won) == 1, results
             assert results[won[0]] == version + 1
@@ -240,9 +247,14 @@ MIXED = [
 
 async def _seed(store: pg.PostgresDurable) -> None:
     await store.write_keys(
-        ADDR, [KeyWrite("session", "a", b"A1"), KeyWrite("session", "b", b"B1"),
-               KeyWrite("pre-key", "1", b"P1")], fence=3,
-    )  # fmt: skip
+        ADDR,
+        [
+            KeyWrite("session", "a", b"A1"),
+            KeyWrite("session", "b", b"B1"),
+            KeyWrite("pre-key", "1", b"P1"),
+        ],
+        fence=3,
+    )
 
 
 async def test_multi_type_write_failing_midway_leaves_nothing(
@@ -277,9 +289,10 @@ async def test_cancelled_and_timed_out_writes_leave_nothing(
         await store.write_keys(ADDR, [KeyWrite("session", "a", b"A3")])
         assert (await _state(store))[0] == {"a": b"A3", "b": b"B1"}
         rows = await fetch(
-            admin, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            admin,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND state LIKE 'idle in transaction%%'",
-        )  # fmt: skip
+        )
         assert rows == [(0,)]
 
 
@@ -305,7 +318,8 @@ async def test_schema_creation_idempotent_and_concurrent(
     async with opened(durable(postgres_db.dsn, schema)) as again:
         await again.write_keys(ADDR, [KeyWrite("session", "a", b"1")])
     assert await fetch(admin, f"SELECT name, value FROM {schema}.meta ORDER BY 1") == [
-        ("schema_version", str(SCHEMA_VERSION)), ("store_id", again.store_id)
+        ("schema_version", str(SCHEMA_VERSION)),
+        ("store_id", again.store_id),
     ]
     assert {b.store_id for b in backends} == {again.store_id}  # the racing openers agree
     tables = await fetch(
@@ -313,8 +327,9 @@ async def test_schema_creation_idempotent_and_concurrent(
     )
     assert tables == [("keys",), ("leases",), ("meta",), ("sessions",)]
     await admin.execute(
-        f"UPDATE {schema}.meta SET value = '{SCHEMA_VERSION + 1}' WHERE name = 'schema_version'"
-        .encode())  # fmt: skip
+        f"UPDATE {schema}.meta SET value = '{SCHEMA_VERSION + 1}' "
+        "WHERE name = 'schema_version'".encode()
+    )
     with pytest.raises(errors.UnavailableError, match="newer than this baileys-store"):
         await durable(postgres_db.dsn, schema).open()
 
@@ -336,8 +351,9 @@ async def test_hash_partitioned_keys_table(
         await admin.execute(
             sql.SQL(
                 "CREATE TABLE {p} PARTITION OF {s}.keys FOR VALUES WITH (MODULUS 4, REMAINDER {r})"
-            ).format(p=sql.Identifier(schema, f"keys_p{r}"), s=sql.Identifier(schema),
-                     r=sql.Literal(r))
+            ).format(
+                p=sql.Identifier(schema, f"keys_p{r}"), s=sql.Identifier(schema), r=sql.Literal(r)
+            )
         )
     async with opened(durable(postgres_db.dsn, schema)) as store:
         addrs = [SessionAddr("ns", f"s{i}") for i in range(12)]
@@ -356,9 +372,12 @@ async def test_hash_partitioned_keys_table(
     assert len(per_partition) > 1
     assert sum(n for _, n in per_partition) == 20
     # schema v3's fillfactor went to each partition (a partitioned parent refuses it)
-    options = await fetch(admin, "SELECT relname, reloptions FROM pg_class c JOIN pg_namespace n "
-                          f"ON n.oid = c.relnamespace WHERE n.nspname = '{schema}' "
-                          "AND relname LIKE 'keys%' AND relkind IN ('r', 'p') ORDER BY 1")
+    options = await fetch(
+        admin,
+        "SELECT relname, reloptions FROM pg_class c JOIN pg_namespace n "
+        f"ON n.oid = c.relnamespace WHERE n.nspname = '{schema}' "
+        "AND relname LIKE 'keys%' AND relkind IN ('r', 'p') ORDER BY 1",
+    )
     assert options == [("keys", None), *((f"keys_p{r}", ["fillfactor=80"]) for r in range(4))]
 
 
@@ -394,8 +413,13 @@ def test_url_options_parsed() -> None:
         op_timeout=7,
     )
     assert (s.schema, s.min_size, s.max_size, s.timeout, s.prepare_threshold, s.retries) == (
-        "my_s", 0, 3, 2.5, 5, 1,
-    )  # fmt: skip
+        "my_s",
+        0,
+        3,
+        2.5,
+        5,
+        1,
+    )
     # Our parameters are stripped; libpq's are passed on byte for byte.
     assert s.conninfo == (
         "postgresql://u:s3cretpw@h:5433/db?sslmode=prefer&options=-c%20statement_timeout%3D5000"
@@ -404,8 +428,13 @@ def test_url_options_parsed() -> None:
     assert s.connect_kwargs == {"connect_timeout": "7", "application_name": "baileys-store"}
     d = pg.parse_postgres_url("postgres://h/db?connect_timeout=3", op_timeout=10)
     assert (d.schema, d.min_size, d.max_size, d.timeout, d.prepare_threshold, d.retries) == (
-        "baileys_store", 1, 10, 10.0, None, 3,
-    )  # fmt: skip
+        "baileys_store",
+        1,
+        10,
+        10.0,
+        None,
+        3,
+    )
     assert d.connect_kwargs == {"application_name": "baileys-store"}
 
 
@@ -440,9 +469,11 @@ async def test_libpq_options_and_prepared_statements_reach_the_server(
     postgres_db: PostgresDatabase, schema: str
 ) -> None:
     backend = durable(
-        postgres_db.dsn, schema, prepare_threshold=0,
+        postgres_db.dsn,
+        schema,
+        prepare_threshold=0,
         options="-c%20statement_timeout%3D4321",
-    )  # fmt: skip
+    )
     async with opened(backend) as store:
         for n in range(3):  # prepare_threshold=0: prepared on first use, reused after
             await store.write_keys(ADDR, [KeyWrite("session", "a", bytes([n]))])
@@ -598,8 +629,10 @@ async def test_nothing_listening_or_no_such_database(postgres_db: PostgresDataba
     with pytest.raises(errors.UnavailableError, match="does not exist") as info:
         await pg.from_config(StoreConfig(durable=missing, cache=None), "durable").open()
     assert secret not in str(info.value)
-    query_secret = with_params(postgres_db.dsn.replace(
-        f":{upstream(postgres_db.dsn)[1]}/", f":{free_port()}/"), password="qu3ry-pw")
+    query_secret = with_params(
+        postgres_db.dsn.replace(f":{upstream(postgres_db.dsn)[1]}/", f":{free_port()}/"),
+        password="qu3ry-pw",
+    )
     with pytest.raises(errors.UnavailableError) as info:
         await pg.from_config(StoreConfig(durable=query_secret, cache=None), "durable").open()
     assert "qu3ry-pw" not in str(info.value)
@@ -607,9 +640,10 @@ async def test_nothing_listening_or_no_such_database(postgres_db: PostgresDataba
 
 async def _terminate_ours(admin: Admin) -> None:
     killed = await fetch(
-        admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        admin,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         "WHERE application_name = 'baileys-store' AND datname = current_database()",
-    )  # fmt: skip
+    )
     assert killed
     assert all(ok for (ok,) in killed)
 
@@ -653,35 +687,45 @@ async def test_version_1_schema_upgrades_in_place(
 
     ident = sql.Identifier(schema)
     await admin.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
-    await admin.execute(sql.SQL(
-        "CREATE TABLE {}.meta (name text PRIMARY KEY, value text NOT NULL)").format(ident))
+    await admin.execute(
+        sql.SQL("CREATE TABLE {}.meta (name text PRIMARY KEY, value text NOT NULL)").format(ident)
+    )
     await admin.execute(sql.SQL(q.MIGRATIONS[1]).format(s=ident))  # a store at version 1
     await admin.execute(sql.SQL("INSERT INTO {}.meta VALUES ('schema_version', '1')").format(ident))
-    await admin.execute(sql.SQL(
-        "INSERT INTO {}.sessions (namespace, session_id, creds, version, fence) "
-        "VALUES (%s, %s, %s, 3, %s)").format(ident),
-        (ADDR.namespace, ADDR.session_id, b"c3", 7 << FENCE_SHIFT))
+    await admin.execute(
+        sql.SQL(
+            "INSERT INTO {}.sessions (namespace, session_id, creds, version, fence) "
+            "VALUES (%s, %s, %s, 3, %s)"
+        ).format(ident),
+        (ADDR.namespace, ADDR.session_id, b"c3", 7 << FENCE_SHIFT),
+    )
     async with opened(durable(postgres_db.dsn, schema)) as store:
         assert await store.load_creds(ADDR) == CredsRecord(b"c3", 3)  # data kept
         fence = 7 << FENCE_SHIFT
-        assert await store.apply_batch(ADDR, [KeyWrite("session", "a", b"1")], None, seq=1,
-                                       fence=fence)  # fmt: skip
+        assert await store.apply_batch(
+            ADDR, [KeyWrite("session", "a", b"1")], None, seq=1, fence=fence
+        )
         assert not await store.apply_batch(ADDR, [], None, seq=1, fence=fence)
         with pytest.raises(errors.FencedError):
             await store.advance_fence(ADDR, fence - 1)
         assert await store.acquire_lease(ADDR, "p1", 1000) == 8  # above the recorded fence
-    assert await fetch(admin, f"SELECT value FROM {schema}.meta WHERE name = 'schema_version'"
-                       ) == [(str(SCHEMA_VERSION),)]  # fmt: skip
+    assert await fetch(admin, f"SELECT value FROM {schema}.meta WHERE name = 'schema_version'") == [
+        (str(SCHEMA_VERSION),)
+    ]
     rows = await fetch(admin, f"SELECT outbox_seq, fence FROM {schema}.sessions")
     assert rows == [(1, 7 << FENCE_SHIFT)]
     # version 3: the keys table leaves room for HOT updates
-    assert await fetch(admin, "SELECT reloptions FROM pg_class c JOIN pg_namespace n ON "
-                       f"n.oid = c.relnamespace WHERE n.nspname = '{schema}' AND "
-                       "c.relname = 'keys'") == [(["fillfactor=80"],)]  # fmt: skip
+    assert await fetch(
+        admin,
+        "SELECT reloptions FROM pg_class c JOIN pg_namespace n ON "
+        f"n.oid = c.relnamespace WHERE n.nspname = '{schema}' AND "
+        "c.relname = 'keys'",
+    ) == [(["fillfactor=80"],)]
 
 
-async def test_lease_expiry_is_the_servers_clock(store: pg.PostgresDurable, admin: Admin,
-                                                 schema: str) -> None:  # fmt: skip
+async def test_lease_expiry_is_the_servers_clock(
+    store: pg.PostgresDurable, admin: Admin, schema: str
+) -> None:
     token = await store.acquire_lease(ADDR, "p1", 60_000)
     assert token is not None
     rows = await fetch(admin, f"SELECT expires - clock_timestamp() FROM {schema}.leases")
@@ -696,9 +740,13 @@ async def test_concurrent_batches_and_acquirers_on_one_new_session(
     store: pg.PostgresDurable,
 ) -> None:
     a = SessionAddr("clinic-1/race", "new")
-    batches = await asyncio.gather(*(
-        store.apply_batch(a, [KeyWrite("session", "x", b"%d" % n)], None, seq=1, fence=n)
-        for n in range(1, 9)), return_exceptions=True)  # fmt: skip
+    batches = await asyncio.gather(
+        *(
+            store.apply_batch(a, [KeyWrite("session", "x", b"%d" % n)], None, seq=1, fence=n)
+            for n in range(1, 9)
+        ),
+        return_exceptions=True,
+    )
     applied = [r for r in batches if r is True]
     assert len(applied) == 1, batches
     # The others: a redelivery (False) or fenced by a higher token that won first.

@@ -27,9 +27,12 @@ def fresh() -> SessionAddr:
 
 async def rows_of(conn: Admin, schema: str, a: SessionAddr) -> list[tuple[Any, ...]]:
     return await fetch(
-        conn, f"SELECT fence, deleted, creds, version, outbox_seq FROM {schema}.sessions "
-        "WHERE namespace = %s AND session_id = %s", a.namespace, a.session_id,
-    )  # fmt: skip
+        conn,
+        f"SELECT fence, deleted, creds, version, outbox_seq FROM {schema}.sessions "
+        "WHERE namespace = %s AND session_id = %s",
+        a.namespace,
+        a.session_id,
+    )
 
 
 async def test_tombstone_is_the_emptied_row_and_listings_skip_it(
@@ -97,10 +100,13 @@ async def test_version_3_schema_upgrades_to_tombstones(
     await admin.execute(sql.SQL("INSERT INTO {}.meta VALUES ('schema_version', '3')").format(ident))
     a, b = fresh(), fresh()
     for addr in (a, b):
-        await admin.execute(sql.SQL(
-            "INSERT INTO {}.sessions (namespace, session_id, creds, version, fence) "
-            "VALUES (%s, %s, %s, 3, %s)").format(ident),
-            (addr.namespace, addr.session_id, b"c3", 7 << FENCE_SHIFT))  # fmt: skip
+        await admin.execute(
+            sql.SQL(
+                "INSERT INTO {}.sessions (namespace, session_id, creds, version, fence) "
+                "VALUES (%s, %s, %s, 3, %s)"
+            ).format(ident),
+            (addr.namespace, addr.session_id, b"c3", 7 << FENCE_SHIFT),
+        )
     async with opened(durable(postgres_db.dsn, schema)) as store:
         assert await store.load_creds(a) == CredsRecord(b"c3", 3)  # data kept
         listed = [i.session_id async for i in store.list_sessions(NS)]
@@ -109,8 +115,9 @@ async def test_version_3_schema_upgrades_to_tombstones(
         with pytest.raises(errors.FencedError):
             await store.save_creds(a, b"stale", fence=(7 << FENCE_SHIFT) - 1)
         assert await store.bind_meta("encryption", "none") == "none"
-    assert await fetch(admin, f"SELECT value FROM {schema}.meta WHERE name = 'schema_version'"
-                       ) == [(str(q.SCHEMA_VERSION),)]  # fmt: skip
+    assert await fetch(admin, f"SELECT value FROM {schema}.meta WHERE name = 'schema_version'") == [
+        (str(q.SCHEMA_VERSION),)
+    ]
     assert q.SCHEMA_VERSION == 4
 
 

@@ -270,9 +270,7 @@ async def test_sessions_with_colons_never_share_keys(store: rb.RedisDurable) -> 
     assert await store.get_keys(b, "session", ["1"]) == {"1": b"B"}
 
 
-async def test_durable_keys_never_expire_and_cache_keys_do(
-    server_url: str, prefix: str
-) -> None:
+async def test_durable_keys_never_expire_and_cache_keys_do(server_url: str, prefix: str) -> None:
     d = durable(server_url, prefix)
     c = cache(server_url, prefix, ttl=120)
     await d.open()
@@ -397,7 +395,13 @@ def test_url_options_parsed() -> None:
     c = rb.from_config(StoreConfig(cache=url, op_timeout=4), "cache")
     o = c.options
     assert (o.host, o.port, o.max_connections, o.retries, o.ttl, o.prefix, o.cluster) == (
-        "cache.example", 6390, 7, 2, 30, "app_1c", False,
+        "cache.example",
+        6390,
+        7,
+        2,
+        30,
+        "app_1c",
+        False,
     )
     kw = o.client_kwargs
     assert (kw["username"], kw["password"], kw["db"]) == ("u@x", "p/w", 2)
@@ -560,9 +564,17 @@ async def test_rediss_with_certificate_checks(tmp_path: Path) -> None:
     tls_port = free_port()
     server = start_redis(
         tmp_path,
-        "--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
-        "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
-    )  # fmt: skip
+        "--tls-port",
+        str(tls_port),
+        "--tls-cert-file",
+        str(cert),
+        "--tls-key-file",
+        str(key),
+        "--tls-ca-cert-file",
+        str(cert),
+        "--tls-auth-clients",
+        "no",
+    )
     try:
         url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}"
         b = durable(url, "tls")

@@ -18,8 +18,9 @@ K1, K2 = secrets.token_hex(32), secrets.token_hex(32)
 
 def config(db: Path, keys: dict[int, str], **kw: object) -> StoreConfig:
     base: dict[str, object] = {"cache": None, **kw}
-    return StoreConfig(durable=f"sqlite:///{db}", encryption="aes-256-gcm", master_keys=keys,
-                       **base)  # fmt: skip
+    return StoreConfig(
+        durable=f"sqlite:///{db}", encryption="aes-256-gcm", master_keys=keys, **base
+    )
 
 
 async def key_ids(store: AuthStore, sid: str) -> set[int]:
@@ -100,8 +101,11 @@ def test_keys_rotate_command(tmp_path: Path) -> None:
             await store.session("s").keys.set({"pre-key": {"1": b"p"}})
 
     asyncio.run(seed())
-    env = {"BAILEYS_STORE_CACHE": "none", "BAILEYS_STORE_ENCRYPTION": "aes-256-gcm",
-           "BAILEYS_STORE_MASTER_KEYS": f"1:{K1},2:{K2}"}  # fmt: skip
+    env = {
+        "BAILEYS_STORE_CACHE": "none",
+        "BAILEYS_STORE_ENCRYPTION": "aes-256-gcm",
+        "BAILEYS_STORE_MASTER_KEYS": f"1:{K1},2:{K2}",
+    }
     result = CliRunner().invoke(main, ["--store", f"sqlite:///{db}", "keys", "rotate"], env=env)
     assert result.exit_code == 0, result.output
     expected = "1 session(s): 1 record(s) re-encrypted, 0 already current, 0 failed, 0 in use"

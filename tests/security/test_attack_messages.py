@@ -45,8 +45,13 @@ async def open_it(config: StoreConfig) -> None:
 
 def forms(raw: bytes) -> list[str]:
     """Every textual form a secret could leak in."""
-    return [raw.hex(), raw.hex().upper(), base64.b64encode(raw).decode(),
-            base64.urlsafe_b64encode(raw).decode().rstrip("="), repr(raw)[2:-1][:40]]  # fmt: skip
+    return [
+        raw.hex(),
+        raw.hex().upper(),
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        repr(raw)[2:-1][:40],
+    ]
 
 
 class Attacks:
@@ -74,9 +79,13 @@ async def test_attacks_fail_fast_and_leak_nothing(
     k1, k2 = secrets.token_bytes(32), secrets.token_bytes(32)
     private, record = secrets.token_bytes(32), secrets.token_bytes(48)
     cache = with_query(redis_server.url, prefix=unique_prefix())
-    base: dict[str, Any] = {"durable": f"sqlite:///{tmp_path / 's.db'}", "cache": cache,
-                            "encryption": "aes-256-gcm", "master_keys": {1: k1.hex()},
-                            "op_timeout": 1.0}  # fmt: skip
+    base: dict[str, Any] = {
+        "durable": f"sqlite:///{tmp_path / 's.db'}",
+        "cache": cache,
+        "encryption": "aes-256-gcm",
+        "master_keys": {1: k1.hex()},
+        "op_timeout": 1.0,
+    }
     attacks = Attacks()
     addr = SessionAddr("tenant", "5511")
 
@@ -84,18 +93,27 @@ async def test_attacks_fail_fast_and_leak_nothing(
     await store.open()
     try:
         sess = store.session("5511", namespace="tenant")
-        await sess.save_creds({"noiseKey": {"public": secrets.token_bytes(32), "private": private},
-                               "registrationId": 7})  # fmt: skip
+        await sess.save_creds(
+            {
+                "noiseKey": {"public": secrets.token_bytes(32), "private": private},
+                "registrationId": 7,
+            }
+        )
         await sess.keys.set({"session": {"1.0": record}, "pre-key": {"1": {"private": private}}})
         # Forged plaintext records, a moved blob and a bomb, straight into the durable tier (an
         # encrypted store refuses the bomb before decompressing it: it is a plaintext record).
         durable = store.durable
         aad_bomb = _key_aad(addr, "session", "bomb")
-        await durable.write_keys(addr, [
-            KeyWrite("session", "forged", plaintext_key(addr, "session", "forged", private)),
-            KeyWrite("session", "moved", (await durable.get_keys(addr, "session", ["1.0"]))["1.0"]),
-            KeyWrite("session", "bomb", envelope(zstd_bomb(1 << 30), aad_bomb, 2)),
-        ])  # fmt: skip
+        await durable.write_keys(
+            addr,
+            [
+                KeyWrite("session", "forged", plaintext_key(addr, "session", "forged", private)),
+                KeyWrite(
+                    "session", "moved", (await durable.get_keys(addr, "session", ["1.0"]))["1.0"]
+                ),
+                KeyWrite("session", "bomb", envelope(zstd_bomb(1 << 30), aad_bomb, 2)),
+            ],
+        )
         for key_id, kind in (
             ("forged", errors.PlaintextRecordError),
             ("moved", errors.DecryptError),
@@ -124,12 +142,16 @@ async def test_attacks_fail_fast_and_leak_nothing(
         )
     # A cache prefix that is a Redis-only durable store's (the cache adds "c" to its prefix).
     prefix = unique_prefix()
-    durable_store = AuthStore(StoreConfig(durable=with_query(redis_server.url, prefix=prefix + "c"),
-                                          cache=None))  # fmt: skip
+    durable_store = AuthStore(
+        StoreConfig(durable=with_query(redis_server.url, prefix=prefix + "c"), cache=None)
+    )
     await durable_store.open()
     try:
-        clash = {**base, "durable": f"sqlite:///{tmp_path / 'other.db'}",
-                 "cache": with_query(redis_server.url, prefix=prefix)}  # fmt: skip
+        clash = {
+            **base,
+            "durable": f"sqlite:///{tmp_path / 'other.db'}",
+            "cache": with_query(redis_server.url, prefix=prefix),
+        }
         await attacks.expect(errors.ConfigError, lambda: open_it(StoreConfig(**clash)))
     finally:
         await durable_store.close()
@@ -139,12 +161,16 @@ async def test_attacks_fail_fast_and_leak_nothing(
         # op_timeout bounds each call; the open makes one, plus the client's own set-up.
         await attacks.expect(errors.StoreError, partial(open_it, bad), limit=2.0)
 
-    everything = "\n".join(attacks.texts + [r.getMessage() for r in caplog.records]
-                           + [repr(r.__dict__) for r in caplog.records])  # fmt: skip
+    everything = "\n".join(
+        attacks.texts
+        + [r.getMessage() for r in caplog.records]
+        + [repr(r.__dict__) for r in caplog.records]
+    )
     assert len(attacks.texts) >= 2 * 10
     # (Not ``assert form not in everything``: pytest's explanation of a miss in a long text
     # takes minutes.)
-    secrets_seen = [form for raw in (k1, k2, private, record) for form in forms(raw)
-                    if form in everything]  # fmt: skip
+    secrets_seen = [
+        form for raw in (k1, k2, private, record) for form in forms(raw) if form in everything
+    ]
     assert secrets_seen == []
     assert (PASSWORD in everything) is False

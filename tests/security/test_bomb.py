@@ -97,8 +97,9 @@ async def test_bombs_in_the_durable_tier(
         for name, (comp, payload) in bombs.items():
             blob = envelope(payload, _key_aad(addr, "session", name), comp)
             await store.durable.write_keys(addr, [KeyWrite("session", name, blob)])
-        await store.durable.save_creds(addr, envelope(bombs["zstd"][1], _creds_aad(addr),
-                                                      Compression.ZSTD))  # fmt: skip
+        await store.durable.save_creds(
+            addr, envelope(bombs["zstd"][1], _creds_aad(addr), Compression.ZSTD)
+        )
     async with v.open(registry) as store:
         sess = store.session("bombed", namespace=v.namespace)
         for name in bombs:
@@ -125,8 +126,9 @@ async def test_bombs_in_redis(hybrid: Backend, bombs: dict[str, tuple[int, bytes
         client, base = store.cache._c(), store.cache._base(addr)  # type: ignore[union-attr]
         for name, (comp, payload) in bombs.items():
             await sess.keys.set({"session": {name: b"good"}})
-            await client.hset(base + "k:session", name, envelope(payload, _key_aad(
-                addr, "session", name), comp))  # fmt: skip
+            await client.hset(
+                base + "k:session", name, envelope(payload, _key_aad(addr, "session", name), comp)
+            )
             before, start = peak_rss(), time.monotonic()
             if store.config.write_mode == "write-behind":
                 with pytest.raises(errors.CorruptDataError):  # Redis is the primary

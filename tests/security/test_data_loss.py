@@ -47,9 +47,13 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 def _config(server: RedisServer, tmp_path: Path, **extra: Any) -> StoreConfig:
     cache = with_query(server.url, prefix=unique_prefix(), ttl="600")
-    return StoreConfig(durable=f"sqlite:///{tmp_path / 'wb.db'}", cache=cache,
-                       write_mode="write-behind", op_timeout=5.0,
-                       **{"outbox_worker": False, **extra})  # fmt: skip
+    return StoreConfig(
+        durable=f"sqlite:///{tmp_path / 'wb.db'}",
+        cache=cache,
+        write_mode="write-behind",
+        op_timeout=5.0,
+        **{"outbox_worker": False, **extra},
+    )
 
 
 @asynccontextmanager

@@ -70,8 +70,9 @@ def test_store_files_are_0600_under_umask_022(tmp_path: Path) -> None:
             seen.update((name, mode(tmp_path / name)) for name in os.listdir(tmp_path))
 
     asyncio.run(run())
-    assert seen == {name: 0o600 for name in
-                    ("store.db", "store.db-wal", "store.db-shm", "store.db.lock")}  # fmt: skip
+    assert seen == {
+        name: 0o600 for name in ("store.db", "store.db-wal", "store.db-shm", "store.db.lock")
+    }
 
 
 def test_an_existing_database_keeps_its_mode(tmp_path: Path) -> None:
@@ -198,8 +199,12 @@ def _bad_paths(tmp_path: Path) -> dict[str, Path]:
 def test_unopenable_paths_raise_config_error_fast(tmp_path: Path, which: str) -> None:
     path = _bad_paths(tmp_path)[which]
     key = make_master_key()
-    config = StoreConfig(durable=f"sqlite:///{path}", encryption="aes-256-gcm",
-                         master_keys={1: key}, create_dirs=True)  # fmt: skip
+    config = StoreConfig(
+        durable=f"sqlite:///{path}",
+        encryption="aes-256-gcm",
+        master_keys={1: key},
+        create_dirs=True,
+    )
     before = set(os.listdir("/dev"))
 
     async def run() -> None:

@@ -85,8 +85,9 @@ def servers() -> Iterator[dict[str, RedisServer]]:
     base = Path(tempfile.mkdtemp(prefix="bs-redis-limits-"))
     started: dict[str, RedisServer] = {}
     try:
-        started["log"] = start_redis(base, "--slowlog-log-slower-than", "0",
-                                     "--slowlog-max-len", "100000")  # fmt: skip
+        started["log"] = start_redis(
+            base, "--slowlog-log-slower-than", "0", "--slowlog-max-len", "100000"
+        )
         started["lru"] = start_redis(base, "--maxmemory-policy", "allkeys-lru")
         started["volatile"] = start_redis(base, "--maxmemory-policy", "volatile-lru")
         started["noconfig"] = start_redis(base, "--rename-command", "CONFIG", '""')
@@ -120,8 +121,9 @@ async def test_reads_fills_and_updates_are_chunked(servers: dict[str, RedisServe
     server = servers["log"]
     addr, ids = SessionAddr("ns", "big"), [str(i) for i in range(N)]
     writes = [KeyWrite("pre-key", i, b"v" * 40) for i in ids]
-    durable = RedisDurable(RedisOptions(with_query(server.url, prefix=unique_prefix()),
-                                        role="durable", op_timeout=10))  # fmt: skip
+    durable = RedisDurable(
+        RedisOptions(with_query(server.url, prefix=unique_prefix()), role="durable", op_timeout=10)
+    )
     await durable.open()
     try:
         await durable.write_keys(addr, writes)  # one atomic script, by design
@@ -130,8 +132,9 @@ async def test_reads_fills_and_updates_are_chunked(servers: dict[str, RedisServe
         assert widest_command(server) <= CHUNK + 3
     finally:
         await durable.close()
-    cache = RedisHybridCache(RedisOptions(with_query(server.url, prefix=unique_prefix()),
-                                          role="cache", op_timeout=10))  # fmt: skip
+    cache = RedisHybridCache(
+        RedisOptions(with_query(server.url, prefix=unique_prefix()), role="cache", op_timeout=10)
+    )
     await cache.open()
     try:
         stamp = (await cache.read_keys(addr, "pre-key", ids[:1])).stamp
@@ -154,10 +157,13 @@ async def test_allkeys_policy_warns_on_both_tiers(
 ) -> None:
     url = servers["lru"].url
     durable_only = StoreConfig(durable=with_query(url, prefix=unique_prefix()), cache=None)
-    hybrid = StoreConfig(durable=f"sqlite:///{tmp_path / 'h.db'}",
-                         cache=with_query(url, prefix=unique_prefix()))  # fmt: skip
-    for config, tier, says in ((durable_only, "durable", "evict durable data"),
-                               (hybrid, "cache", "evict leases and outbox entries")):  # fmt: skip
+    hybrid = StoreConfig(
+        durable=f"sqlite:///{tmp_path / 'h.db'}", cache=with_query(url, prefix=unique_prefix())
+    )
+    for config, tier, says in (
+        (durable_only, "durable", "evict durable data"),
+        (hybrid, "cache", "evict leases and outbox entries"),
+    ):
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="baileys_store"):
             async with AuthStore(config) as store:
@@ -175,9 +181,10 @@ async def test_allkeys_policy_warns_on_both_tiers(
 
 
 async def test_noeviction_and_volatile_policies_do_not_warn(
-    servers: dict[str, RedisServer], redis_server: RedisServer,
+    servers: dict[str, RedisServer],
+    redis_server: RedisServer,
     caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+) -> None:
     for server, policy in ((redis_server, "noeviction"), (servers["volatile"], "volatile-lru")):
         caplog.clear()
         config = StoreConfig(durable=with_query(server.url, prefix=unique_prefix()), cache=None)
@@ -191,8 +198,9 @@ async def test_noeviction_and_volatile_policies_do_not_warn(
 async def test_config_disabled_says_unknown(
     servers: dict[str, RedisServer], caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = StoreConfig(durable=with_query(servers["noconfig"].url, prefix=unique_prefix()),
-                         cache=None)  # fmt: skip
+    config = StoreConfig(
+        durable=with_query(servers["noconfig"].url, prefix=unique_prefix()), cache=None
+    )
     with caplog.at_level(logging.WARNING, logger="baileys_store"):
         async with AuthStore(config) as store:
             health = await store.check()

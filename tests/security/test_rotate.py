@@ -86,13 +86,19 @@ async def test_verify_checks_and_writes_nothing(backend: Backend) -> None:
 
 def cli(db: Path, *args: str, **env: str) -> Any:
     base = {"BAILEYS_STORE_CACHE": "none", "BAILEYS_STORE_ENCRYPTION": "aes-256-gcm"}
-    return CliRunner().invoke(main, ["--store", f"sqlite:///{db}", "keys", "rotate", *args],
-                              env={**base, **env})  # fmt: skip
+    return CliRunner().invoke(
+        main, ["--store", f"sqlite:///{db}", "keys", "rotate", *args], env={**base, **env}
+    )
 
 
 def _seed_sqlite(db: Path, backend: Backend, *, tampered: bool) -> Variants:
-    v = Variants(backend, durable=f"sqlite:///{db}", encryption="aes-256-gcm",
-                 master_keys={1: K1}, cache=None)  # fmt: skip
+    v = Variants(
+        backend,
+        durable=f"sqlite:///{db}",
+        encryption="aes-256-gcm",
+        master_keys={1: K1},
+        cache=None,
+    )
 
     async def run() -> None:
         async with v.open() as store:

@@ -60,8 +60,9 @@ def make(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], AuthSto
 
         server = request.getfixturevalue("redis_server")
         cache = with_query(server.url, prefix=unique_prefix(), ttl="600")
-    config = StoreConfig(durable=durable, cache=cache, write_mode=mode, lease="on",
-                         lease_ttl=TTL, op_timeout=5.0)  # fmt: skip
+    config = StoreConfig(
+        durable=durable, cache=cache, write_mode=mode, lease="on", lease_ttl=TTL, op_timeout=5.0
+    )
     return lambda: AuthStore(config)
 
 
@@ -260,5 +261,6 @@ async def test_a_retried_barrier_never_fences_the_new_holders_own_writes(
         await mine.keys.set({"session": {"1.0": b"b2"}})
     async with opened(make_plain()) as fresh:
         got = await fresh.session(addr.session_id, namespace=addr.namespace).keys.get(
-            "session", ["1.0"])  # fmt: skip
+            "session", ["1.0"]
+        )
         assert got == {"1.0": b"b2"}

@@ -16,8 +16,14 @@ from baileys_store.bench._stats import percentile, summarize
 from baileys_store.bench._targets import evaluate
 from baileys_store.cli._bench import bench_command
 
-STORES = ("pyaileys-folder", "session-blob", "memory", "sqlite-normal", "sqlite-full",
-          "sqlite-normal+mem")
+STORES = (
+    "pyaileys-folder",
+    "session-blob",
+    "memory",
+    "sqlite-normal",
+    "sqlite-full",
+    "sqlite-normal+mem",
+)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -26,9 +32,24 @@ def bench_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     out = tmp_path_factory.mktemp("bench")
     result = CliRunner().invoke(
         bench_command,
-        ["--quick", "--repeat", "1", "--no-progress", "--out", str(out), "--sessions", "2",
-         "--stores", ",".join(STORES), "--redis-url", "", "--postgres-dsn", "",
-         "--mongodb-uri", ""],
+        [
+            "--quick",
+            "--repeat",
+            "1",
+            "--no-progress",
+            "--out",
+            str(out),
+            "--sessions",
+            "2",
+            "--stores",
+            ",".join(STORES),
+            "--redis-url",
+            "",
+            "--postgres-dsn",
+            "",
+            "--mongodb-uri",
+            "",
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
@@ -95,8 +116,11 @@ def test_markdown_lists_every_store_and_op(bench_out: tuple[Path, dict[str, Any]
     p50 = md.split("### p50", 1)[1].split("###", 1)[0]
     header = next(line for line in p50.splitlines() if line.startswith("| store"))
     assert all(op in header for op in OP_NAMES)
-    rows = {line.split("|")[1].strip(): line for line in p50.splitlines()
-            if line.startswith("| ") and not line.startswith("| store")}
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in p50.splitlines()
+        if line.startswith("| ") and not line.startswith("| store")
+    }
     assert set(rows) == set(STORES)
     for line in rows.values():  # every cell holds a number
         cells = [c.strip() for c in line.strip("|").split("|")[1:]]
@@ -113,8 +137,12 @@ def test_targets_are_computed_from_the_numbers(
     _, results, md = bench_out
     rows = results["targets"]
     assert rows == evaluate(results)
-    assert {r["store"] for r in rows} == {"memory", "sqlite-normal", "sqlite-full",
-                                          "sqlite-normal+mem"}
+    assert {r["store"] for r in rows} == {
+        "memory",
+        "sqlite-normal",
+        "sqlite-full",
+        "sqlite-normal+mem",
+    }
     assert any(r["target"].startswith("cache-hit get") for r in rows)
     assert any("faster than the pyaileys folder" in r["target"] for r in rows)
     for row in rows:
@@ -124,8 +152,11 @@ def test_targets_are_computed_from_the_numbers(
     # Change a number and the verdict follows it.
     doctored = json.loads(json.dumps(results))
     _store(doctored, "memory")["latency"]["batch_set_812"]["summary"]["p50"] = 25.0
-    verdict = next(r for r in evaluate(doctored)
-                   if r["store"] == "memory" and r["target"].startswith("batch_set_812"))
+    verdict = next(
+        r
+        for r in evaluate(doctored)
+        if r["store"] == "memory" and r["target"].startswith("batch_set_812")
+    )
     assert verdict["met"] is False
     assert verdict["verdict"] == "missed by 150%"
 
@@ -144,10 +175,24 @@ def test_pngs_are_real_images(bench_out: tuple[Path, dict[str, Any], str]) -> No
 def test_server_stores_are_skipped_with_a_reason(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         bench_command,
-        ["--quick", "--repeat", "1", "--no-progress", "--no-plots", "--no-signal",
-         "--out", str(tmp_path), "--stores", "redis,postgres,mongodb",
-         "--redis-url", "", "--postgres-dsn", "postgresql://127.0.0.1:1/none",
-         "--mongodb-uri", ""],
+        [
+            "--quick",
+            "--repeat",
+            "1",
+            "--no-progress",
+            "--no-plots",
+            "--no-signal",
+            "--out",
+            str(tmp_path),
+            "--stores",
+            "redis,postgres,mongodb",
+            "--redis-url",
+            "",
+            "--postgres-dsn",
+            "postgresql://127.0.0.1:1/none",
+            "--mongodb-uri",
+            "",
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
@@ -161,8 +206,9 @@ def test_server_stores_are_skipped_with_a_reason(tmp_path: Path) -> None:
 
 
 def test_unknown_store_is_an_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(bench_command, ["--quick", "--out", str(tmp_path),
-                                                "--stores", "nope"])
+    result = CliRunner().invoke(
+        bench_command, ["--quick", "--out", str(tmp_path), "--stores", "nope"]
+    )
     assert result.exit_code == 2
     assert "no store matches" in result.output
 

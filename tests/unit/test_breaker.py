@@ -183,8 +183,7 @@ async def test_cancelled_trial_frees_the_slot_and_concurrent_callers_get_one_tri
 
     trial = asyncio.create_task(breaker.call(slow))
     await asyncio.sleep(0)
-    others = await asyncio.gather(*(breaker.call(slow) for _ in range(5)),
-                                  return_exceptions=True)  # fmt: skip
+    others = await asyncio.gather(*(breaker.call(slow) for _ in range(5)), return_exceptions=True)
     assert all(isinstance(o, errors.BreakerOpenError) for o in others)
     trial.cancel()
     with pytest.raises(asyncio.CancelledError):

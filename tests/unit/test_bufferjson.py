@@ -81,7 +81,7 @@ def test_base64_is_decoded_as_leniently_as_node() -> None:
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
-@pytest.mark.parametrize("text", ["{", '{"a": NaN}', '[Infinity]', b'"\xff"', ""])
+@pytest.mark.parametrize("text", ["{", '{"a": NaN}', "[Infinity]", b'"\xff"', ""])
 def test_bad_json_is_an_invalid_input_error(flavour: Flavour, text: str | bytes) -> None:
     with pytest.raises(InvalidInputError):
         loads(text, flavour)

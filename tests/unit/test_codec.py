@@ -93,11 +93,10 @@ _device_jid = st.builds(
     st.sampled_from(["s.whatsapp.net", "lid", "c.us"]),
 )
 _session_id = st.builds(lambda u, d: f"{u}.{d}", _jid_user, st.integers(0, 99))
-key_pair = st.fixed_dictionaries({"public": st.binary(min_size=32, max_size=32),
-                                  "private": st.binary(min_size=32, max_size=32)})
-sender_key_memory = st.dictionaries(
-    st.one_of(_device_jid, _session_id), st.booleans(), max_size=20
+key_pair = st.fixed_dictionaries(
+    {"public": st.binary(min_size=32, max_size=32), "private": st.binary(min_size=32, max_size=32)}
 )
+sender_key_memory = st.dictionaries(st.one_of(_device_jid, _session_id), st.booleans(), max_size=20)
 app_state_version = st.fixed_dictionaries(
     {
         "version": st.integers(0, 2**53),
@@ -113,8 +112,9 @@ tctoken = st.fixed_dictionaries(
     {"token": st.binary(max_size=64), "timestamp": st.integers(0, 2**32).map(str)}
 )
 # Compressible payloads big enough to pass the default threshold.
-repeated_bytes = st.builds(lambda b, n: b * n, st.binary(min_size=1, max_size=16),
-                           st.integers(1, 400))
+repeated_bytes = st.builds(
+    lambda b, n: b * n, st.binary(min_size=1, max_size=16), st.integers(1, 400)
+)
 # Baileys' libsignal session JSON: nested dicts of str/int/bool/None and base64 strings.
 signal_json: st.SearchStrategy[Any] = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), st.text(max_size=40)),
@@ -180,11 +180,21 @@ def test_generic_values_round_trip(combo: tuple[Compression, int, Cipher], value
 
 
 def test_bytes_and_str_stay_apart() -> None:
-    value = {"b": b"abc", "s": "abc", "l": [b"", "", bytearray(b"x"), memoryview(b"y")],
-             b"k": 1, 2: (True, None, False)}
+    value = {
+        "b": b"abc",
+        "s": "abc",
+        "l": [b"", "", bytearray(b"x"), memoryview(b"y")],
+        b"k": 1,
+        2: (True, None, False),
+    }
     out = make_codec().decode(make_codec().encode(value, AAD), AAD)
-    assert out == {"b": b"abc", "s": "abc", "l": [b"", "", b"x", b"y"],
-                   b"k": 1, 2: [True, None, False]}
+    assert out == {
+        "b": b"abc",
+        "s": "abc",
+        "l": [b"", "", b"x", b"y"],
+        b"k": 1,
+        2: [True, None, False],
+    }
     assert type(out["b"]) is bytes
     assert type(out["s"]) is str
     assert [type(x) for x in out["l"]] == [bytes, str, bytes, bytes]
@@ -245,8 +255,16 @@ class _Opaque:
         {"k": frozenset()},
         [complex(1, 2)],
     ],
-    ids=["set", "object", "datetime", "uint64-overflow", "int64-underflow", "lone-surrogate",
-         "nested-frozenset", "complex"],
+    ids=[
+        "set",
+        "object",
+        "datetime",
+        "uint64-overflow",
+        "int64-underflow",
+        "lone-surrogate",
+        "nested-frozenset",
+        "complex",
+    ],
 )
 def test_unserializable_values_are_invalid_input(value: object) -> None:
     with pytest.raises(errors.InvalidInputError) as exc_info:
@@ -302,9 +320,7 @@ def test_blob_is_bound_to_its_address(cipher: Cipher, written: Address, read: Ad
             codec.decode(blob, record_aad(*b))
 
 
-addresses = st.tuples(
-    st.sampled_from(["k", "c"]), *(st.text(max_size=6) for _ in range(4))
-)
+addresses = st.tuples(st.sampled_from(["k", "c"]), *(st.text(max_size=6) for _ in range(4)))
 
 
 @pytest.mark.parametrize("cipher", CIPHERS)
@@ -409,8 +425,14 @@ def test_key_id_of_and_is_current_on_short_blobs() -> None:
 
 @pytest.mark.parametrize(
     ("keys", "active"),
-    [({0: KEY_1}, None), ({65536: KEY_1}, None), ({1: KEY_1[:31]}, None),
-     ({1: KEY_1 + b"\0"}, None), ({1: KEY_1}, 2), ({}, 1)],
+    [
+        ({0: KEY_1}, None),
+        ({65536: KEY_1}, None),
+        ({1: KEY_1[:31]}, None),
+        ({1: KEY_1 + b"\0"}, None),
+        ({1: KEY_1}, 2),
+        ({}, 1),
+    ],
 )
 def test_bad_key_rings_are_config_errors(keys: dict[int, bytes], active: int | None) -> None:
     with pytest.raises(errors.ConfigError) as exc_info:

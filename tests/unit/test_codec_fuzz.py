@@ -148,8 +148,12 @@ def test_wrong_header_fields_of_encrypted_blobs(combo: tuple[Compression, Cipher
         with pytest.raises(error):
             codec.decode(bytes(damaged), AAD)
         assert name
-    for kid, match in ((2, "authentication failed"), (3, "key id 3"), (0, "key id 0"),
-                       (0xFFFF, "key id 65535")):
+    for kid, match in (
+        (2, "authentication failed"),
+        (3, "key id 3"),
+        (0, "key id 0"),
+        (0xFFFF, "key id 65535"),
+    ):
         damaged = bytearray(blob)
         damaged[4:6] = kid.to_bytes(2, "big")
         with pytest.raises(errors.DecryptError, match=match):
@@ -260,7 +264,10 @@ def test_forged_plaintext_blob_with_a_key_id_is_rejected() -> None:
 # --- whatever encode() accepts, decode() returns ---------------------------------------------
 
 _scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.text(max_size=8),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.text(max_size=8),
     st.binary(max_size=8),
 )
 _hashable = st.recursive(_scalars, lambda inner: st.tuples(inner, inner), max_leaves=6)
@@ -298,7 +305,9 @@ def test_tuple_keys_read_back_as_tuples() -> None:
     codec = make_codec(Compression.NONE, Cipher.NONE)
     value = {(1, 2): b"x", ((b"a", None), "s"): [(1,)], "k": {(): True}}
     assert codec.decode(codec.encode(value, AAD), AAD) == {
-        (1, 2): b"x", ((b"a", None), "s"): [[1]], "k": {(): True}
+        (1, 2): b"x",
+        ((b"a", None), "s"): [[1]],
+        "k": {(): True},
     }
 
 

@@ -103,7 +103,9 @@ def test_every_field_is_kept_and_drives_the_codec() -> None:
     codec = cfg.codec()
     blob = codec.encode(b"y" * 200, AAD)
     assert (blob[2], blob[3], codec.key_id_of(blob)) == (
-        Compression.ZSTD, Cipher.XSALSA20_POLY1305, 1
+        Compression.ZSTD,
+        Cipher.XSALSA20_POLY1305,
+        1,
     )
     with pytest.raises(errors.InvalidInputError, match="over the limit of 4096"):
         codec.encode(b"z" * 5000, AAD)
@@ -122,8 +124,17 @@ def test_no_cache(cache: str | None) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["sqlite:///rel.db", "sqlite:////abs/x.db", "memory://", "postgresql://h/db", "postgres://h",
-     "mongodb://h/db", "mongodb+srv://cluster.example", "redis://h", "rediss://h:6380/1"],
+    [
+        "sqlite:///rel.db",
+        "sqlite:////abs/x.db",
+        "memory://",
+        "postgresql://h/db",
+        "postgres://h",
+        "mongodb://h/db",
+        "mongodb+srv://cluster.example",
+        "redis://h",
+        "rediss://h:6380/1",
+    ],
 )
 def test_durable_schemes(url: str) -> None:
     assert StoreConfig(durable=url).durable == url
@@ -233,8 +244,16 @@ def test_swapped_id_and_key_does_not_leak_the_key() -> None:
 
 def test_repr_str_and_dump_never_show_a_key() -> None:
     cfg = StoreConfig(encryption="aes-256-gcm", master_keys={1: KEY.hex(), 2: _B64})
-    texts = [repr(cfg), str(cfg), f"{cfg}", f"{cfg!r}", cfg.model_dump_json(),
-             str(cfg.model_dump()), repr(cfg.master_keys), repr(cfg.keyring())]
+    texts = [
+        repr(cfg),
+        str(cfg),
+        f"{cfg}",
+        f"{cfg!r}",
+        cfg.model_dump_json(),
+        str(cfg.model_dump()),
+        repr(cfg.master_keys),
+        repr(cfg.keyring()),
+    ]
     for text in texts:
         assert_no_key(text, KEY)
     assert "**********" in repr(cfg)
@@ -291,13 +310,25 @@ def test_from_env_reads_every_field() -> None:
     assert cfg.sqlite_synchronous == "normal"
     assert (cfg.cache_max_entries, cfg.max_value_bytes, cfg.op_timeout) == (500, 2048, 2.5)
     assert (cfg.write_mode, cfg.durable_outage, cfg.lease, cfg.leases) == (
-        "write-behind", "fail", "off", False
+        "write-behind",
+        "fail",
+        "off",
+        False,
     )
     assert (cfg.lease_ttl, cfg.lease_wait, cfg.l1_max_entries) == (12.0, 0.5, 0)
-    assert (cfg.breaker_failure_pct, cfg.breaker_window, cfg.breaker_buckets,
-            cfg.breaker_min_calls, cfg.breaker_reset_timeout) == (75.0, 5.0, 5, 4, 3.0)  # fmt: skip
-    assert (cfg.outbox_worker, cfg.outbox_max_attempts, cfg.outbox_claim_timeout,
-            cfg.outbox_batch) == (False, 2, 4.0, 10)  # fmt: skip
+    assert (
+        cfg.breaker_failure_pct,
+        cfg.breaker_window,
+        cfg.breaker_buckets,
+        cfg.breaker_min_calls,
+        cfg.breaker_reset_timeout,
+    ) == (75.0, 5.0, 5, 4, 3.0)
+    assert (
+        cfg.outbox_worker,
+        cfg.outbox_max_attempts,
+        cfg.outbox_claim_timeout,
+        cfg.outbox_batch,
+    ) == (False, 2, 4.0, 10)
 
 
 def test_write_behind_needs_a_redis_cache() -> None:
@@ -366,12 +397,18 @@ def test_repr_masks_server_passwords(durable: str, cache: str | None, shown: str
 def test_presets_have_their_documented_values() -> None:
     dev = StoreConfig.development()
     assert (dev.durable, dev.cache, dev.sqlite_synchronous, dev.encryption) == (
-        "sqlite:///baileys-store-dev.db", "memory://", "normal", "none"
+        "sqlite:///baileys-store-dev.db",
+        "memory://",
+        "normal",
+        "none",
     )
-    prod = StoreConfig.production(durable="postgresql://db/x", cache="redis://r",
-                                  master_keys={1: KEY.hex()})  # fmt: skip
+    prod = StoreConfig.production(
+        durable="postgresql://db/x", cache="redis://r", master_keys={1: KEY.hex()}
+    )
     assert (prod.encryption, prod.sqlite_synchronous, prod.compression) == (
-        "aes-256-gcm", "full", "zstd"
+        "aes-256-gcm",
+        "full",
+        "zstd",
     )
     assert (prod.durable_outage, prod.leases) == ("buffer", True)
     test = StoreConfig.testing()

@@ -37,8 +37,10 @@ def pyaileys_creds() -> dict[str, Any]:
     """Fresh pyaileys creds as a dict, with a paired device's signal identity added."""
     creds = init_auth_creds()
     creds.signal_identities = [
-        {"identifier": {"name": "1234:12@lid", "deviceId": 0},
-         "identifierKey": b"\x05" + os.urandom(32)}
+        {
+            "identifier": {"name": "1234:12@lid", "deviceId": 0},
+            "identifierKey": b"\x05" + os.urandom(32),
+        }
     ]
     creds.routing_info = os.urandom(8)
     return creds_to_dict(creds)
@@ -161,9 +163,7 @@ CAMEL_CASES: list[tuple[Path, Any]] = [
     (("signalIdentities", 0, "identifierKey"), BUFFER_DICT),
     (("signalIdentities", 0, "identifierKey"), base64.b64encode(b"\x05" + SECRET).decode()),
 ]
-MISSING: list[Path] = [
-    (*_split(kp), part) for kp in KEY_PAIRS for part in ("public", "private")
-]
+MISSING: list[Path] = [(*_split(kp), part) for kp in KEY_PAIRS for part in ("public", "private")]
 
 SNAKE = {
     "noiseKey": "noise_key",
@@ -184,8 +184,11 @@ def snake(path: Path) -> Path:
 
 
 def _leaks(message: str, value: Any) -> bool:
-    return B64 in message or SECRET.hex() in message or repr(SECRET)[2:30] in message or (
-        isinstance(value, str) and len(value) > 8 and value in message
+    return (
+        B64 in message
+        or SECRET.hex() in message
+        or repr(SECRET)[2:30] in message
+        or (isinstance(value, str) and len(value) > 8 and value in message)
     )
 
 

@@ -14,8 +14,11 @@ DASHBOARD = Path(__file__).parents[2] / "docs" / "grafana" / "baileys-store.json
 def test_dashboard_queries_exactly_the_defined_metrics() -> None:
     dash = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
-    used = {re.sub(r"_(bucket|sum|count)$", "", m) for e in exprs
-            for m in re.findall(r"baileys_store_[a-z_]+", e)}  # fmt: skip
+    used = {
+        re.sub(r"_(bucket|sum|count)$", "", m)
+        for e in exprs
+        for m in re.findall(r"baileys_store_[a-z_]+", e)
+    }
     defined = {name for name, *_ in METRICS_DOC}
     assert used - defined == set()  # nothing made up
     assert defined - used == set()  # nothing left off

@@ -34,10 +34,21 @@ class Source:
             await asyncio.sleep(self.delay)
         if self.error is not None:
             raise self.error
-        tier = TierHealth(backend="postgres", tier="durable", ok=self.status != "unhealthy",
-                          latency_ms=1.5, detail="")
-        return StoreHealth(status=self.status, tiers=(tier,), breakers={"durable": "closed"},
-                           outbox_sessions=None, outbox_lag_seconds=None, leases_held=2)
+        tier = TierHealth(
+            backend="postgres",
+            tier="durable",
+            ok=self.status != "unhealthy",
+            latency_ms=1.5,
+            detail="",
+        )
+        return StoreHealth(
+            status=self.status,
+            tiers=(tier,),
+            breakers={"durable": "closed"},
+            outbox_sessions=None,
+            outbox_lag_seconds=None,
+            leases_held=2,
+        )
 
 
 @pytest.fixture
@@ -54,8 +65,9 @@ def source() -> Source:
 
 @pytest.fixture
 async def server(source: Source, registry: CollectorRegistry) -> AsyncIterator[HealthServer]:
-    async with await serve(source, port=0, registry=registry, ready_timeout=0.3,
-                           read_timeout=0.5) as srv:
+    async with await serve(
+        source, port=0, registry=registry, ready_timeout=0.3, read_timeout=0.5
+    ) as srv:
         yield srv
 
 
@@ -92,8 +104,9 @@ async def test_health_is_alive_without_calling_the_source(
     assert source.calls == 0
 
 
-@pytest.mark.parametrize(("state", "code"),
-                         [("healthy", 200), ("degraded", 200), ("unhealthy", 503)])
+@pytest.mark.parametrize(
+    ("state", "code"), [("healthy", 200), ("degraded", 200), ("unhealthy", 503)]
+)
 async def test_ready_follows_the_status(
     server: HealthServer, source: Source, state: str, code: int
 ) -> None:
@@ -102,8 +115,13 @@ async def test_ready_follows_the_status(
     assert status == code
     payload = json.loads(body)
     assert payload["status"] == state
-    assert payload["tiers"][0] == {"backend": "postgres", "tier": "durable",
-                                   "ok": state != "unhealthy", "latency_ms": 1.5, "detail": ""}
+    assert payload["tiers"][0] == {
+        "backend": "postgres",
+        "tier": "durable",
+        "ok": state != "unhealthy",
+        "latency_ms": 1.5,
+        "detail": "",
+    }
     assert payload["breakers"] == {"durable": "closed"}
     assert payload["leases_held"] == 2
     assert source.calls == 1
@@ -247,9 +265,18 @@ async def call_asgi(
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(dict(message))
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-             "query_string": b"", "root_path": root_path, "headers": []}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": root_path,
+        "headers": [],
+    }
     await app(scope, receive, send)
     start, body = sent
     assert start["type"] == "http.response.start"
@@ -305,7 +332,6 @@ async def test_asgi_lifespan_and_other_scopes(source: Source) -> None:
         sent.append(dict(message))
 
     await app({"type": "lifespan"}, receive, send)
-    assert [m["type"] for m in sent] == ["lifespan.startup.complete",
-                                         "lifespan.shutdown.complete"]
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     with pytest.raises(ValueError, match="websocket"):
         await app({"type": "websocket"}, receive, send)

@@ -44,8 +44,11 @@ def log() -> Iterator[tuple[logging.Logger, Capture]]:
 
 
 SECRET = secrets.token_bytes(32)
-FORMS = [SECRET.hex(), base64.b64encode(SECRET).decode(),
-         base64.urlsafe_b64encode(SECRET).decode().rstrip("=")]
+FORMS = [
+    SECRET.hex(),
+    base64.b64encode(SECRET).decode(),
+    base64.urlsafe_b64encode(SECRET).decode().rstrip("="),
+]
 
 
 def assert_clean(text: str) -> None:
@@ -56,8 +59,12 @@ def assert_clean(text: str) -> None:
 
 def test_bytes_anywhere_become_sizes(log: tuple[logging.Logger, Capture]) -> None:
     logger, cap = log
-    logger.debug("blob %s and %r", SECRET, bytearray(SECRET[:5]), extra={"blob": SECRET,
-                 "view": memoryview(SECRET), "nested": {"list": [SECRET]}})
+    logger.debug(
+        "blob %s and %r",
+        SECRET,
+        bytearray(SECRET[:5]),
+        extra={"blob": SECRET, "view": memoryview(SECRET), "nested": {"list": [SECRET]}},
+    )
     assert cap.lines == ["DEBUG blob <32 bytes> and '<5 bytes>'"]
     rec = cap.records[0]
     assert rec.__dict__["blob"] == "<32 bytes>"
@@ -97,19 +104,34 @@ def test_secret_split_over_template_and_arg_is_caught(
 def test_short_identifiers_survive(log: tuple[logging.Logger, Capture]) -> None:
     logger, cap = log
     logger.info("session %s/%s key %s:%s", "clinic-1", "5511999990000", "pre-key", "12.0")
-    logger.info("at %s in %s", "/srv/app/baileys_store/backends/postgres_schema",
-                "test_exception_text_is_scrubbed_with_more_words")
+    logger.info(
+        "at %s in %s",
+        "/srv/app/baileys_store/backends/postgres_schema",
+        "test_exception_text_is_scrubbed_with_more_words",
+    )
     logger.info("uuid %s", "550e8400-e29b-41d4-a716-446655440000")
-    assert cap.lines == ["INFO session clinic-1/5511999990000 key pre-key:12.0",
-                         "INFO at /srv/app/baileys_store/backends/postgres_schema in "
-                         "test_exception_text_is_scrubbed_with_more_words",
-                         "INFO uuid 550e8400-e29b-41d4-a716-446655440000"]
+    assert cap.lines == [
+        "INFO session clinic-1/5511999990000 key pre-key:12.0",
+        "INFO at /srv/app/baileys_store/backends/postgres_schema in "
+        "test_exception_text_is_scrubbed_with_more_words",
+        "INFO uuid 550e8400-e29b-41d4-a716-446655440000",
+    ]
 
 
 @pytest.mark.parametrize(
     "field",
-    ["master_key", "noiseKey", "api_secret", "password", "auth_token", "creds", "private",
-     "privateKey", "master", "masterKeys"],
+    [
+        "master_key",
+        "noiseKey",
+        "api_secret",
+        "password",
+        "auth_token",
+        "creds",
+        "private",
+        "privateKey",
+        "master",
+        "masterKeys",
+    ],
 )
 def test_secret_named_fields_are_masked(log: tuple[logging.Logger, Capture], field: str) -> None:
     logger, cap = log
@@ -158,16 +180,44 @@ def test_exception_text_is_scrubbed(log: tuple[logging.Logger, Capture]) -> None
 
 def test_structured_fields_survive(log: tuple[logging.Logger, Capture]) -> None:
     logger, cap = log
-    log_event(logger, logging.INFO, "creds_saved", namespace="clinic-1", version=7,
-              key_type="pre-key", key_count=12, elapsed=0.25, ok=True, tiers=["cache", "durable"],
-              name="collides")
+    log_event(
+        logger,
+        logging.INFO,
+        "creds_saved",
+        namespace="clinic-1",
+        version=7,
+        key_type="pre-key",
+        key_count=12,
+        elapsed=0.25,
+        ok=True,
+        tiers=["cache", "durable"],
+        name="collides",
+    )
     rec = cap.records[0]
     assert cap.lines == ["INFO creds_saved"]
-    fields = {k: rec.__dict__[k] for k in ("event", "namespace", "version", "key_type",
-                                            "key_count", "elapsed", "ok", "tiers")}
-    assert fields == {"event": "creds_saved", "namespace": "clinic-1", "version": 7,
-                      "key_type": "pre-key", "key_count": 12, "elapsed": 0.25, "ok": True,
-                      "tiers": ["cache", "durable"]}
+    fields = {
+        k: rec.__dict__[k]
+        for k in (
+            "event",
+            "namespace",
+            "version",
+            "key_type",
+            "key_count",
+            "elapsed",
+            "ok",
+            "tiers",
+        )
+    }
+    assert fields == {
+        "event": "creds_saved",
+        "namespace": "clinic-1",
+        "version": 7,
+        "key_type": "pre-key",
+        "key_count": 12,
+        "elapsed": 0.25,
+        "ok": True,
+        "tiers": ["cache", "durable"],
+    }
     assert rec.__dict__["field_name"] == "collides"  # a LogRecord attribute name is renamed
     assert rec.name == logger.name
     assert rec.funcName == "test_structured_fields_survive"  # stacklevel points at the caller
@@ -208,8 +258,7 @@ def test_filter_survives_a_failure_inside_scrubbing() -> None:
         def items(self) -> Any:
             raise RuntimeError("no items")
 
-    record = logging.LogRecord("baileys_store", logging.DEBUG, __file__, 1, "m %(a)s", None,
-                               None)
+    record = logging.LogRecord("baileys_store", logging.DEBUG, __file__, 1, "m %(a)s", None, None)
     record.args = Hostile(a=1)
     assert RedactingFilter().filter(record) is True
     assert record.args is None

@@ -12,10 +12,15 @@ from baileys_store._model import KeyWrite, SessionAddr
 from baileys_store.backends.memory import MemoryCache
 
 ADDRS = [SessionAddr("ns", f"s{i}") for i in range(3)]
-_write = st.tuples(st.sampled_from(ADDRS), st.sampled_from(["a", "b", "c", "d"]),
-                   st.one_of(st.none(), st.binary(min_size=1, max_size=2)))  # fmt: skip
-_op = st.one_of(st.tuples(st.just("put"), st.lists(_write, max_size=4)),
-                st.tuples(st.just("forget"), st.sampled_from(ADDRS)))  # fmt: skip
+_write = st.tuples(
+    st.sampled_from(ADDRS),
+    st.sampled_from(["a", "b", "c", "d"]),
+    st.one_of(st.none(), st.binary(min_size=1, max_size=2)),
+)
+_op = st.one_of(
+    st.tuples(st.just("put"), st.lists(_write, max_size=4)),
+    st.tuples(st.just("forget"), st.sampled_from(ADDRS)),
+)
 
 
 def _grouped(cache: MemoryCache) -> dict[SessionAddr, set[tuple[SessionAddr, str, str]]]:

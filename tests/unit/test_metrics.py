@@ -35,8 +35,10 @@ def test_observe_op_counts_and_times(reg: CollectorRegistry) -> None:
     # 50 µs is the first bucket; 10 s the last finite one.
     assert value(reg, hist + "_bucket", op="save_creds", tier="cache", le="5e-05") == 1
     assert value(reg, hist + "_bucket", op="get_keys", tier="durable", le="0.005") == 1
-    assert reg.get_sample_value(hist + "_bucket", {"op": "get_keys", "tier": "durable",
-                                                  "le": "10.0"}) == 2
+    assert (
+        reg.get_sample_value(hist + "_bucket", {"op": "get_keys", "tier": "durable", "le": "10.0"})
+        == 2
+    )
 
 
 def test_each_method_updates_its_family(reg: CollectorRegistry) -> None:
@@ -62,8 +64,9 @@ def test_each_method_updates_its_family(reg: CollectorRegistry) -> None:
     assert value(reg, p + "cache_lookups_total", level="l1", result="hit") == 3
     assert value(reg, p + "cache_lookups_total", level="l1", result="miss") == 2
     assert value(reg, p + "cache_lookups_total", level="cache", result="miss") == 4
-    assert reg.get_sample_value(p + "cache_lookups_total", {"level": "cache", "result": "hit"}
-                                ) is None  # zero hits creates no series
+    assert (
+        reg.get_sample_value(p + "cache_lookups_total", {"level": "cache", "result": "hit"}) is None
+    )  # zero hits creates no series
     assert value(reg, p + "durable_fallbacks_total", reason="breaker_open") == 5
     assert value(reg, p + "durable_fallbacks_total", reason="miss") == 1
     assert value(reg, p + "cache_fills_total", result="stored") == 1
@@ -155,8 +158,7 @@ def test_namespace_label_on_is_bounded(reg: CollectorRegistry) -> None:
     assert value(reg, hist, op="get_keys", tier="durable", namespace="clinic-1") == 1
     for i in range(MAX_NAMESPACES + 10):
         m.observe_op("get_keys", "durable", "ok", 0.01, namespace=f"ns-{i}")
-    names = {s.labels["namespace"] for fam in reg.collect() for s in fam.samples
-             if s.name == ops}
+    names = {s.labels["namespace"] for fam in reg.collect() for s in fam.samples if s.name == ops}
     assert len(names) == MAX_NAMESPACES + 1  # the first MAX_NAMESPACES, plus "other"
     assert "ns-0" in names
     assert f"ns-{MAX_NAMESPACES + 5}" not in names
@@ -168,8 +170,17 @@ def test_no_label_names_a_session(reg: CollectorRegistry) -> None:
     for collector in list(reg._collector_to_names):
         labels = getattr(collector, "_labelnames", ())
         assert not [name for name in labels if name.lower().startswith("session")]
-        assert set(labels) <= {"op", "tier", "result", "namespace", "level", "reason", "event",
-                               "to", "kind"}
+        assert set(labels) <= {
+            "op",
+            "tier",
+            "result",
+            "namespace",
+            "level",
+            "reason",
+            "event",
+            "to",
+            "kind",
+        }
 
 
 def test_doc_table_matches_registered_families(reg: CollectorRegistry) -> None:

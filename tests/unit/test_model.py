@@ -29,13 +29,35 @@ def _session(value: object) -> str:
 
 # Invalid for all three names: namespace, session id, key type.
 BAD_NAMES: list[object] = [
-    "", "-lead", ".lead", "_lead", "/lead", "a{b}", "{tag}", "a}", "a b", "a\n", "a\x00",
-    "tab\t", "a\x7f", "é", "a\u200b", "\ud800", "a\udfff", "Ω", None, 1, b"abc", ["a"], True,
+    "",
+    "-lead",
+    ".lead",
+    "_lead",
+    "/lead",
+    "a{b}",
+    "{tag}",
+    "a}",
+    "a b",
+    "a\n",
+    "a\x00",
+    "tab\t",
+    "a\x7f",
+    "é",
+    "a\u200b",
+    "\ud800",
+    "a\udfff",
+    "Ω",
+    None,
+    1,
+    b"abc",
+    ["a"],
+    True,
 ]
 
 
-@pytest.mark.parametrize("check", [check_namespace, _session, check_type],
-                         ids=["namespace", "session", "type"])
+@pytest.mark.parametrize(
+    "check", [check_namespace, _session, check_type], ids=["namespace", "session", "type"]
+)
 @pytest.mark.parametrize("bad", BAD_NAMES, ids=repr)
 def test_bad_names_are_rejected(check: Callable[[object], str], bad: object) -> None:
     with pytest.raises(InvalidInputError):
@@ -142,8 +164,24 @@ def test_valid_ids(value: object, expected: str) -> None:
 @pytest.mark.parametrize(
     "value",
     [
-        "", "x" * (MAX_ID_BYTES + 1), "é" * 513, "a\x00", "a\n", "\t", "\x1f", "a\x7f",
-        "\ud800", "a\udc80b", True, False, None, 1.0, b"1", ["1"], ("1",), {"1": 1},
+        "",
+        "x" * (MAX_ID_BYTES + 1),
+        "é" * 513,
+        "a\x00",
+        "a\n",
+        "\t",
+        "\x1f",
+        "a\x7f",
+        "\ud800",
+        "a\udc80b",
+        True,
+        False,
+        None,
+        1.0,
+        b"1",
+        ["1"],
+        ("1",),
+        {"1": 1},
     ],
     ids=repr,
 )

@@ -240,9 +240,7 @@ async def test_read_during_a_write_in_flight_never_sees_half_of_it(
     await keys.set({"session": {"a": b"s0", "b": b"other"}, "identity-key": {"a": b"i0"}})
     await keys.set({"session": {"a": None}})  # session a: absent; identity a: cached i0
     pause = durable.write_pause = Pause()
-    writer = asyncio.create_task(
-        keys.set({"session": {"a": b"s1"}, "identity-key": {"a": b"i1"}})
-    )
+    writer = asyncio.create_task(keys.set({"session": {"a": b"s1"}, "identity-key": {"a": b"i1"}}))
     await pause.reached.wait()  # durable tier: s1 + i1; the cache still says i0
     session = await keys.get("session", ["a"])
     identity = await keys.get("identity-key", ["a"])
@@ -277,9 +275,7 @@ async def test_read_during_a_clear_in_flight_skips_the_cache(
     assert await keys.get("session", ["a"]) == {}
 
 
-async def test_failed_cache_update_is_never_served(
-    store: AuthStore, cache: FailingCache
-) -> None:
+async def test_failed_cache_update_is_never_served(store: AuthStore, cache: FailingCache) -> None:
     keys = store.session("s1").keys
     await keys.set({"session": {"a": b"v1"}})
     cache.fail_puts = 1

@@ -29,8 +29,15 @@ def exporter() -> Iterator[InMemorySpanExporter]:
 
 
 def test_span_names_and_attributes(exporter: InMemorySpanExporter) -> None:
-    with span("baileys_store.get_keys", system="postgresql", operation="get_keys",
-              namespace="clinic-1", tier="durable", custom=3, skipped=None) as current:
+    with span(
+        "baileys_store.get_keys",
+        system="postgresql",
+        operation="get_keys",
+        namespace="clinic-1",
+        tier="durable",
+        custom=3,
+        skipped=None,
+    ) as current:
         assert current.is_recording()
     (finished,) = exporter.get_finished_spans()
     assert finished.name == "baileys_store.get_keys"
@@ -95,10 +102,13 @@ def test_cannot_enable_without_opentelemetry(monkeypatch: pytest.MonkeyPatch) ->
 def test_automatic_check_at_import(blocked: bool, expected: str) -> None:
     # A fresh interpreter: on when opentelemetry imports, off (and no crash) when it does not.
     block = "import sys; sys.modules['opentelemetry'] = None; " if blocked else ""
-    code = (block + "from baileys_store.observability import span, tracing_enabled; "
-            "span('x').__enter__(); print(tracing_enabled())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=60)
+    code = (
+        block + "from baileys_store.observability import span, tracing_enabled; "
+        "span('x').__enter__(); print(tracing_enabled())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
     assert out.stdout.strip() == expected
 
 
@@ -121,6 +131,7 @@ with span("baileys_store.get", tier="durable"):
     pass
 print([s.name for s in exporter.get_finished_spans()])
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
     assert out.stdout.strip() == "['baileys_store.get']"

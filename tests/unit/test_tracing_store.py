@@ -33,11 +33,18 @@ async def test_store_operations_are_spans(exporter: InMemorySpanExporter) -> Non
             await sess.save_creds({"registrationId": 1}, expected_version=3)
     spans = exporter.get_finished_spans()
     names = [s.name for s in spans]
-    assert names[:3] == ["baileys_store.write_keys", "baileys_store.get_keys",
-                         "baileys_store.save_creds"]  # fmt: skip
+    assert names[:3] == [
+        "baileys_store.write_keys",
+        "baileys_store.get_keys",
+        "baileys_store.save_creds",
+    ]
     attrs = dict(spans[0].attributes or {})
-    assert attrs == {"db.system": "memory", "db.operation.name": "write_keys",
-                     "db.namespace": "clinic-7", "baileys_store.tier": "store"}  # fmt: skip
+    assert attrs == {
+        "db.system": "memory",
+        "db.operation.name": "write_keys",
+        "db.namespace": "clinic-7",
+        "baileys_store.tier": "store",
+    }
     assert spans[2].status.status_code.name == "ERROR"
     flat = repr([(s.name, s.attributes, s.status.description) for s in spans])
     assert "5511999" not in flat  # never the session id

@@ -52,8 +52,10 @@ def key_ops(addr: SessionAddr, writes: Sequence[KeyWrite]) -> list[ReplaceOne[Do
             continue
         doc = {**scope, "type": key_type, "id": key_id, "value": blob}
         ops.append(ReplaceOne({"_id": doc_id, **scope}, doc, upsert=True))
-    ops += [DeleteMany({"_id": {"$in": gone[i : i + CHUNK]}, **scope})
-            for i in range(0, len(gone), CHUNK)]  # fmt: skip
+    ops += [
+        DeleteMany({"_id": {"$in": gone[i : i + CHUNK]}, **scope})
+        for i in range(0, len(gone), CHUNK)
+    ]
     return ops
 
 
@@ -78,9 +80,11 @@ class MongoLeaseMixin(MongoBase):
             now = time.time()
             tombstone = {"deleted": True, "version": 0, "created_at": now, "updated_at": now}
             try:
-                await sessions.update_one({**filt, "fence": {"$lte": token}},
-                                          {"$set": {"fence": token}, "$setOnInsert": tombstone},
-                                          upsert=True)  # fmt: skip
+                await sessions.update_one(
+                    {**filt, "fence": {"$lte": token}},
+                    {"$set": {"fence": token}, "$setOnInsert": tombstone},
+                    upsert=True,
+                )
             except DuplicateKeyError:
                 doc = await sessions.find_one(filt, {"fence": 1})
                 check_fence(addr, as_int(doc.get("fence", 0), "session fence") if doc else 0, token)
@@ -142,8 +146,12 @@ class MongoLeaseMixin(MongoBase):
         """
         _, sessions, _ = self._cols()
         leases, filt = self._leases(), s.session_filter(addr)
-        free = {"$or": [{"$in": [{"$ifNull": ["$owner", ""]}, ["", owner]]},
-                        {"$lte": [{"$ifNull": ["$expires", 0]}, _NOW_MS]}]}  # fmt: skip
+        free = {
+            "$or": [
+                {"$in": [{"$ifNull": ["$owner", ""]}, ["", owner]]},
+                {"$lte": [{"$ifNull": ["$expires", 0]}, _NOW_MS]},
+            ]
+        }
 
         async def run() -> int | None:
             # The fence is read apart from the lease: a higher fence can only come from a token
@@ -151,11 +159,15 @@ class MongoLeaseMixin(MongoBase):
             sess = await sessions.find_one(filt, {"fence": 1})
             fence = lease_token_of(as_int(sess.get("fence", 0), "session fence")) if sess else 0
             token = {"$add": [{"$max": [{"$ifNull": ["$token", 0]}, max(fence, floor)]}, 1]}
-            take = [{"$set": {
-                "owner": {"$cond": [free, owner, "$owner"]},
-                "token": {"$cond": [free, token, "$token"]},
-                "expires": {"$cond": [free, {"$add": [_NOW_MS, ttl_ms]}, "$expires"]},
-            }}]  # fmt: skip
+            take = [
+                {
+                    "$set": {
+                        "owner": {"$cond": [free, owner, "$owner"]},
+                        "token": {"$cond": [free, token, "$token"]},
+                        "expires": {"$cond": [free, {"$add": [_NOW_MS, ttl_ms]}, "$expires"]},
+                    }
+                }
+            ]
             doc = await leases.find_one_and_update(
                 filt, take, upsert=True, return_document=ReturnDocument.AFTER
             )
@@ -166,8 +178,9 @@ class MongoLeaseMixin(MongoBase):
         result: int | None = await self._run("acquire lease", run)
         return result
 
-    async def _lease_update(self, addr: SessionAddr, owner: str, token: int,
-                            change: list[Doc], *, live: bool) -> bool:  # fmt: skip
+    async def _lease_update(
+        self, addr: SessionAddr, owner: str, token: int, change: list[Doc], *, live: bool
+    ) -> bool:
         filt: Doc = {**s.session_filter(addr), "owner": owner, "token": token}
         if live:
             filt["$expr"] = {"$gt": ["$expires", _NOW_MS]}

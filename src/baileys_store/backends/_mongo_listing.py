@@ -43,8 +43,10 @@ class MongoListingMixin(MongoBase):
         _, _, keys = self._cols()
 
         async def agg() -> list[dict[str, Any]]:
-            pipeline = [{"$match": s.keys_filter(addr)},
-                        {"$group": {"_id": "$type", "n": {"$sum": 1}}}]  # fmt: skip
+            pipeline = [
+                {"$match": s.keys_filter(addr)},
+                {"$group": {"_id": "$type", "n": {"$sum": 1}}},
+            ]
             cursor = await keys.aggregate(pipeline)
             return await cursor.to_list(length=None)
 
@@ -59,6 +61,7 @@ class MongoListingMixin(MongoBase):
         """
         client, _, _ = self._cols()
         db = client[self.database]
-        result: str = await self._run("bind meta", lambda: s.bind_meta(
-            db, name, value, replace=replace))  # fmt: skip
+        result: str = await self._run(
+            "bind meta", lambda: s.bind_meta(db, name, value, replace=replace)
+        )
         return result

@@ -76,9 +76,11 @@ def keys_filter(addr: SessionAddr) -> Doc:
 async def store_id(db: AsyncDatabase[Doc]) -> str:
     """The database's id (made once, kept): a Redis cache refuses a second database."""
     doc = await db[META].find_one_and_update(
-        {"_id": "store_id"}, {"$setOnInsert": {"value": secrets.token_hex(8)}},
-        upsert=True, return_document=ReturnDocument.AFTER,
-    )  # fmt: skip
+        {"_id": "store_id"},
+        {"$setOnInsert": {"value": secrets.token_hex(8)}},
+        upsert=True,
+        return_document=ReturnDocument.AFTER,
+    )
     return str(doc["value"]) if doc else ""
 
 

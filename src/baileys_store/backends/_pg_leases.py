@@ -61,15 +61,20 @@ class PgLeaseMixin(PgHost):
                     await conn.execute(self._q.touch_batch, params)
                     if ups:
                         types, ids, blobs = (list(c) for c in zip(*ups, strict=True))
-                        await conn.execute(self._q.upsert_keys, self._params(
-                            addr, types=types, ids=ids, values=blobs))  # fmt: skip
+                        await conn.execute(
+                            self._q.upsert_keys,
+                            self._params(addr, types=types, ids=ids, values=blobs),
+                        )
                     if dels:
                         types, ids = (list(c) for c in zip(*dels, strict=True))
-                        await conn.execute(self._q.delete_keys,
-                                           self._params(addr, types=types, ids=ids))  # fmt: skip
+                        await conn.execute(
+                            self._q.delete_keys, self._params(addr, types=types, ids=ids)
+                        )
                     if creds is not None:
-                        await conn.execute(self._q.put_creds, self._params(
-                            addr, blob=creds.blob, version=creds.version))  # fmt: skip
+                        await conn.execute(
+                            self._q.put_creds,
+                            self._params(addr, blob=creds.blob, version=creds.version),
+                        )
             except pgerr.DatabaseError as exc:
                 if exc.sqlstate == q.APPLIED_STATE:
                     return False

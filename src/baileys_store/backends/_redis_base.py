@@ -33,8 +33,13 @@ def transient(exc: BaseException) -> bool:
     """Errors worth one more try: lost connections, timeouts, failover in progress."""
     if isinstance(exc, (rex.AuthenticationError, rex.AuthorizationError)):
         return False
-    kinds = (rex.ConnectionError, rex.TimeoutError, rex.TryAgainError, rex.ClusterDownError,
-                 rex.ReadOnlyError)  # fmt: skip
+    kinds = (
+        rex.ConnectionError,
+        rex.TimeoutError,
+        rex.TryAgainError,
+        rex.ClusterDownError,
+        rex.ReadOnlyError,
+    )
     return isinstance(exc, kinds)
 
 

@@ -17,7 +17,9 @@ from .base import CredsRecord
 
 # KEYS: meta. ARGV: token. Reply {0} or {1, current}. A session without a meta hash keeps the
 # token in its fence tombstone (and is not created).
-ADVANCE_FENCE = _PRELUDE + """
+ADVANCE_FENCE = (
+    _PRELUDE
+    + """
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 local cur = fence_now(KEYS[1], exists)
 if tonumber(ARGV[1]) < tonumber(cur) then return {1, cur} end
@@ -25,10 +27,13 @@ if exists then redis.call('HSET', KEYS[1], 'f', ARGV[1])
 else redis.call('SET', tomb(KEYS[1]), ARGV[1]) end
 return {0}
 """
+)
 
 # KEYS: meta. ARGV: fence ('' = none), now. An empty write: fence check + updated time, only
 # for a session that exists (a touch never creates one; a missing one checks its tombstone).
-TOUCH = _PRELUDE + """
+TOUCH = (
+    _PRELUDE
+    + """
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 local cur = tonumber(fence_now(KEYS[1], exists))
 if ARGV[1] ~= '' and tonumber(ARGV[1]) < cur then return {1, cur} end
@@ -37,11 +42,14 @@ if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'f', ARGV[1]) end
 redis.call('HSET', KEYS[1], 'u', ARGV[2])
 return {0}
 """
+)
 
 # KEYS: meta, types, then one hash per written type. ARGV: fence, now, may_create, seq,
 # creds blob ('' = none), creds version, then the groups as in WRITE_KEYS.
 # Reply {0, 1 applied / 0 skipped}, {1, fence}, {2} (index first), {4, key}.
-APPLY_BATCH = _PRELUDE + """
+APPLY_BATCH = (
+    _PRELUDE
+    + """
 local meta, types = KEYS[1], KEYS[2]
 local exists = redis.call('EXISTS', meta) == 1
 if exists and tonumber(redis.call('HGET', meta, 's') or '0') >= tonumber(ARGV[4]) then
@@ -59,6 +67,7 @@ redis.call('HSET', meta, 'f', fence, 'u', ARGV[2], 's', ARGV[4])
 if not exists then created(meta, ARGV[2]) end
 return {0, 1}
 """
+)
 
 
 class RedisBatchMixin:
@@ -73,9 +82,16 @@ class RedisBatchMixin:
         ) -> list[Any]: ...
 
         async def _creating(
-            self, op: str, source: str, addr: SessionAddr, keys: list[str], *,
-            fence: int | None, args: list[Any], expected: int | None = None,
-        ) -> list[Any]: ...  # fmt: skip
+            self,
+            op: str,
+            source: str,
+            addr: SessionAddr,
+            keys: list[str],
+            *,
+            fence: int | None,
+            args: list[Any],
+            expected: int | None = None,
+        ) -> list[Any]: ...
 
     async def advance_fence(self, addr: SessionAddr, token: int) -> None:
         """Record ``token`` as the session's fence (FencedError if it saw a higher one)."""
@@ -85,11 +101,13 @@ class RedisBatchMixin:
     async def iter_key_ids(self, addr: SessionAddr) -> AsyncIterator[tuple[str, str]]:
         """Every ``(type, id)`` of the session in order (one ``HKEYS`` per type)."""
         base = self._base(addr)
-        types: Any = await self._eval("list keys", "return redis.call('SMEMBERS', KEYS[1])",
-                                      [base + "t"], [])  # fmt: skip
+        types: Any = await self._eval(
+            "list keys", "return redis.call('SMEMBERS', KEYS[1])", [base + "t"], []
+        )
         for key_type in sorted(t.decode() if isinstance(t, bytes) else str(t) for t in types):
-            ids: Any = await self._eval("list keys", "return redis.call('HKEYS', KEYS[1])",
-                                        [base + "k:" + key_type], [])  # fmt: skip
+            ids: Any = await self._eval(
+                "list keys", "return redis.call('HKEYS', KEYS[1])", [base + "k:" + key_type], []
+            )
             for key_id in sorted(i.decode() if isinstance(i, bytes) else str(i) for i in ids):
                 yield key_type, key_id
 
@@ -106,8 +124,9 @@ return out
 """
         flat: Any = await self._eval("count keys", source, [base + "t"], [base + "k:"])
         pairs = zip(flat[::2], flat[1::2], strict=True)
-        return {(t.decode() if isinstance(t, bytes) else str(t)): int(n) for t, n in pairs
-                if int(n) > 0}  # fmt: skip
+        return {
+            (t.decode() if isinstance(t, bytes) else str(t)): int(n) for t, n in pairs if int(n) > 0
+        }
 
     async def touch(self, addr: SessionAddr, fence: int | None) -> None:
         """An empty write: record the fence and the time on an existing session."""
@@ -129,6 +148,5 @@ return out
         keys = [base + "m", base + "t", *(base + "k:" + t for t in groups)]
         blob, version = (creds.blob, creds.version) if creds else (b"", 0)
         args: list[Any] = [seq, blob, version, *group_args(groups)]
-        reply = await self._creating("apply_batch", APPLY_BATCH, addr, keys, fence=fence,
-                                     args=args)  # fmt: skip
+        reply = await self._creating("apply_batch", APPLY_BATCH, addr, keys, fence=fence, args=args)
         return bool(int(reply[1]))

@@ -132,8 +132,13 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
         """Cache creds (``None``: the session has none). With ``stamp``: a fill, else an update."""
         base = self._base(addr)
         blob, version = (record.blob, record.version) if record else (b"", 0)
-        args = [_token(token), "" if stamp is None else str(stamp), self.options.ttl * 1000,
-                blob, version]  # fmt: skip
+        args = [
+            _token(token),
+            "" if stamp is None else str(stamp),
+            self.options.ttl * 1000,
+            blob,
+            version,
+        ]
         reply = await self._eval("put_creds", lua.PUT_CREDS, [base + "m", base + "b"], args)
         return self._check(addr, reply, token) == lua.OK
 
@@ -152,20 +157,28 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
             await self.forget_dead(addr)
 
     async def wb_keys(
-        self, addr: SessionAddr, writes: Sequence[KeyWrite], *, token: int | None,
+        self,
+        addr: SessionAddr,
+        writes: Sequence[KeyWrite],
+        *,
+        token: int | None,
         fence: int | None = None,
     ) -> tuple[int, int]:
         """Cache the writes and append them to the outbox atomically: ``(seq, pending)``."""
         base, groups = self._base(addr), groups_of(writes)
         keys = [base + "b", base + "t", base + "o", base + "z", *(base + "k:" + t for t in groups)]
-        args = [_token(token), int(time.time() * 1000), _body(writes, fence),
-                *group_args(groups)]  # fmt: skip
+        args = [_token(token), int(time.time() * 1000), _body(writes, fence), *group_args(groups)]
         reply = await self._with_ready("wb_keys", addr, lua.WB_KEYS, keys, args)
         self._check(addr, reply, token)
         return int(reply[1]), int(reply[2])
 
     async def wb_creds(
-        self, addr: SessionAddr, blob: bytes, expected: int | None, *, token: int | None,
+        self,
+        addr: SessionAddr,
+        blob: bytes,
+        expected: int | None,
+        *,
+        token: int | None,
         fence: int | None = None,
     ) -> tuple[int, int, int] | None:
         """Compare-and-set creds in the cache + outbox append: ``(version, seq, pending)``.
@@ -236,22 +249,37 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
             checks: list[Any] = []
             for ws in by_type.values():
                 checks += [len(ws), *(x for w in ws for x in (w.id, w.blob or b""))]
-            keys = [base + "b", base + "m", base + "o", base + "d",
-                    *(base + "k:" + t for t in by_type)]  # fmt: skip
-            args = [_token(token), int(time.time() * 1000), len(letters),
-                    _body(keep, fence) if keep else "",
-                    kept_creds.blob if kept_creds else "",
-                    str(kept_creds.version) if kept_creds else "", fence or 0, *checks]  # fmt: skip
+            keys = [
+                base + "b",
+                base + "m",
+                base + "o",
+                base + "d",
+                *(base + "k:" + t for t in by_type),
+            ]
+            args = [
+                _token(token),
+                int(time.time() * 1000),
+                len(letters),
+                _body(keep, fence) if keep else "",
+                kept_creds.blob if kept_creds else "",
+                str(kept_creds.version) if kept_creds else "",
+                fence or 0,
+                *checks,
+            ]
             appends = bool(keep) or kept_creds is not None
-            reply = await (self._with_ready("requeue", addr, lua.REQUEUE, keys, args) if appends
-                           else self._eval("requeue", lua.REQUEUE, keys, args))  # fmt: skip
+            reply = await (
+                self._with_ready("requeue", addr, lua.REQUEUE, keys, args)
+                if appends
+                else self._eval("requeue", lua.REQUEUE, keys, args)
+            )
             if self._check(addr, reply, token) == lua.CONFLICT:
                 continue
             await self.forget_dead(addr)
             total = len(writes) + (creds is not None)
             records = len(keep) + (kept_creds is not None)
-            return DeadLetterRetry(len(letters), records, total - records,
-                                   int(reply[1]) if appends else 0)  # fmt: skip
+            return DeadLetterRetry(
+                len(letters), records, total - records, int(reply[1]) if appends else 0
+            )
         raise errors.UnavailableError(f"session {addr}: dead letters kept changing; try again")
 
     async def _current(
@@ -282,8 +310,9 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
 
 def _body(writes: Sequence[KeyWrite], fence: int | None) -> bytes:
     """An outbox entry's key writes, with the writer's durable fence."""
-    body: bytes = msgpack.packb([fence or 0, [[w.type, w.id, w.blob] for w in writes]],
-                                use_bin_type=True)  # fmt: skip
+    body: bytes = msgpack.packb(
+        [fence or 0, [[w.type, w.id, w.blob] for w in writes]], use_bin_type=True
+    )
     return body
 
 

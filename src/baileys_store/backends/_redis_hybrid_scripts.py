@@ -32,7 +32,9 @@ NO_VERSION = 6  # write-behind creds save: the cache does not know the current v
 PENDING = 7  # a write-through update / drop while outbox entries are pending
 NOT_CLAIMED = 8  # the worker's claim expired or belongs to another worker
 
-_HYBRID = _PRELUDE + """
+_HYBRID = (
+    _PRELUDE
+    + """
 local function issued(b) return tonumber(redis.call('HGET', b, 'f') or '0') end
 local function stale(b, token) return token ~= '' and tonumber(token) < issued(b) end
 local function pending(b)
@@ -72,6 +74,7 @@ local function evict(m, types, base)
   if redis.call('TYPE', m)['ok'] == 'hash' then redis.call('HDEL', m, 'creds', 'v') end
 end
 """
+)
 
 # KEYS: hash, b. ARGV: ids. Reply: {stamp, values}.
 READ = """
@@ -85,7 +88,9 @@ return {redis.call('HGET', KEYS[2], 'w') or '0', r[1], r[2]}
 """
 
 # KEYS: b, t, k:types... ARGV: token, stamp, ttl, groups (upserts only).
-FILL = _HYBRID + """
+FILL = (
+    _HYBRID
+    + """
 local b, types = KEYS[1], KEYS[2]
 if stale(b, ARGV[1]) then return {1, issued(b)} end
 if (redis.call('HGET', b, 'w') or '0') ~= ARGV[2] then return {5} end
@@ -94,9 +99,12 @@ if bad then return {4, bad} end
 apply_kept(types, 4, ARGV[3], held(b))
 return {0}
 """
+)
 
 # KEYS: b, t, k:types... ARGV: token, ttl, groups. After a durable write (write-through).
-UPDATE = _HYBRID + """
+UPDATE = (
+    _HYBRID
+    + """
 local b, types = KEYS[1], KEYS[2]
 if stale(b, ARGV[1]) then return {1, issued(b)} end
 if pending(b) then return {7} end
@@ -106,10 +114,13 @@ apply_kept(types, 3, ARGV[2], dead(b))
 redis.call('HINCRBY', b, 'w', 1)
 return {0}
 """
+)
 
 # KEYS: m, b. ARGV: token, stamp ('' = an update, which bumps the stamp), ttl, blob ('' = the
 # session has no creds), version.
-PUT_CREDS = _HYBRID + """
+PUT_CREDS = (
+    _HYBRID
+    + """
 local m, b = KEYS[1], KEYS[2]
 if stale(b, ARGV[1]) then return {1, issued(b)} end
 if ARGV[2] ~= '' and (redis.call('HGET', b, 'w') or '0') ~= ARGV[2] then return {5} end
@@ -126,11 +137,14 @@ keep(m, ARGV[3], hold)
 if ARGV[2] == '' then redis.call('HINCRBY', b, 'w', 1) end
 return {0}
 """
+)
 
 # KEYS: m, t, b, d, z. ARGV: token, key base, wipe ('1': the session is being cleared or
 # deleted, so its dead letters go too). Evicts the session (not its bookkeeping).
 # Reply {0, 1 when dead letters were discarded, else 0}.
-DROP = _HYBRID + """
+DROP = (
+    _HYBRID
+    + """
 local m, types, b = KEYS[1], KEYS[2], KEYS[3]
 if stale(b, ARGV[1]) then return {1, issued(b)} end
 if pending(b) then return {7} end
@@ -145,10 +159,13 @@ evict(m, types, ARGV[2])
 redis.call('HINCRBY', b, 'w', 1)
 return {0, discarded}
 """
+)
 
 # Write-behind keys. KEYS: b, t, o, z, k:types... ARGV: token, now_ms, body, groups.
 # Deletes become tombstones, so a read never falls through to the not yet updated durable tier.
-WB_KEYS = _HYBRID + """
+WB_KEYS = (
+    _HYBRID
+    + """
 local b, types, o, z = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if stale(b, ARGV[1]) then return {1, issued(b)} end
 local bad = check_types(types, 5)
@@ -183,10 +200,13 @@ redis.call('PERSIST', types)
 redis.call('HINCRBY', b, 'w', 1)
 return {0, seq, seq - oa}
 """
+)
 
 # Write-behind creds (compare-and-set on the cached version). KEYS: b, m, o.
 # ARGV: token, now_ms, blob, expected ('' = any), durable fence for the entry ('0': none).
-WB_CREDS = _HYBRID + """
+WB_CREDS = (
+    _HYBRID
+    + """
 local b, m, o = KEYS[1], KEYS[2], KEYS[3]
 if stale(b, ARGV[1]) then return {1, issued(b)} end
 if foreign(m, 'hash') then return {4, m} end
@@ -210,6 +230,7 @@ if seq - 1 <= oa then redis.call('HSET', b, 'ot', ARGV[2]) end
 redis.call('HINCRBY', b, 'w', 1)
 return {0, v, seq, seq - oa}
 """
+)
 
 # KEYS: oc, o, b. ARGV: worker, claim_ms, n. Reply {1, entries, os, oa, attempts} or {8}.
 CLAIM = """
@@ -280,7 +301,9 @@ return {2, cmsgpack.unpack(entry)[1]}
 # creds blob ('' = none), creds version, fence, then per type key: n, n x (id, expected blob)
 # ('' expected = a tombstone). Reply {0, last seq, pending}, {1, issued} or {3}: changed
 # since the caller read them (read again).
-REQUEUE = _HYBRID + """
+REQUEUE = (
+    _HYBRID
+    + """
 local b, m, o, d = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if stale(b, ARGV[1]) then return {1, issued(b)} end
 if redis.call('LLEN', d) ~= tonumber(ARGV[3]) then return {3} end
@@ -315,3 +338,4 @@ redis.call('DEL', d)
 redis.call('HDEL', b, 'dl')
 return {0, seq, seq - oa}
 """
+)

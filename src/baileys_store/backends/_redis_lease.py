@@ -21,7 +21,9 @@ from ._redis_hybrid_scripts import _HYBRID
 
 # KEYS: l, b, m, t, f (the durable fence tombstone). ARGV: owner, ttl_ms, floor, reset_cache
 # (0/1), key base. Reply {1, token} or {0, pttl} when another owner holds it.
-ACQUIRE = _HYBRID + """
+ACQUIRE = (
+    _HYBRID
+    + """
 local l, b, m, types = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local holder = redis.call('HGET', l, 'o')
 if holder and holder ~= ARGV[1] then return {0, redis.call('PTTL', l)} end
@@ -40,6 +42,7 @@ redis.call('PEXPIRE', l, ARGV[2])
 if ARGV[4] == '1' and not held(b) then evict(m, types, ARGV[5]) end
 return {1, token}
 """
+)
 
 # KEYS: l. ARGV: owner, token, ttl_ms.
 RENEW = """
@@ -86,12 +89,14 @@ class RedisLeaseMixin:
 
     async def renew_lease(self, addr: SessionAddr, owner: str, token: int, ttl_ms: int) -> bool:
         """Extend the lease while ``owner`` holds it with ``token``."""
-        reply: Any = await self._eval("renew_lease", RENEW, [self._base(addr) + "l"],
-                                      [owner, token, ttl_ms])  # fmt: skip
+        reply: Any = await self._eval(
+            "renew_lease", RENEW, [self._base(addr) + "l"], [owner, token, ttl_ms]
+        )
         return int(reply) == 1
 
     async def release_lease(self, addr: SessionAddr, owner: str, token: int) -> bool:
         """Drop the lease if ``owner`` still holds it with ``token``."""
-        reply: Any = await self._eval("release_lease", RELEASE, [self._base(addr) + "l"],
-                                      [owner, token])  # fmt: skip
+        reply: Any = await self._eval(
+            "release_lease", RELEASE, [self._base(addr) + "l"], [owner, token]
+        )
         return int(reply) == 1

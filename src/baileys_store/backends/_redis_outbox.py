@@ -34,6 +34,8 @@ from .base import CredsRecord
 from .redis import RedisCache
 
 _PAGE = 200
+
+
 # KEYS: b. ARGV: floor. A session without bookkeeping starts its sequences at the floor.
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
@@ -83,8 +85,14 @@ def decode_entry(raw: bytes) -> OutboxEntry:
         fence, body = msgpack.unpackb(item[4], raw=False)
         writes = tuple(KeyWrite(t, i, b) for t, i, b in body)
         return OutboxEntry(seq, kind, token, when, writes=writes, fence=int(fence))
-    except (ValueError, TypeError, IndexError, KeyError, AttributeError,
-            msgpack.UnpackException) as exc:  # fmt: skip
+    except (
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        AttributeError,
+        msgpack.UnpackException,
+    ) as exc:
         raise errors.CorruptDataError(f"redis: malformed outbox entry ({exc})") from None
 
 
@@ -156,8 +164,9 @@ class RedisOutbox(RedisCache):
             raise errors.CorruptDataError("redis: malformed entry in the outbox index")
         return SessionAddr(ns, sid)
 
-    async def _with_ready(self, op: str, addr: SessionAddr, source: str, keys: list[str],
-                          args: list[Any]) -> list[Any]:  # fmt: skip
+    async def _with_ready(
+        self, op: str, addr: SessionAddr, source: str, keys: list[str], args: list[Any]
+    ) -> list[Any]:
         """Run a write-behind script with the session's entry in the ready index added first.
 
         Both go in one pipelined round trip; the index entry comes first, so a crash between

@@ -38,8 +38,10 @@ log = logging.getLogger("baileys_store")
 
 DURABLE, CACHE = "durable", "cache"
 # Keys under the prefix (not a session's) each role has always written.
-_LEGACY = {DURABLE: (":schema", ":sessions", ":meta"),
-           CACHE: (":durable", ":outbox:ready", ":outbox:dlq")}  # fmt: skip
+_LEGACY = {
+    DURABLE: (":schema", ":sessions", ":meta"),
+    CACHE: (":durable", ":outbox:ready", ":outbox:dlq"),
+}
 
 # KEYS: role key. ARGV: role. Reply: the role the prefix has (ARGV[1] when it had none).
 _CLAIM = """
@@ -104,8 +106,10 @@ def policy_warning(tier: str, policy: str) -> str:
         return ""
     if tier == DURABLE:
         return f"maxmemory-policy {policy} can evict durable data (use noeviction)"
-    return (f"maxmemory-policy {policy} can evict leases and outbox entries "
-            "(use noeviction or volatile-*)")  # fmt: skip
+    return (
+        f"maxmemory-policy {policy} can evict leases and outbox entries "
+        "(use noeviction or volatile-*)"
+    )
 
 
 async def warn_policy(backend: RedisBase) -> str:
@@ -113,7 +117,10 @@ async def warn_policy(backend: RedisBase) -> str:
     policy = await eviction_policy(backend)
     warning = policy_warning(backend.tier, policy)
     if warning:
-        log.warning("redis %s tier: %s", backend.tier, warning,
-                    extra={"event": "redis_eviction_policy", "tier": backend.tier,
-                           "policy": policy})  # fmt: skip
+        log.warning(
+            "redis %s tier: %s",
+            backend.tier,
+            warning,
+            extra={"event": "redis_eviction_policy", "tier": backend.tier, "policy": policy},
+        )
     return policy

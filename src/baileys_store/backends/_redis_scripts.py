@@ -97,7 +97,9 @@ end
 
 # KEYS: meta, types, then one hash per written type (same order as the groups in ARGV).
 # ARGV: fence, now, may_create, then per type: name, n_upserts, n_deletes, id, blob, ..., id, ...
-WRITE_KEYS = _PRELUDE + """
+WRITE_KEYS = (
+    _PRELUDE
+    + """
 local meta, types = KEYS[1], KEYS[2]
 local exists = redis.call('EXISTS', meta) == 1
 local refused, fence = admit(meta, types, exists, ARGV[3], ARGV[1])
@@ -116,9 +118,12 @@ redis.call('HSET', meta, 'f', fence, 'u', ARGV[2])
 if not exists then created(meta, ARGV[2]) end
 return {0, exists and 0 or 1}
 """
+)
 
 # KEYS: meta. ARGV: fence, now, may_create, blob, expected_version ('' = any).
-SAVE_CREDS = _PRELUDE + """
+SAVE_CREDS = (
+    _PRELUDE
+    + """
 local meta = KEYS[1]
 local exists = redis.call('EXISTS', meta) == 1
 local row = redis.call('HMGET', meta, 'f', 'v', 'creds')
@@ -137,9 +142,12 @@ redis.call('HSET', meta, 'creds', ARGV[4], 'f', fence, 'u', ARGV[2])
 if not exists then created(meta, ARGV[2]) end
 return {0, version, exists and 0 or 1}
 """
+)
 
 # KEYS: meta, types. ARGV: fence, now, key base ('<prefix>:{tag}:k:').
-CLEAR_KEYS = _PRELUDE + """
+CLEAR_KEYS = (
+    _PRELUDE
+    + """
 local meta, types = KEYS[1], KEYS[2]
 local exists = redis.call('EXISTS', meta) == 1
 local cur = fence_now(meta, exists)
@@ -159,10 +167,13 @@ redis.call('UNLINK', unpack(keys))
 redis.call('HSET', meta, 'f', fence, 'u', ARGV[2])
 return {0, n}
 """
+)
 
 # KEYS: meta, types. ARGV: fence, key base. Reply {0, 1 if anything existed}.
 # The session's fence (or the higher token given) stays behind in its tombstone.
-DELETE_SESSION = _PRELUDE + """
+DELETE_SESSION = (
+    _PRELUDE
+    + """
 local meta, types = KEYS[1], KEYS[2]
 local cur = fence_now(meta, redis.call('EXISTS', meta) == 1)
 local fence = fence_of(cur, ARGV[1])
@@ -174,9 +185,12 @@ local found = redis.call('UNLINK', unpack(keys)) > 0
 if tonumber(fence) > 0 then redis.call('SET', tomb(meta), fence) end
 return {0, found and 1 or 0}
 """
+)
 
 # Cache: KEYS: types, then one hash per type. ARGV: ttl_ms, then groups as in WRITE_KEYS.
-CACHE_PUT = _PRELUDE + """
+CACHE_PUT = (
+    _PRELUDE
+    + """
 local types = KEYS[1]
 if foreign(types, 'set') then return {4, types} end
 for k = 2, #KEYS do
@@ -195,6 +209,7 @@ end
 redis.call('PEXPIRE', types, ttl)
 return {0}
 """
+)
 
 # Cache: KEYS: meta. ARGV: ttl_ms, blob, version.
 CACHE_PUT_CREDS = """

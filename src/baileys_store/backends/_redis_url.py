@@ -17,16 +17,31 @@ T = TypeVar("T")
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _SSL_OPTS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
 _OPTS = (
-    "cluster", "max_connections", "socket_timeout", "socket_connect_timeout", "retries", "prefix",
-    "ttl", "client_name", *_SSL_OPTS,
-)  # fmt: skip
+    "cluster",
+    "max_connections",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "retries",
+    "prefix",
+    "ttl",
+    "client_name",
+    *_SSL_OPTS,
+)
 
 
 class RedisOptions:
     """Connection and layout settings parsed from a ``redis://`` URL (see the module doc)."""
 
-    __slots__ = ("client_kwargs", "cluster", "host", "max_connections", "port", "prefix",
-                 "retries", "ttl")  # fmt: skip
+    __slots__ = (
+        "client_kwargs",
+        "cluster",
+        "host",
+        "max_connections",
+        "port",
+        "prefix",
+        "retries",
+        "ttl",
+    )
 
     def __init__(self, url: str, *, role: str, op_timeout: float) -> None:
         parts = urlsplit(url)
@@ -128,9 +143,15 @@ def _ssl_kwargs(role: str, opt: dict[str, str]) -> dict[str, Any]:
 
 
 def _num(
-    role: str, opt: dict[str, str], name: str, kind: type[T], default: T, *,
-    lo: float = 1, hi: float = 3600,
-) -> T:  # fmt: skip
+    role: str,
+    opt: dict[str, str],
+    name: str,
+    kind: type[T],
+    default: T,
+    *,
+    lo: float = 1,
+    hi: float = 3600,
+) -> T:
     if name not in opt:
         return default
     try:

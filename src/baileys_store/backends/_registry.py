@@ -52,9 +52,11 @@ def make_durable(config: StoreConfig) -> DurableBackend:
         # With an in-process cache in front, a second process would read stale data: lock it out.
         exclusive = config.cache is not None and urlsplit(config.cache).scheme == "memory"
         return SQLiteDurable(
-            sqlite_path(config.durable), synchronous=config.sqlite_synchronous, exclusive=exclusive,
+            sqlite_path(config.durable),
+            synchronous=config.sqlite_synchronous,
+            exclusive=exclusive,
             create_dirs=config.create_dirs,
-        )  # fmt: skip
+        )
     if scheme == "memory":
         return MemoryDurable()
     backend: DurableBackend = _server(config, config.durable, "durable")

@@ -51,8 +51,14 @@ class Batcher:
 
     __slots__ = ("_conn", "_ex", "_limit", "_queue", "_task", "_tx")
 
-    def __init__(self, executor: ThreadPoolExecutor, conn: Callable[[], sqlite3.Connection],
-                 *, transaction: bool, limit: int = 128) -> None:  # fmt: skip
+    def __init__(
+        self,
+        executor: ThreadPoolExecutor,
+        conn: Callable[[], sqlite3.Connection],
+        *,
+        transaction: bool,
+        limit: int = 128,
+    ) -> None:
         self._ex, self._conn, self._tx, self._limit = executor, conn, transaction, limit
         self._queue: list[tuple[Job, asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None

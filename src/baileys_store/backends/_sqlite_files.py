@@ -26,10 +26,22 @@ DIR_MODE = 0o700
 
 # A path that names nothing usable, or that this process may not use: the operator's to fix.
 # Anything else (EIO, ENOSPC, EMFILE, ...) is an outage of the file system.
-_PATH_ERRNOS = frozenset({
-    errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS,
-    errno.ENAMETOOLONG, errno.ELOOP, errno.ENXIO, errno.ENODEV, errno.EINVAL, errno.EEXIST,
-})  # fmt: skip
+_PATH_ERRNOS = frozenset(
+    {
+        errno.ENOENT,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+        errno.ENXIO,
+        errno.ENODEV,
+        errno.EINVAL,
+        errno.EEXIST,
+    }
+)
 
 
 def sqlite_path(url: str) -> Path:
@@ -97,8 +109,9 @@ def prepare_db_file(path: Path, *, create: bool, create_dirs: bool) -> None:
                 )
             if not parent.is_dir():
                 if os.path.lexists(parent):
-                    raise errors.ConfigError(f"{parent} (folder of the SQLite database) "
-                                             "is not a folder")  # fmt: skip
+                    raise errors.ConfigError(
+                        f"{parent} (folder of the SQLite database) is not a folder"
+                    )
                 if not create_dirs:
                     raise errors.ConfigError(
                         f"the folder of the SQLite database does not exist: {parent} (create "
@@ -129,10 +142,15 @@ def open_lock_file(path: Path) -> IO[bytes]:
 
 
 # SQLite's answers at open that mean the path names no usable database (not an outage).
-_PATH_CODES = frozenset({
-    sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_READONLY,
-    sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH,
-})  # fmt: skip
+_PATH_CODES = frozenset(
+    {
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_AUTH,
+    }
+)
 
 
 def open_error(path: Path, exc: sqlite3.Error) -> errors.StoreError:

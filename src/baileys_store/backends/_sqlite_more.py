@@ -31,8 +31,11 @@ def apply_writes(conn: sqlite3.Connection, addr: SessionAddr, writes: Sequence[K
     head = (addr.namespace, addr.session_id)
     run: list[KeyWrite] = []
     for w in writes:
-        if run and (w.type != run[0].type or (w.blob is None) != (run[0].blob is None)
-                    or len(run) >= (_ROWS if w.blob is not None else ID_CHUNK)):  # fmt: skip
+        if run and (
+            w.type != run[0].type
+            or (w.blob is None) != (run[0].blob is None)
+            or len(run) >= (_ROWS if w.blob is not None else ID_CHUNK)
+        ):
             _apply_run(conn, head, run)
             run = []
         run.append(w)

@@ -136,8 +136,11 @@ class MongoDurable(MongoListingMixin, MongoLeaseMixin):
             now = time.time()
             filt = s.session_filter(addr)
             fields: Doc = {"creds": blob, "updated_at": now}
-            update: Doc = {"$set": fields, "$setOnInsert": {"created_at": now},
-                           "$unset": {"deleted": ""}}  # fmt: skip
+            update: Doc = {
+                "$set": fields,
+                "$setOnInsert": {"created_at": now},
+                "$unset": {"deleted": ""},
+            }
             if fence is None:
                 update["$setOnInsert"]["fence"] = 0
             else:
@@ -187,13 +190,20 @@ class MongoDurable(MongoListingMixin, MongoLeaseMixin):
             if fence is not None:
                 filt["fence"] = {"$lte": fence}
                 fields["fence"] = fence
-            update = {"$set": fields, "$unset": {"creds": "", "outbox_seq": ""},
-                      "$setOnInsert": {"created_at": now}}  # fmt: skip
+            update = {
+                "$set": fields,
+                "$unset": {"creds": "", "outbox_seq": ""},
+                "$setOnInsert": {"created_at": now},
+            }
             try:
                 old = await sessions.find_one_and_update(
-                    filt, update, {"deleted": 1, "fence": 1}, upsert=fence is not None,
-                    return_document=ReturnDocument.BEFORE, session=session,
-                )  # fmt: skip
+                    filt,
+                    update,
+                    {"deleted": 1, "fence": 1},
+                    upsert=fence is not None,
+                    return_document=ReturnDocument.BEFORE,
+                    session=session,
+                )
             except DuplicateKeyError:
                 raise FenceMiss from None  # exists with a higher fence, or an insert raced
             kept = fence if fence is not None else as_int((old or {}).get("fence", 0), "fence")

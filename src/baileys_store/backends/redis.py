@@ -115,8 +115,9 @@ class RedisDurable(RedisBatchMixin, RedisLeaseMixin, RedisBase):
 
     async def bind_meta(self, name: str, value: str, *, replace: bool = False) -> str:
         """``HSETNX`` (``HSET`` with ``replace``) on ``<prefix>:meta``, then the stored value."""
-        reply: Any = await self._eval("bind_meta", _BIND_META, [f"{self._prefix}:meta"],
-                                      [name, value, "1" if replace else ""])  # fmt: skip
+        reply: Any = await self._eval(
+            "bind_meta", _BIND_META, [f"{self._prefix}:meta"], [name, value, "1" if replace else ""]
+        )
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 
     def _member(self, addr: SessionAddr) -> str:
@@ -130,9 +131,16 @@ class RedisDurable(RedisBatchMixin, RedisLeaseMixin, RedisBase):
             await self._run("index", lambda: client.zrem(key, member))
 
     async def _creating(
-        self, op: str, source: str, addr: SessionAddr, keys: list[str], *, fence: int | None,
-        args: list[Any], expected: int | None = None,
-    ) -> list[Any]:  # fmt: skip
+        self,
+        op: str,
+        source: str,
+        addr: SessionAddr,
+        keys: list[str],
+        *,
+        fence: int | None,
+        args: list[Any],
+        expected: int | None = None,
+    ) -> list[Any]:
         """Run a script that may create the session; index the session before it exists.
 
         A large call indexes first: shipping its arguments to a script that only answers
@@ -188,9 +196,14 @@ class RedisDurable(RedisBatchMixin, RedisLeaseMixin, RedisBase):
         keys = [self._base(addr) + "m"]
         exp = "" if expected_version is None else str(expected_version)
         reply = await self._creating(
-            "save_creds", lua.SAVE_CREDS, addr, keys,
-            fence=fence, args=[blob, exp], expected=expected_version,
-        )  # fmt: skip
+            "save_creds",
+            lua.SAVE_CREDS,
+            addr,
+            keys,
+            fence=fence,
+            args=[blob, exp],
+            expected=expected_version,
+        )
         return int(reply[1])
 
     async def delete_session(self, addr: SessionAddr, *, fence: int | None = None) -> bool:

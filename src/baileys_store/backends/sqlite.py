@@ -62,8 +62,15 @@ class SQLiteDurable(SQLiteKeysLeases):
     # store's guard cancels it in place instead of abandoning it to a background task.
     cancels_promptly = True
 
-    def __init__(self, path: Path, *, synchronous: str = "full", exclusive: bool = False,
-                 create: bool = True, create_dirs: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "full",
+        exclusive: bool = False,
+        create: bool = True,
+        create_dirs: bool = False,
+    ) -> None:
         self._path = path
         self.create, self.create_dirs = create, create_dirs
         self._sync = synchronous.upper()
@@ -80,9 +87,12 @@ class SQLiteDurable(SQLiteKeysLeases):
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            sqlite_uri(self._path), isolation_level=None, check_same_thread=False, timeout=30,
+            sqlite_uri(self._path),
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=30,
             uri=True,
-        )  # fmt: skip
+        )
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute(f"PRAGMA synchronous = {self._sync}")
         return conn
@@ -108,10 +118,13 @@ class SQLiteDurable(SQLiteKeysLeases):
             w = self._connect()
             q.init_schema(w)
             # Who this database is, so a Redis cache can refuse a second database (store_id).
-            w.execute("INSERT OR IGNORE INTO bs_meta (name, value) VALUES ('store_id', ?)",
-                      (secrets.token_hex(8),))  # fmt: skip
-            self.store_id = str(w.execute(
-                "SELECT value FROM bs_meta WHERE name = 'store_id'").fetchone()[0])  # fmt: skip
+            w.execute(
+                "INSERT OR IGNORE INTO bs_meta (name, value) VALUES ('store_id', ?)",
+                (secrets.token_hex(8),),
+            )
+            self.store_id = str(
+                w.execute("SELECT value FROM bs_meta WHERE name = 'store_id'").fetchone()[0]
+            )
             self._w, self._r = w, self._connect()
         except sqlite3.Error as exc:
             self._release(w)
@@ -143,8 +156,9 @@ class SQLiteDurable(SQLiteKeysLeases):
         self._rb = Batcher(self._rx, self._reader, transaction=False)
         # Opened here, on the loop's thread, once the schema exists: only this thread uses it.
         try:
-            inline = sqlite3.connect(sqlite_uri(self._path), isolation_level=None, timeout=0,
-                                     uri=True)  # fmt: skip
+            inline = sqlite3.connect(
+                sqlite_uri(self._path), isolation_level=None, timeout=0, uri=True
+            )
             inline.execute("PRAGMA busy_timeout = 0")
         except sqlite3.Error as exc:  # the file went away since the schema step: not open
             await self.close()

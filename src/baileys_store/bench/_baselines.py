@@ -164,8 +164,10 @@ class BlobTarget:
 
     async def footprint(self) -> dict[str, int | None]:
         """Bytes on disk."""
-        return {"disk_bytes": await asyncio.to_thread(sqlite_size, self._path),
-                "memory_bytes": None}
+        return {
+            "disk_bytes": await asyncio.to_thread(sqlite_size, self._path),
+            "memory_bytes": None,
+        }
 
     async def close(self) -> None:
         """Close the connection and the thread."""

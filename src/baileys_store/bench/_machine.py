@@ -9,8 +9,18 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-_PACKAGES = ("baileys-store", "pyaileys", "redis", "hiredis", "psycopg", "pymongo", "msgpack",
-             "cramjam", "cryptography", "matplotlib")
+_PACKAGES = (
+    "baileys-store",
+    "pyaileys",
+    "redis",
+    "hiredis",
+    "psycopg",
+    "pymongo",
+    "msgpack",
+    "cramjam",
+    "cryptography",
+    "matplotlib",
+)
 
 
 def _cpu_model() -> str:

@@ -121,8 +121,9 @@ async def scaling_session(target: Target, values: Values, size: int) -> list[str
     return ids
 
 
-async def scaling_rep(target: Target, values: Values, size: int, ids: list[str],
-                      budget: Budget) -> dict[str, dict[str, float]]:
+async def scaling_rep(
+    target: Target, values: Values, size: int, ids: list[str], budget: Budget
+) -> dict[str, dict[str, float]]:
     """Single-key get and set latency on random ids of the ``size``-key session."""
     keys, rng = target.keys(f"scale-{size}"), values.rng
     out: dict[str, list[float]] = {"get": [], "set": []}

@@ -128,8 +128,9 @@ OPS: tuple[OpSpec, ...] = (
     OpSpec("batch_get_812", "812 `pre-key` ids in one get", _batch_get),
     OpSpec("prekey_topup_5", "5 `pre-key` ids in one set (top-up)", _topup),
     OpSpec("msg_1to1", "1:1 message: `session` get + set on both sides", _message),
-    OpSpec("group_send", "group send: sender-key + memory + bulk `session` get, 2 sets",
-           _group_send),
+    OpSpec(
+        "group_send", "group send: sender-key + memory + bulk `session` get, 2 sets", _group_send
+    ),
     OpSpec("creds_burst", f"burst of {CREDS_BURST} whole-creds saves", _creds_burst),
     OpSpec("app_state_sync", "`app-state-sync-version` get + set (50-200 KB)", _app_state),
 )

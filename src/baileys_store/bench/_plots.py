@@ -46,7 +46,7 @@ def _latency(stores: list[dict[str, Any]], colors: dict[str, Any], path: Path) -
         ax.set_xscale("log")
         ax.set_title(op.name, fontsize=9)
         ax.set_xlabel("ms (log)", fontsize=7)
-    for ax in list(axes.flat)[len(OPS):]:
+    for ax in list(axes.flat)[len(OPS) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.suptitle("Latency per operation: p50 (colour) and p99 (grey)")
@@ -61,8 +61,13 @@ def _scaling(stores: list[dict[str, Any]], colors: dict[str, Any], path: Path) -
             scaling = s.get("scaling") or {}
             sizes = sorted(scaling, key=int)
             if sizes:
-                ax.plot([int(n) for n in sizes], [scaling[n][kind]["p50"] for n in sizes],
-                        marker="o", label=s["name"], color=colors[s["name"]])
+                ax.plot(
+                    [int(n) for n in sizes],
+                    [scaling[n][kind]["p50"] for n in sizes],
+                    marker="o",
+                    label=s["name"],
+                    color=colors[s["name"]],
+                )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("keys in the session")
@@ -79,8 +84,13 @@ def _throughput(stores: list[dict[str, Any]], colors: dict[str, Any], path: Path
         tput = s.get("throughput") or {}
         levels = sorted(tput, key=int)
         if levels:
-            ax.plot([int(c) for c in levels], [tput[c]["median"] for c in levels], marker="o",
-                    label=s["name"], color=colors[s["name"]])
+            ax.plot(
+                [int(c) for c in levels],
+                [tput[c]["median"] for c in levels],
+                marker="o",
+                label=s["name"],
+                color=colors[s["name"]],
+            )
     ax.set_xscale("log", base=2)
     levels_all = sorted({int(c) for s in stores for c in (s.get("throughput") or {})})
     if levels_all:
@@ -101,9 +111,11 @@ def _resident(stores: list[dict[str, Any]], path: Path) -> None:
         names = [n for n, _ in rows]
         pos = range(len(names))
         width = 0.27
-        for shift, key, label in ((-width, "payload_bytes_per_session", "raw payload"),
-                                  (0.0, "disk_bytes_per_session", "on disk"),
-                                  (width, "memory_bytes_per_session", "Redis memory")):
+        for shift, key, label in (
+            (-width, "payload_bytes_per_session", "raw payload"),
+            (0.0, "disk_bytes_per_session", "on disk"),
+            (width, "memory_bytes_per_session", "Redis memory"),
+        ):
             values = [(r.get(key) or 0) / 1e3 for _, r in rows]
             axes[0].bar([p + shift for p in pos], values, width, label=label)
         axes[0].set_xticks(list(pos), names, rotation=20, fontsize=7)

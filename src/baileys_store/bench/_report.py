@@ -17,7 +17,7 @@ def fmt(value: float | None, digits: int = 3) -> str:
         return "-"
     if value == 0:
         return "0"
-    if abs(value) >= 10 ** digits:
+    if abs(value) >= 10**digits:
         return f"{value:,.0f}"
     decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
     return f"{value:.{decimals}f}"
@@ -43,7 +43,8 @@ def _header(results: dict[str, Any]) -> list[str]:
     ram = f"{m['ram_bytes'] / 2**30:.1f} GiB" if m.get("ram_bytes") else "?"
     servers = ", ".join(f"{k} {v}" for k, v in results.get("servers", {}).items()) or "none"
     return [
-        "# baileys-store bench results", "",
+        "# baileys-store bench results",
+        "",
         f"- Run: {results['started_at']}, wall time {results['wall_seconds']:.0f} s"
         f"{' (quick mode: smoke numbers only)' if o['quick'] else ''}; {o['repeat']} repetition(s),"
         " medians of the per-repetition percentiles are quoted.",
@@ -52,7 +53,8 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"- Account under test: {o['profile']['pre_keys']} pre-keys, {o['profile']['sessions']}"
         f" sessions, {o['profile']['sender_keys']} sender keys, {o['profile']['groups']} groups"
         f" of {o['profile']['group_devices']} devices, {o['profile']['app_state_versions']}"
-        " app-state versions.", "",
+        " app-state versions.",
+        "",
     ]
 
 
@@ -60,40 +62,75 @@ def markdown(results: dict[str, Any]) -> str:
     """The whole report as Markdown."""
     lines = _header(results)
     lines += ["## Stores", ""]
-    lines += _table(["store", "kind", "what", "durability", "status"], [
-        [s["name"], s["group"], s["description"], s["sync"],
-         s["status"] + (f": {s['reason']}" if s.get("reason") else "")]
-        for s in results["stores"]
-    ])
+    lines += _table(
+        ["store", "kind", "what", "durability", "status"],
+        [
+            [
+                s["name"],
+                s["group"],
+                s["description"],
+                s["sync"],
+                s["status"] + (f": {s['reason']}" if s.get("reason") else ""),
+            ]
+            for s in results["stores"]
+        ],
+    )
     stores = list(ok_stores(results))
     ops = [op.name for op in OPS]
     lines += ["## Latency per operation (ms)", ""]
     lines += _table(["op", "what"], [[f"`{op.name}`", op.doc] for op in OPS])
     for key in ("p50", "p95", "p99"):
         lines += [f"### {key}", ""]
-        lines += _table(["store", *ops], [[s["name"], *(fmt(stat(s, op, key)) for op in ops)]
-                                          for s in stores])
+        lines += _table(
+            ["store", *ops], [[s["name"], *(fmt(stat(s, op, key)) for op in ops)] for s in stores]
+        )
     for base in ("pyaileys-folder", "session-blob"):
         table = ratios(results, base)
         if table:
             lines += [f"## Times faster than `{base}` (its p50 / store p50, same run)", ""]
-            lines += _table(["store", *ops], [[n, *(fmt(r.get(op)) for op in ops)]
-                                              for n, r in table.items()])
+            lines += _table(
+                ["store", *ops], [[n, *(fmt(r.get(op)) for op in ops)] for n, r in table.items()]
+            )
     cost = fsync_cost(results)
     if cost:
         lines += ["## Cost of fsync-on-commit (SQLite FULL vs NORMAL, p50)", ""]
-        lines += _table(["pair", "op", "NORMAL ms", "FULL ms", "fsync adds ms", "ratio"], [
-            [c["pair"], c["op"], fmt(c["normal_ms"]), fmt(c["full_ms"]), fmt(c["delta_ms"]),
-             fmt(c["ratio"])] for c in cost])
+        lines += _table(
+            ["pair", "op", "NORMAL ms", "FULL ms", "fsync adds ms", "ratio"],
+            [
+                [
+                    c["pair"],
+                    c["op"],
+                    fmt(c["normal_ms"]),
+                    fmt(c["full_ms"]),
+                    fmt(c["delta_ms"]),
+                    fmt(c["ratio"]),
+                ]
+                for c in cost
+            ],
+        )
     conc = results["options"]["concurrency"]
     lines += ["## Throughput (key-ops/s, 1:1 get+set loops, one session each)", ""]
-    lines += _table(["store", *(f"{c} sessions" for c in conc)], [
-        [s["name"], *(fmt(s.get("throughput", {}).get(str(c), {}).get("median")) for c in conc)]
-        for s in stores])
+    lines += _table(
+        ["store", *(f"{c} sessions" for c in conc)],
+        [
+            [s["name"], *(fmt(s.get("throughput", {}).get(str(c), {}).get("median")) for c in conc)]
+            for s in stores
+        ],
+    )
     lines += _scaling(stores) + _resident(stores) + _floor(results, stores)
     lines += _round_trips(stores) + _signal(stores) + _targets(results)
-    lines += ["## Plots", "", "![latency](latency.png)", "", "![scaling](scaling.png)", "",
-              "![throughput](throughput.png)", "", "![resident](resident.png)", ""]
+    lines += [
+        "## Plots",
+        "",
+        "![latency](latency.png)",
+        "",
+        "![scaling](scaling.png)",
+        "",
+        "![throughput](throughput.png)",
+        "",
+        "![resident](resident.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -102,22 +139,51 @@ def _scaling(stores: list[dict[str, Any]]) -> list[str]:
     if not sizes:
         return []
     head = ["store", *(f"get @{int(n):,}" for n in sizes), *(f"set @{int(n):,}" for n in sizes)]
-    rows = [[s["name"], *(fmt(s["scaling"].get(n, {}).get(k, {}).get("p50")) for k in
-                          ("get", "set") for n in sizes)] for s in stores if s.get("scaling")]
+    rows = [
+        [
+            s["name"],
+            *(
+                fmt(s["scaling"].get(n, {}).get(k, {}).get("p50"))
+                for k in ("get", "set")
+                for n in sizes
+            ),
+        ]
+        for s in stores
+        if s.get("scaling")
+    ]
     return ["## Scaling: per-key p50 (ms) by keys in the session", "", *_table(head, rows)]
 
 
 def _resident(stores: list[dict[str, Any]]) -> list[str]:
-    rows = [[s["name"], f"{r['imported']}/{r['wanted']}" + (" (time cap)" if r["capped_by_time"]
-                                                              else ""),
-             fmt(r["import_ms_per_session"]), _size(r["payload_bytes_per_session"]),
-             _size(r["disk_bytes_per_session"]), _size(r["memory_bytes_per_session"])]
-            for s in stores if (r := s.get("resident"))]
+    rows = [
+        [
+            s["name"],
+            f"{r['imported']}/{r['wanted']}" + (" (time cap)" if r["capped_by_time"] else ""),
+            fmt(r["import_ms_per_session"]),
+            _size(r["payload_bytes_per_session"]),
+            _size(r["disk_bytes_per_session"]),
+            _size(r["memory_bytes_per_session"]),
+        ]
+        for s in stores
+        if (r := s.get("resident"))
+    ]
     if not rows:
         return []
-    return ["## Resident sessions (typical accounts imported one by one)", "",
-            *_table(["store", "imported", "import ms/session", "raw payload/session",
-                     "disk/session", "Redis memory/session"], rows)]
+    return [
+        "## Resident sessions (typical accounts imported one by one)",
+        "",
+        *_table(
+            [
+                "store",
+                "imported",
+                "import ms/session",
+                "raw payload/session",
+                "disk/session",
+                "Redis memory/session",
+            ],
+            rows,
+        ),
+    ]
 
 
 def _floor(results: dict[str, Any], stores: list[dict[str, Any]]) -> list[str]:
@@ -142,29 +208,56 @@ def _round_trips(stores: list[dict[str, Any]]) -> list[str]:
     for s in stores:
         if trips := s.get("round_trips"):
             out += [f"## MongoDB commands per call ({s['name']}, pymongo command monitoring)", ""]
-            out += _table(["op", "commands"], [[op, ", ".join(f"{k}={v}" for k, v in c.items())]
-                                               for op, c in trips.items()])
+            out += _table(
+                ["op", "commands"],
+                [[op, ", ".join(f"{k}={v}" for k, v in c.items())] for op, c in trips.items()],
+            )
     return out
 
 
 def _signal(stores: list[dict[str, Any]]) -> list[str]:
-    rows = [[s["name"], fmt(g["setup_ms"]), fmt(g["roundtrip_1to1"]["p50"]),
-             fmt(g["roundtrip_1to1"]["p99"]), fmt(g["group_message"]["p50"])]
-            for s in stores if (g := s.get("signal"))]
+    rows = [
+        [
+            s["name"],
+            fmt(g["setup_ms"]),
+            fmt(g["roundtrip_1to1"]["p50"]),
+            fmt(g["roundtrip_1to1"]["p99"]),
+            fmt(g["group_message"]["p50"]),
+        ]
+        for s in stores
+        if (g := s.get("signal"))
+    ]
     if not rows:
         return []
-    return ["## pyaileys' real Signal stack on each store (ms)", "",
-            *_table(["store", "X3DH set-up", "1:1 round trip p50", "p99", "group msg p50"], rows)]
+    return [
+        "## pyaileys' real Signal stack on each store (ms)",
+        "",
+        *_table(["store", "X3DH set-up", "1:1 round trip p50", "p99", "group msg p50"], rows),
+    ]
 
 
 def _targets(results: dict[str, Any]) -> list[str]:
     rows = results.get("targets") or evaluate(results)
-    lines = ["## Targets (issue 6), evaluated on this run", "",
-             "Cache-hit targets are judged on every store with a cache (L1, Redis, in-process); "
-             "write-through targets on the write-through hybrid rows only.", ""]
-    lines += _table(["target", "store", "measured", "verdict", "note"], [
-        [r["target"], r["store"], f"{fmt(r['value'])} {r['unit']}" if r["value"] is not None
-         else "-", r["verdict"], r["note"]] for r in rows])
+    lines = [
+        "## Targets (issue 6), evaluated on this run",
+        "",
+        "Cache-hit targets are judged on every store with a cache (L1, Redis, in-process); "
+        "write-through targets on the write-through hybrid rows only.",
+        "",
+    ]
+    lines += _table(
+        ["target", "store", "measured", "verdict", "note"],
+        [
+            [
+                r["target"],
+                r["store"],
+                f"{fmt(r['value'])} {r['unit']}" if r["value"] is not None else "-",
+                r["verdict"],
+                r["note"],
+            ]
+            for r in rows
+        ],
+    )
     met = sum(1 for r in rows if r["met"])
     judged = sum(1 for r in rows if r["met"] is not None)
     return [*lines, f"{met} of {judged} target checks met.", ""]

@@ -82,8 +82,13 @@ class BenchOptions:
 
 
 def _units(opts: BenchOptions, budget: Budget, spec: StoreSpec) -> int:
-    return (1 + opts.repeat * (len(OPS) + len(opts.concurrency)) + len(budget.scale_sizes)
-            + int(opts.signal) + int(spec.resident))
+    return (
+        1
+        + opts.repeat * (len(OPS) + len(opts.concurrency))
+        + len(budget.scale_sizes)
+        + int(opts.signal)
+        + int(spec.resident)
+    )
 
 
 class _Bar:
@@ -118,8 +123,11 @@ class _Live:
         if isinstance(exc, SkipError):
             self.result.update(status="skipped", reason=str(exc))
         else:
-            self.result.update(status="failed", reason=f"{type(exc).__name__}: {exc}",
-                               traceback=traceback.format_exc(limit=8))
+            self.result.update(
+                status="failed",
+                reason=f"{type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(limit=8),
+            )
 
     @property
     def running(self) -> bool:
@@ -168,8 +176,9 @@ async def _rep(live: _Live, opts: BenchOptions, budget: Budget, bar: _Bar, rep: 
             tput.setdefault(str(c), {"reps": []})["reps"].append(rate)
 
 
-async def _finish(live: _Live, env: BenchEnv, opts: BenchOptions, budget: Budget,
-                  bar: _Bar) -> None:
+async def _finish(
+    live: _Live, env: BenchEnv, opts: BenchOptions, budget: Budget, bar: _Bar
+) -> None:
     """Summaries, then the per-store phases: round trips, scaling, Signal stack, resident."""
     spec, result = live.spec, live.result
     for entry in result.get("latency", {}).values():
@@ -185,8 +194,9 @@ async def _finish(live: _Live, env: BenchEnv, opts: BenchOptions, budget: Budget
         for size in budget.scale_sizes:
             bar.step(f"{spec.name}: scaling {size} keys")
             ids = await scaling_session(target, values, size)
-            reps = [await scaling_rep(target, values, size, ids, budget)
-                    for _ in range(opts.repeat)]
+            reps = [
+                await scaling_rep(target, values, size, ids, budget) for _ in range(opts.repeat)
+            ]
             scaling[str(size)] = {k: median_of([r[k] for r in reps]) for k in ("get", "set")}
         if opts.signal:
             bar.step(f"{spec.name}: pyaileys Signal stack")
@@ -199,25 +209,38 @@ async def _finish(live: _Live, env: BenchEnv, opts: BenchOptions, budget: Budget
         async with _phase(live):
             res_target = await open_target(spec, env, "resident")
             try:
-                result["resident"] = await resident(res_target, opts.seed + 1, wanted,
-                                                    budget.resident_seconds)
+                result["resident"] = await resident(
+                    res_target, opts.seed + 1, wanted, budget.resident_seconds
+                )
             finally:
                 await res_target.close()
 
 
-async def _run_stores(specs: list[StoreSpec], env: BenchEnv, opts: BenchOptions,
-                      budget: Budget, bar: _Bar) -> list[dict[str, Any]]:
+async def _run_stores(
+    specs: list[StoreSpec], env: BenchEnv, opts: BenchOptions, budget: Budget, bar: _Bar
+) -> list[dict[str, Any]]:
     """Open every store, run the repetitions interleaved, then the per-store phases.
 
     Each repetition visits the stores in a shuffled order, so a noisy minute on a shared
     machine does not land on all repetitions of one store.
     """
-    lives = [_Live(spec, {
-        "name": spec.name, "group": spec.group, "description": spec.description,
-        "durable": spec.durable, "cache": spec.cache, "sync": spec.sync,
-        "write_mode": spec.options.get("write_mode", "write-through"),
-        "status": "ok", "reason": None,
-    }) for spec in specs]
+    lives = [
+        _Live(
+            spec,
+            {
+                "name": spec.name,
+                "group": spec.group,
+                "description": spec.description,
+                "durable": spec.durable,
+                "cache": spec.cache,
+                "sync": spec.sync,
+                "write_mode": spec.options.get("write_mode", "write-through"),
+                "status": "ok",
+                "reason": None,
+            },
+        )
+        for spec in specs
+    ]
     for live in lives:
         bar.step(f"{live.spec.name}: open + populate")
         await _open(live, env, opts, budget)
@@ -254,8 +277,12 @@ def _progress(enabled: bool) -> Iterator[Progress | None]:
         yield None
         return
     console = Console(stderr=True)
-    columns = (TextColumn("{task.description:<42}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description:<42}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         yield progress
 
@@ -270,9 +297,13 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "schema": 1,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "options": {
-            "quick": opts.quick, "repeat": opts.repeat, "seed": opts.seed,
-            "concurrency": list(opts.concurrency), "stores": list(opts.stores),
-            "sessions": opts.sessions, "signal": opts.signal,
+            "quick": opts.quick,
+            "repeat": opts.repeat,
+            "seed": opts.seed,
+            "concurrency": list(opts.concurrency),
+            "stores": list(opts.stores),
+            "sessions": opts.sessions,
+            "signal": opts.signal,
             "urls": {k: redact_url(v) if v else v for k, v in opts.urls.items()},
             "budget": {k: v for k, v in dataclasses.asdict(budget).items() if k != "profile"},
             "profile": dataclasses.asdict(budget.profile),
@@ -286,8 +317,10 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
     namespace = f"bench-{uuid.uuid4().hex[:10]}"
     # Files go beside the output, on the disk the user chose (fsync costs differ per disk).
     opts.out.mkdir(parents=True, exist_ok=True)
-    with (tempfile.TemporaryDirectory(prefix=".bench-work-", dir=opts.out) as tmp,
-          _progress(opts.progress) as prog):
+    with (
+        tempfile.TemporaryDirectory(prefix=".bench-work-", dir=opts.out) as tmp,
+        _progress(opts.progress) as prog,
+    ):
         env = BenchEnv(Path(tmp), namespace, dict(opts.urls))
         bar = _Bar(prog, sum(_units(opts, budget, s) for s in specs) + 1)
         results["stores"] = await _run_stores(specs, env, opts, budget, bar)

@@ -18,8 +18,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ._stats import summarize
 
-_DEFAULT_PORTS = {"redis": 6379, "rediss": 6379, "postgresql": 5432, "postgres": 5432,
-                  "mongodb": 27017}
+_DEFAULT_PORTS = {
+    "redis": 6379,
+    "rediss": 6379,
+    "postgresql": 5432,
+    "postgres": 5432,
+    "mongodb": 27017,
+}
 
 
 def with_database(url: str, name: str) -> str:
@@ -149,8 +154,9 @@ async def server_versions(urls: dict[str, str | None]) -> dict[str, str]:
         if urls.get("mongodb"):
             from pymongo import AsyncMongoClient
 
-            mc: AsyncMongoClient[Any] = AsyncMongoClient(str(urls["mongodb"]),
-                                                         serverSelectionTimeoutMS=3000)
+            mc: AsyncMongoClient[Any] = AsyncMongoClient(
+                str(urls["mongodb"]), serverSelectionTimeoutMS=3000
+            )
             try:
                 out["mongodb"] = str((await mc.admin.command("buildInfo")).get("version", "?"))
             finally:
@@ -163,8 +169,20 @@ def _redis_benchmark(url: str, clients: int, requests: int) -> dict[str, Any] | 
     if exe is None:
         return None
     parts = urlsplit(url)
-    cmd = [exe, "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 6379),
-           "-t", "get", "-n", str(requests), "-c", str(clients), "-q"]
+    cmd = [
+        exe,
+        "-h",
+        parts.hostname or "127.0.0.1",
+        "-p",
+        str(parts.port or 6379),
+        "-t",
+        "get",
+        "-n",
+        str(requests),
+        "-c",
+        str(clients),
+        "-q",
+    ]
     shown = " ".join(cmd)
     if parts.password:
         cmd += ["-a", parts.password, "--no-auth-warning"]

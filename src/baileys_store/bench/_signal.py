@@ -49,8 +49,9 @@ async def signal_run(target: Target, messages: int, tag: str) -> dict[str, Any]:
     bundle = PreKeyBundle(
         registration_id=bob_creds.registration_id,
         identity_key=signal_pubkey(bob_creds.signed_identity_key.public),
-        signed_pre_key=PreKeyBundleKey(spk.key_id, signal_pubkey(spk.key_pair.public),
-                                       spk.signature),
+        signed_pre_key=PreKeyBundleKey(
+            spk.key_id, signal_pubkey(spk.key_pair.public), spk.signature
+        ),
         pre_key=PreKeyBundleKey(1, signal_pubkey(one_time["1"].public)),
     )
     start = time.perf_counter_ns()
@@ -76,15 +77,17 @@ async def signal_run(target: Target, messages: int, tag: str) -> dict[str, Any]:
     for n in range(messages):
         text = b"group %d" % n
         start = time.perf_counter_ns()
-        ct, skdm = await alice.encrypt_group_message(group_jid=GROUP, me_jid=ALICE_DEVICE,
-                                                     data=text)
+        ct, skdm = await alice.encrypt_group_message(
+            group_jid=GROUP, me_jid=ALICE_DEVICE, data=text
+        )
         if not distributed:
             await bob.process_sender_key_distribution_message(
                 GROUP, author_jid=ALICE_DEVICE, distribution_bytes=skdm
             )
             distributed = True
-        got = await bob.decrypt_group_message(group_jid=GROUP, author_jid=ALICE_DEVICE,
-                                              ciphertext=ct)
+        got = await bob.decrypt_group_message(
+            group_jid=GROUP, author_jid=ALICE_DEVICE, ciphertext=ct
+        )
         groups.append((time.perf_counter_ns() - start) / 1e6)
         if got != text:
             raise RuntimeError(f"group message {n} came back wrong")

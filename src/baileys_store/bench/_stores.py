@@ -69,8 +69,15 @@ Cleanup = Callable[[], Awaitable[None]]
 class OurTarget:
     """An :class:`AuthStore` seen through the :class:`Target` interface."""
 
-    def __init__(self, store: AuthStore, namespace: str, footprint: Footprint,
-                 cleanup: list[Cleanup], *, purge: bool = False) -> None:
+    def __init__(
+        self,
+        store: AuthStore,
+        namespace: str,
+        footprint: Footprint,
+        cleanup: list[Cleanup],
+        *,
+        purge: bool = False,
+    ) -> None:
         self.store = store
         self._purge = purge
         self._ns = namespace
@@ -141,42 +148,122 @@ class StoreSpec:
         return tuple(sorted(kinds))
 
 
-def _our(name: str, description: str, durable: str, cache: str | None = None, *,
-         sync: str = "no-fsync", resident: bool = False, **options: Any) -> StoreSpec:
+def _our(
+    name: str,
+    description: str,
+    durable: str,
+    cache: str | None = None,
+    *,
+    sync: str = "no-fsync",
+    resident: bool = False,
+    **options: Any,
+) -> StoreSpec:
     return StoreSpec(name, "ours", description, durable, cache, sync, resident, options)
 
 
 SPECS: tuple[StoreSpec, ...] = (
-    StoreSpec("pyaileys-folder", "baseline", "pyaileys MultiFileAuthState: a JSON file per key",
-              "folder", resident=True),
-    StoreSpec("session-blob", "baseline", "anchor-style whole-session msgpack blob in SQLite",
-              "blob", resident=True),
+    StoreSpec(
+        "pyaileys-folder",
+        "baseline",
+        "pyaileys MultiFileAuthState: a JSON file per key",
+        "folder",
+        resident=True,
+    ),
+    StoreSpec(
+        "session-blob",
+        "baseline",
+        "anchor-style whole-session msgpack blob in SQLite",
+        "blob",
+        resident=True,
+    ),
     _our("memory", "memory:// durable, no cache (no I/O: the code path alone)", "memory"),
-    _our("sqlite-normal", "SQLite WAL synchronous=NORMAL, no cache", "sqlite", resident=True,
-         sqlite_synchronous="normal"),
-    _our("sqlite-full", "SQLite WAL synchronous=FULL (fsync per commit), no cache", "sqlite",
-         sync="fsync", sqlite_synchronous="full"),
-    _our("sqlite-normal+mem", "SQLite NORMAL + in-process memory cache", "sqlite", "memory",
-         sqlite_synchronous="normal"),
-    _our("sqlite-full+mem", "SQLite FULL + memory cache (the embedded default)", "sqlite",
-         "memory", sync="fsync", sqlite_synchronous="full"),
+    _our(
+        "sqlite-normal",
+        "SQLite WAL synchronous=NORMAL, no cache",
+        "sqlite",
+        resident=True,
+        sqlite_synchronous="normal",
+    ),
+    _our(
+        "sqlite-full",
+        "SQLite WAL synchronous=FULL (fsync per commit), no cache",
+        "sqlite",
+        sync="fsync",
+        sqlite_synchronous="full",
+    ),
+    _our(
+        "sqlite-normal+mem",
+        "SQLite NORMAL + in-process memory cache",
+        "sqlite",
+        "memory",
+        sqlite_synchronous="normal",
+    ),
+    _our(
+        "sqlite-full+mem",
+        "SQLite FULL + memory cache (the embedded default)",
+        "sqlite",
+        "memory",
+        sync="fsync",
+        sqlite_synchronous="full",
+    ),
     _our("redis", "Redis alone as the durable tier", "redis", resident=True),
-    _our("redis/sqlite", "Redis cache + L1 over SQLite FULL (write-through, leases)", "sqlite",
-         "redis", sync="fsync", sqlite_synchronous="full"),
+    _our(
+        "redis/sqlite",
+        "Redis cache + L1 over SQLite FULL (write-through, leases)",
+        "sqlite",
+        "redis",
+        sync="fsync",
+        sqlite_synchronous="full",
+    ),
     # The same with NORMAL: what a write-through set costs without the fsync (~0.3 ms here).
-    _our("redis/sqlite-normal", "Redis cache + L1 over SQLite NORMAL (write-through)", "sqlite",
-         "redis", sqlite_synchronous="normal"),
-    _our("redis/sqlite-noL1", "Redis cache over SQLite FULL (write-through), no L1", "sqlite",
-         "redis", sync="fsync", sqlite_synchronous="full", l1_max_entries=0),
-    _our("redis/sqlite-wb", "Redis cache + outbox over SQLite FULL (write-behind)", "sqlite",
-         "redis", sync="fsync", sqlite_synchronous="full", write_mode="write-behind"),
+    _our(
+        "redis/sqlite-normal",
+        "Redis cache + L1 over SQLite NORMAL (write-through)",
+        "sqlite",
+        "redis",
+        sqlite_synchronous="normal",
+    ),
+    _our(
+        "redis/sqlite-noL1",
+        "Redis cache over SQLite FULL (write-through), no L1",
+        "sqlite",
+        "redis",
+        sync="fsync",
+        sqlite_synchronous="full",
+        l1_max_entries=0,
+    ),
+    _our(
+        "redis/sqlite-wb",
+        "Redis cache + outbox over SQLite FULL (write-behind)",
+        "sqlite",
+        "redis",
+        sync="fsync",
+        sqlite_synchronous="full",
+        write_mode="write-behind",
+    ),
     _our("postgres", "PostgreSQL, no cache", "postgres", sync="fsync", resident=True),
-    _our("redis/postgres", "Redis cache + L1 over PostgreSQL (write-through)", "postgres",
-         "redis", sync="fsync"),
-    _our("redis/postgres-wb", "Redis cache + outbox over PostgreSQL (write-behind)", "postgres",
-         "redis", sync="fsync", write_mode="write-behind"),
-    _our("mongodb", "MongoDB (here: SecantusDB, a Python server), no cache", "mongodb",
-         sync="fsync", resident=True),
+    _our(
+        "redis/postgres",
+        "Redis cache + L1 over PostgreSQL (write-through)",
+        "postgres",
+        "redis",
+        sync="fsync",
+    ),
+    _our(
+        "redis/postgres-wb",
+        "Redis cache + outbox over PostgreSQL (write-behind)",
+        "postgres",
+        "redis",
+        sync="fsync",
+        write_mode="write-behind",
+    ),
+    _our(
+        "mongodb",
+        "MongoDB (here: SecantusDB, a Python server), no cache",
+        "mongodb",
+        sync="fsync",
+        resident=True,
+    ),
 )
 
 
@@ -197,8 +284,11 @@ async def _server_urls(spec: StoreSpec, env: BenchEnv) -> dict[str, str]:
     for kind in spec.needs:
         url = env.urls.get(kind)
         if not url:
-            option = {"redis": "--redis-url", "postgres": "--postgres-dsn",
-                      "mongodb": "--mongodb-uri"}[kind]
+            option = {
+                "redis": "--redis-url",
+                "postgres": "--postgres-dsn",
+                "mongodb": "--mongodb-uri",
+            }[kind]
             raise SkipError(f"no {kind} server given ({option})")
         if (reason := await probe(url)) is not None:
             raise SkipError(reason)
@@ -274,8 +364,11 @@ async def open_target(spec: StoreSpec, env: BenchEnv, tag: str) -> Target:
     cache = {"redis": redis_cache, "memory": "memory://"}.get(spec.cache or "")
     try:
         # The store's own fresh folder (root): created on purpose, 0700.
-        store = AuthStore(StoreConfig(durable=plan.durable, cache=cache, op_timeout=60,
-                                      create_dirs=True, **spec.options))
+        store = AuthStore(
+            StoreConfig(
+                durable=plan.durable, cache=cache, op_timeout=60, create_dirs=True, **spec.options
+            )
+        )
         await store.open()
     except BaseException as exc:
         await _run_all(plan.cleanup)  # the fresh database goes whatever happened

@@ -31,11 +31,27 @@ def find(results: dict[str, Any], name: str) -> dict[str, Any] | None:
     return next((s for s in ok_stores(results) if s["name"] == name), None)
 
 
-def _row(target: str, store: str, value: float | None, limit: float, unit: str,
-         *, at_least: bool = False, note: str = "") -> dict[str, Any]:
+def _row(
+    target: str,
+    store: str,
+    value: float | None,
+    limit: float,
+    unit: str,
+    *,
+    at_least: bool = False,
+    note: str = "",
+) -> dict[str, Any]:
     if value is None:
-        return {"target": target, "store": store, "value": None, "limit": limit, "unit": unit,
-                "met": None, "verdict": "not measured", "note": note}
+        return {
+            "target": target,
+            "store": store,
+            "value": None,
+            "limit": limit,
+            "unit": unit,
+            "met": None,
+            "verdict": "not measured",
+            "note": note,
+        }
     met = value >= limit if at_least else value <= limit
     if met:
         verdict = "met"
@@ -43,8 +59,16 @@ def _row(target: str, store: str, value: float | None, limit: float, unit: str,
         verdict = f"missed: {value / limit:.0%} of the minimum" if limit else "missed"
     else:
         verdict = f"missed by {value / limit - 1:.0%}"
-    return {"target": target, "store": store, "value": value, "limit": limit, "unit": unit,
-            "met": met, "verdict": verdict, "note": note}
+    return {
+        "target": target,
+        "store": store,
+        "value": value,
+        "limit": limit,
+        "unit": unit,
+        "met": met,
+        "verdict": verdict,
+        "note": note,
+    }
 
 
 def _ratio(num: float | None, den: float | None) -> float | None:
@@ -58,11 +82,19 @@ def _cache_rows(ours: list[dict[str, Any]], floor: dict[str, Any]) -> list[dict[
         if s["cache"] is None:
             continue
         rows.append(_row("cache-hit get p50 <= 0.2 ms", s["name"], stat(s, "get"), 0.2, "ms"))
-        rows.append(_row("cache-hit get p99 <= 0.5 ms", s["name"], stat(s, "get", "p99"), 0.5,
-                         "ms"))
+        rows.append(
+            _row("cache-hit get p99 <= 0.5 ms", s["name"], stat(s, "get", "p99"), 0.5, "ms")
+        )
         if s["cache"] == "redis":
-            rows.append(_row("cache-hit get <= 2x bare redis-py GET", s["name"],
-                             _ratio(stat(s, "get"), redis_get), 2.0, "x"))
+            rows.append(
+                _row(
+                    "cache-hit get <= 2x bare redis-py GET",
+                    s["name"],
+                    _ratio(stat(s, "get"), redis_get),
+                    2.0,
+                    "x",
+                )
+            )
     return rows
 
 
@@ -72,13 +104,34 @@ def _write_through_rows(ours: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if s.get("write_mode", "write-through") != "write-through":
             continue  # write-behind rows are reported, not judged against write-through
         if s["cache"] == "redis" and s["durable"] == "sqlite":
-            rows.append(_row("write-through set over SQLite p50 <= 0.6 ms", s["name"],
-                             stat(s, "set"), 0.6, "ms"))
-            rows.append(_row("write-through set over SQLite p99 <= 2 ms", s["name"],
-                             stat(s, "set", "p99"), 2.0, "ms"))
+            rows.append(
+                _row(
+                    "write-through set over SQLite p50 <= 0.6 ms",
+                    s["name"],
+                    stat(s, "set"),
+                    0.6,
+                    "ms",
+                )
+            )
+            rows.append(
+                _row(
+                    "write-through set over SQLite p99 <= 2 ms",
+                    s["name"],
+                    stat(s, "set", "p99"),
+                    2.0,
+                    "ms",
+                )
+            )
         if s["cache"] == "redis" and s["durable"] == "postgres":
-            rows.append(_row("write-through set over PostgreSQL p50 <= 1.5 ms", s["name"],
-                             stat(s, "set"), 1.5, "ms"))
+            rows.append(
+                _row(
+                    "write-through set over PostgreSQL p50 <= 1.5 ms",
+                    s["name"],
+                    stat(s, "set"),
+                    1.5,
+                    "ms",
+                )
+            )
     return rows
 
 
@@ -90,8 +143,11 @@ def _key_commands(op: str, trips: dict[str, int]) -> tuple[str, float | None]:
         kinds, what = ("update", "insert", "delete"), "bulk write on the keys collection"
     else:
         kinds, what = ("find", "aggregate", "getMore"), "query for the keys"
-    total = sum(n for name, n in trips.items() if name.split(":")[0] in kinds
-                and (name.startswith("getMore") or name.endswith("keys")))
+    total = sum(
+        n
+        for name, n in trips.items()
+        if name.split(":")[0] in kinds and (name.startswith("getMore") or name.endswith("keys"))
+    )
     return what, float(total)
 
 
@@ -103,11 +159,26 @@ def _batch_rows(ours: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if mongo:
                 trips = s.get("round_trips", {}).get(op, {})
                 what, value = _key_commands(op, trips)
-                rows.append(_row(f"{op}: one {what} (MongoDB)", s["name"], value, 1.0,
-                                 "commands", note="all: " + ", ".join(
-                                     f"{k}={v}" for k, v in trips.items())))
-            rows.append(_row(f"{op} p50 <= {BATCH_MS:g} ms", s["name"], stat(s, op), BATCH_MS,
-                             "ms", note=MONGO_NOTE if mongo else ""))
+                rows.append(
+                    _row(
+                        f"{op}: one {what} (MongoDB)",
+                        s["name"],
+                        value,
+                        1.0,
+                        "commands",
+                        note="all: " + ", ".join(f"{k}={v}" for k, v in trips.items()),
+                    )
+                )
+            rows.append(
+                _row(
+                    f"{op} p50 <= {BATCH_MS:g} ms",
+                    s["name"],
+                    stat(s, op),
+                    BATCH_MS,
+                    "ms",
+                    note=MONGO_NOTE if mongo else "",
+                )
+            )
     return rows
 
 
@@ -120,9 +191,14 @@ def _scaling_rows(ours: list[dict[str, Any]]) -> list[dict[str, Any]]:
         sizes = sorted(scaling, key=int)
         small, big = scaling[sizes[0]], scaling[sizes[-1]]
         rows.extend(
-            _row(f"per-key {kind} at {int(sizes[-1]):,} keys <= {SCALE_FACTOR}x at "
-                 f"{int(sizes[0]):,}", s["name"], _ratio(big[kind]["p50"], small[kind]["p50"]),
-                 SCALE_FACTOR, "x")
+            _row(
+                f"per-key {kind} at {int(sizes[-1]):,} keys <= {SCALE_FACTOR}x at "
+                f"{int(sizes[0]):,}",
+                s["name"],
+                _ratio(big[kind]["p50"], small[kind]["p50"]),
+                SCALE_FACTOR,
+                "x",
+            )
             for kind in ("get", "set")
         )
     return rows
@@ -134,9 +210,17 @@ def _throughput_rows(ours: list[dict[str, Any]]) -> list[dict[str, Any]]:
         tput = s.get("throughput", {})
         if tput:
             top = max(tput, key=int)
-            rows.append(_row(f">= 10k key-ops/s with {top} sessions", s["name"],
-                             tput[top]["median"], KOPS_MIN, "key-ops/s", at_least=True,
-                             note=MONGO_NOTE if s["durable"] == "mongodb" else ""))
+            rows.append(
+                _row(
+                    f">= 10k key-ops/s with {top} sessions",
+                    s["name"],
+                    tput[top]["median"],
+                    KOPS_MIN,
+                    "key-ops/s",
+                    at_least=True,
+                    note=MONGO_NOTE if s["durable"] == "mongodb" else "",
+                )
+            )
     return rows
 
 
@@ -147,10 +231,19 @@ def _folder_rows(results: dict[str, Any], ours: list[dict[str, Any]]) -> list[di
         if s["durable"] != "sqlite" or s["sync"] != "no-fsync":
             continue  # equal durability: the folder store never fsyncs
         rows.extend(
-            _row(f"{op}: >= {need:g}x faster than the pyaileys folder", s["name"],
-                 _ratio(stat(folder, op), stat(s, op)), need, "x", at_least=True)
-            for op, need in (("batch_set_812", FOLDER_BATCH_X),
-                             ("batch_get_812", FOLDER_BATCH_X), ("msg_1to1", FOLDER_MSG_X))
+            _row(
+                f"{op}: >= {need:g}x faster than the pyaileys folder",
+                s["name"],
+                _ratio(stat(folder, op), stat(s, op)),
+                need,
+                "x",
+                at_least=True,
+            )
+            for op, need in (
+                ("batch_set_812", FOLDER_BATCH_X),
+                ("batch_get_812", FOLDER_BATCH_X),
+                ("msg_1to1", FOLDER_MSG_X),
+            )
         )
     return rows
 
@@ -176,8 +269,9 @@ def ratios(results: dict[str, Any], baseline: str) -> dict[str, dict[str, float 
         return out
     for s in ok_stores(results):
         if s["name"] != baseline:
-            out[s["name"]] = {op: _ratio(stat(base, op), stat(s, op))
-                              for op in s.get("latency", {})}
+            out[s["name"]] = {
+                op: _ratio(stat(base, op), stat(s, op)) for op in s.get("latency", {})
+            }
     return out
 
 
@@ -192,6 +286,14 @@ def fsync_cost(results: dict[str, Any]) -> list[dict[str, Any]]:
         for op in ("set", "batch_set_812", "msg_1to1", "creds_burst"):
             f, n = stat(full, op), stat(normal, op)
             if f is not None and n is not None:
-                rows.append({"pair": f"sqlite-full{suffix} vs sqlite-normal{suffix}", "op": op,
-                             "normal_ms": n, "full_ms": f, "delta_ms": f - n, "ratio": f / n})
+                rows.append(
+                    {
+                        "pair": f"sqlite-full{suffix} vs sqlite-normal{suffix}",
+                        "op": op,
+                        "normal_ms": n,
+                        "full_ms": f,
+                        "delta_ms": f - n,
+                        "ratio": f / n,
+                    }
+                )
     return rows

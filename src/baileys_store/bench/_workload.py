@@ -52,7 +52,11 @@ class Profile:
 HEAVY = Profile(3248, 500, 200, 40, 64, 5, 6)
 QUICK = Profile(PREKEY_BATCH, 64, 16, 4, 16, 1, 2)
 APP_STATE_COLLECTIONS = (
-    "critical_block", "critical_unblock_low", "regular_high", "regular_low", "regular",
+    "critical_block",
+    "critical_unblock_low",
+    "regular_high",
+    "regular_low",
+    "regular",
 )
 
 
@@ -90,8 +94,11 @@ class Values:
             base64.b64encode(self.rng.randbytes(32)).decode(): self.rng.randbytes(32)
             for _ in range(entries)
         }
-        return {"version": self.rng.randint(1, 10_000), "hash": self.rng.randbytes(128),
-                "indexValueMap": index}
+        return {
+            "version": self.rng.randint(1, 10_000),
+            "hash": self.rng.randbytes(128),
+            "indexValueMap": index,
+        }
 
     def creds(self) -> dict[str, Any]:
         """A real pyaileys creds object as a dict (snake_case, as pyaileys keeps it)."""
@@ -168,8 +175,10 @@ def account_writes(values: Values, profile: Profile) -> tuple[Account, list[dict
     rng = values.rng
     peers = device_ids(rng, profile.sessions)
     groups = [
-        Group(f"120363{rng.randint(10**11, 10**12 - 1)}@g.us",
-              rng.sample(peers, min(profile.group_devices, len(peers))))
+        Group(
+            f"120363{rng.randint(10**11, 10**12 - 1)}@g.us",
+            rng.sample(peers, min(profile.group_devices, len(peers))),
+        )
         for _ in range(profile.groups)
     ]
     prekey_ids = [str(i) for i in range(1, profile.pre_keys + 1)]
@@ -179,30 +188,47 @@ def account_writes(values: Values, profile: Profile) -> tuple[Account, list[dict
         calls.append({"pre-key": {i: values.pre_key() for i in chunk}})
     for start in range(0, len(peers), 100):
         chunk = peers[start : start + 100]
-        calls.append({"session": {p: values.session() for p in chunk},
-                      "identity-key": {p: values.identity_key() for p in chunk}})
+        calls.append(
+            {
+                "session": {p: values.session() for p in chunk},
+                "identity-key": {p: values.identity_key() for p in chunk},
+            }
+        )
     sender_keys: dict[str, bytes] = {}
     for n in range(profile.sender_keys):
         group = groups[n % len(groups)] if groups else Group("0@g.us", peers)
         author = group.devices[n % len(group.devices)] if group.devices else "0.0"
         sender_keys[f"{group.jid}::{author.replace('.', '::')}"] = values.sender_key()
-    calls.append({
-        "sender-key": sender_keys,
-        "sender-key-memory": {g.jid: {f"{d}@s.whatsapp.net": True for d in g.devices}
-                              for g in groups},
-        "app-state-sync-key": {base64.b64encode(rng.randbytes(6)).decode(): values.app_state_key()
-                               for _ in range(profile.app_state_keys)},
-    })
+    calls.append(
+        {
+            "sender-key": sender_keys,
+            "sender-key-memory": {
+                g.jid: {f"{d}@s.whatsapp.net": True for d in g.devices} for g in groups
+            },
+            "app-state-sync-key": {
+                base64.b64encode(rng.randbytes(6)).decode(): values.app_state_key()
+                for _ in range(profile.app_state_keys)
+            },
+        }
+    )
     collections = list(APP_STATE_COLLECTIONS[: profile.app_state_versions])
     # One large collection (50-200 KB), the others a few KB.
     calls.extend(
-        {"app-state-sync-version": {c: values.app_state_version(None if n == 0 else
-                                                                rng.randint(2_000, 20_000))}}
+        {
+            "app-state-sync-version": {
+                c: values.app_state_version(None if n == 0 else rng.randint(2_000, 20_000))
+            }
+        }
         for n, c in enumerate(collections)
     )
-    account = Account(peers, groups, prekey_ids[:PREKEY_BATCH],
-                      [str(profile.pre_keys + i) for i in range(1, TOPUP + 1)], collections,
-                      values.creds())
+    account = Account(
+        peers,
+        groups,
+        prekey_ids[:PREKEY_BATCH],
+        [str(profile.pre_keys + i) for i in range(1, TOPUP + 1)],
+        collections,
+        values.creds(),
+    )
     return account, calls
 
 

@@ -12,32 +12,72 @@ def _csv(value: str | None) -> tuple[str, ...]:
 
 
 @click.command("bench")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("bench-results"), show_default=True, help="Output folder.")
-@click.option("--quick", is_flag=True, help="Smoke run in seconds (tiny budgets; numbers are "
-              "not meaningful).")
-@click.option("--repeat", type=click.IntRange(1, 20), default=3, show_default=True,
-              help="Repetitions; medians are quoted.")
-@click.option("--stores", default="", metavar="NAMES",
-              help="Comma-separated store names or prefixes (e.g. 'sqlite,pyaileys-folder'); "
-              "default: all. See --list-stores.")
-@click.option("--redis-url", envvar="REDIS_URL", default=None, help="Redis for the redis rows "
-              "and the floor [env: REDIS_URL].")
-@click.option("--postgres-dsn", envvar="POSTGRES_DSN", default=None,
-              help="PostgreSQL server (URL form); a fresh database is created and dropped "
-              "[env: POSTGRES_DSN].")
-@click.option("--mongodb-uri", envvar="MONGODB_URI", default=None,
-              help="MongoDB server; a fresh database is used and dropped [env: MONGODB_URI].")
-@click.option("--sessions", type=click.IntRange(1), default=None,
-              help="Resident sessions to import per store (default 1000; 10 with --quick).")
-@click.option("--concurrency", default="1,8,64", show_default=True,
-              help="Concurrent sessions for the throughput runs.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("bench-results"),
+    show_default=True,
+    help="Output folder.",
+)
+@click.option(
+    "--quick", is_flag=True, help="Smoke run in seconds (tiny budgets; numbers are not meaningful)."
+)
+@click.option(
+    "--repeat",
+    type=click.IntRange(1, 20),
+    default=3,
+    show_default=True,
+    help="Repetitions; medians are quoted.",
+)
+@click.option(
+    "--stores",
+    default="",
+    metavar="NAMES",
+    help="Comma-separated store names or prefixes (e.g. 'sqlite,pyaileys-folder'); "
+    "default: all. See --list-stores.",
+)
+@click.option(
+    "--redis-url",
+    envvar="REDIS_URL",
+    default=None,
+    help="Redis for the redis rows and the floor [env: REDIS_URL].",
+)
+@click.option(
+    "--postgres-dsn",
+    envvar="POSTGRES_DSN",
+    default=None,
+    help="PostgreSQL server (URL form); a fresh database is created and dropped "
+    "[env: POSTGRES_DSN].",
+)
+@click.option(
+    "--mongodb-uri",
+    envvar="MONGODB_URI",
+    default=None,
+    help="MongoDB server; a fresh database is used and dropped [env: MONGODB_URI].",
+)
+@click.option(
+    "--sessions",
+    type=click.IntRange(1),
+    default=None,
+    help="Resident sessions to import per store (default 1000; 10 with --quick).",
+)
+@click.option(
+    "--concurrency",
+    default="1,8,64",
+    show_default=True,
+    help="Concurrent sessions for the throughput runs.",
+)
 @click.option("--seed", type=int, default=1, show_default=True, help="Workload RNG seed.")
-@click.option("--signal/--no-signal", default=True, show_default=True,
-              help="Also drive pyaileys' real Signal stack on each store.")
+@click.option(
+    "--signal/--no-signal",
+    default=True,
+    show_default=True,
+    help="Also drive pyaileys' real Signal stack on each store.",
+)
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG plots.")
-@click.option("--progress/--no-progress", default=True, show_default=True,
-              help="Show a progress bar.")
+@click.option(
+    "--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."
+)
 @click.option("--list-stores", is_flag=True, help="List the stores and exit.")
 def bench_command(
     *,
@@ -80,9 +120,16 @@ def bench_command(
     if not levels or min(levels) < 1:
         raise click.BadParameter("expected positive integers", param_hint="--concurrency")
     options = BenchOptions(
-        out=out, quick=quick, repeat=repeat, stores=_csv(stores),
+        out=out,
+        quick=quick,
+        repeat=repeat,
+        stores=_csv(stores),
         urls={"redis": redis_url, "postgres": postgres_dsn, "mongodb": mongodb_uri},
-        sessions=sessions, concurrency=levels, seed=seed, signal=signal, progress=progress,
+        sessions=sessions,
+        concurrency=levels,
+        seed=seed,
+        signal=signal,
+        progress=progress,
     )
     if not options.selected():
         raise click.BadParameter(f"no store matches {stores!r}", param_hint="--stores")
@@ -93,7 +140,9 @@ def bench_command(
             failed |= store["status"] == "failed"
             click.echo(f"{store['name']}: {store['status']}: {store['reason']}", err=True)
     checks = [t for t in results["targets"] if t["met"] is not None]
-    click.echo(f"{sum(1 for t in checks if t['met'])} of {len(checks)} target checks met; "
-               f"wall time {results['wall_seconds']:.0f} s; results in {out}/")
+    click.echo(
+        f"{sum(1 for t in checks if t['met'])} of {len(checks)} target checks met; "
+        f"wall time {results['wall_seconds']:.0f} s; results in {out}/"
+    )
     if failed:
         raise SystemExit(1)

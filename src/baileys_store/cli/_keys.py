@@ -34,8 +34,12 @@ def rotate_command(*, namespace: str | None, verify: bool, store_url: str | None
     async def rotate(store: AuthStore) -> RotationReport:
         total = sum([1 async for _ in store.list_sessions(namespace)])
         label = "outdated" if verify else "re-encrypted"
-        columns = (TextColumn("verifying" if verify else "rotating"), BarColumn(),
-                   MofNCompleteColumn(), TextColumn("{task.fields[done]} " + label))  # fmt: skip
+        columns = (
+            TextColumn("verifying" if verify else "rotating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[done]} " + label),
+        )
         with Progress(*columns, transient=True) as bar:
             task = bar.add_task("rotate", total=total, done=0)
 
@@ -46,9 +50,11 @@ def rotate_command(*, namespace: str | None, verify: bool, store_url: str | None
 
     report = run_with_store(store_url, rotate)
     done = "not under the active key" if verify else "re-encrypted"
-    click.echo(f"{report.sessions} session(s): {report.rewritten} record(s) {done}, "
-               f"{report.current} already current, {report.failed} failed, "
-               f"{report.in_use} in use")  # fmt: skip
+    click.echo(
+        f"{report.sessions} session(s): {report.rewritten} record(s) {done}, "
+        f"{report.current} already current, {report.failed} failed, "
+        f"{report.in_use} in use"
+    )
     if report.failed:
         raise click.ClickException(
             f"{report.failed} record(s) failed to authenticate or decode (tampered, written "

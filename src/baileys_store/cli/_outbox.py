@@ -172,8 +172,13 @@ def dlq_retry_command(
             with contextlib.suppress(UnavailableError):
                 await store.drain_outbox()
             left = len(await outbox.dead_letters(addr))
-            rows.append((str(addr), f"{done.letters} dead letter(s): {done.records} record(s) "
-                         f"requeued, {done.superseded} superseded; {left} dead letter(s) now"))
+            rows.append(
+                (
+                    str(addr),
+                    f"{done.letters} dead letter(s): {done.records} record(s) "
+                    f"requeued, {done.superseded} superseded; {left} dead letter(s) now",
+                )
+            )
         return rows
 
     rows = run_with_store(store_url, retry)

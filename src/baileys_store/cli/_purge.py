@@ -22,8 +22,13 @@ def parse_duration(text: str) -> float:
 
 
 @click.command("purge")
-@click.option("--older-than", "older_than", required=True, metavar="DURATION",
-              help="Delete sessions not written for this long: 90s, 15m, 12h, 30d.")  # fmt: skip
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    metavar="DURATION",
+    help="Delete sessions not written for this long: 90s, 15m, 12h, 30d.",
+)
 @click.option("--namespace", default=None, help="Only this namespace [default: all].")
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -53,5 +58,7 @@ def purge_command(
     if dry_run:
         click.echo(f"{report.matched} session(s) older than {older_than} would be deleted.")
         return
-    click.echo(f"Deleted {report.deleted} of {report.matched} session(s) older than "
-               f"{older_than}; {report.in_use} skipped (in use by another process).")  # fmt: skip
+    click.echo(
+        f"Deleted {report.deleted} of {report.matched} session(s) older than "
+        f"{older_than}; {report.in_use} skipped (in use by another process)."
+    )

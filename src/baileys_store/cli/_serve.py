@@ -16,10 +16,19 @@ from ._sessions import cli_config, one_line, store_option
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
-              help="Port (0: any free port, printed at start).")  # fmt: skip
-@click.option("--worker/--no-worker", default=False, show_default=True,
-              help="Also drain the write-behind outbox in this process.")  # fmt: skip
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port (0: any free port, printed at start).",
+)
+@click.option(
+    "--worker/--no-worker",
+    default=False,
+    show_default=True,
+    help="Also drain the write-behind outbox in this process.",
+)
 @store_option
 def serve_command(*, host: str, port: int, worker: bool, store_url: str | None) -> None:
     """Serve /health (liveness), /ready (the store can serve) and /metrics until SIGINT/SIGTERM.
@@ -37,8 +46,7 @@ def serve_command(*, host: str, port: int, worker: bool, store_url: str | None) 
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError):
                     loop.add_signal_handler(sig, stop.set)
-            click.echo(f"Serving http://{srv.host}:{srv.port}/health, /ready, /metrics",
-                       err=False)  # fmt: skip
+            click.echo(f"Serving http://{srv.host}:{srv.port}/health, /ready, /metrics", err=False)
             await stop.wait()
 
     try:

@@ -105,8 +105,7 @@ class Codec:
             to encryption); without it they raise :class:`PlaintextRecordError`.
     """
 
-    __slots__ = ("_cipher", "_compression", "_keyring", "_max", "_plain_ok", "_suite",
-                 "_threshold")  # fmt: skip
+    __slots__ = ("_cipher", "_compression", "_keyring", "_max", "_plain_ok", "_suite", "_threshold")
 
     def __init__(
         self,

@@ -50,7 +50,7 @@ def asgi_app(
         path = str(scope["path"])
         root = str(scope.get("root_path", ""))
         if root and path.startswith(root):
-            path = path[len(root):] or "/"
+            path = path[len(root) :] or "/"
         resp = await endpoints.handle(method, path)
         headers = [
             (b"content-type", resp.content_type.encode("latin-1")),

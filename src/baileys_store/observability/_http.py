@@ -37,8 +37,14 @@ MAX_HEAD = 8192  # bytes of request line + headers accepted
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what generate_latest writes
 JSON_CONTENT_TYPE = "application/json"
 READY_STATUSES = frozenset({"healthy", "degraded"})
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 class HealthSource(Protocol):

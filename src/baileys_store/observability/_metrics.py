@@ -114,7 +114,6 @@ class NullMetrics:
     def retry(self, tier: str) -> None:
         """Do nothing."""
 
-
     def sessions_in_use(self, n: int) -> None:
         """Do nothing."""
 

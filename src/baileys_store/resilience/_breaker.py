@@ -198,5 +198,6 @@ class CircuitBreaker:
     def snapshot(self) -> BreakerSnapshot:
         """State and window totals now."""
         calls, failures, rejected = self._totals()
-        return BreakerSnapshot(self._state, calls, failures, rejected, self._opened_at,
-                               self.transitions)  # fmt: skip
+        return BreakerSnapshot(
+            self._state, calls, failures, rejected, self._opened_at, self.transitions
+        )

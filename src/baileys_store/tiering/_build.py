@@ -81,8 +81,14 @@ def build_engine(
         return engine, None
     assert isinstance(engine, WatchedEngine)
     cast("RedisHybridCache", tier).pending = engine.behind  # reads check their stamp (_reset)
-    engine.watch = ResetWatch(cast("RedisHybridCache", tier), durable=durable, guard=guard,
-                              metrics=metrics, behind=engine.behind, l1=engine.l1)  # fmt: skip
+    engine.watch = ResetWatch(
+        cast("RedisHybridCache", tier),
+        durable=durable,
+        guard=guard,
+        metrics=metrics,
+        behind=engine.behind,
+        l1=engine.l1,
+    )
     worker = OutboxWorker(
         cast("RedisOutbox", tier),
         durable,

@@ -56,18 +56,25 @@ class SharedCacheTier(CacheTier, Protocol):
     """A Redis cache: also the transactional outbox of write-behind."""
 
     async def wb_keys(
-        self, addr: SessionAddr, writes: Sequence[KeyWrite], *, token: int | None,
+        self,
+        addr: SessionAddr,
+        writes: Sequence[KeyWrite],
+        *,
+        token: int | None,
         fence: int | None = None,
     ) -> tuple[int, int]: ...
 
     async def wb_creds(
-        self, addr: SessionAddr, blob: bytes, expected: int | None, *, token: int | None,
+        self,
+        addr: SessionAddr,
+        blob: bytes,
+        expected: int | None,
+        *,
+        token: int | None,
         fence: int | None = None,
     ) -> tuple[int, int, int] | None: ...
 
-    async def outbox_counters(
-        self, addr: SessionAddr
-    ) -> tuple[int, int, float | None]: ...
+    async def outbox_counters(self, addr: SessionAddr) -> tuple[int, int, float | None]: ...
 
     async def bind_durable(self, store_id: str) -> None: ...
 

@@ -37,8 +37,9 @@ async def durable_keys(
     async with tiers.states.use(addr):
         if not await _authoritative(tiers, addr):
             return None
-        return await tiers.guard("durable", "get_keys", lambda: tiers.durable.get_keys(
-            addr, key_type, ids))  # fmt: skip
+        return await tiers.guard(
+            "durable", "get_keys", lambda: tiers.durable.get_keys(addr, key_type, ids)
+        )
 
 
 async def durable_creds(tiers: Tiers, addr: SessionAddr) -> tuple[bool, CredsRecord | None]:

@@ -36,8 +36,12 @@ async def retry_dead_letters(engine: Engine, addr: SessionAddr) -> DeadLetterRet
             lease = None
         token = lease.token if lease else None
         fence = lease.fence() if lease else None
-        done = await engine._fenced(addr, engine.guard(
-            "cache", "requeue_dead", lambda: shared.requeue_dead(addr, token=token, fence=fence)))
+        done = await engine._fenced(
+            addr,
+            engine.guard(
+                "cache", "requeue_dead", lambda: shared.requeue_dead(addr, token=token, fence=fence)
+            ),
+        )
         if done.seq:
             engine.appended(addr, done.seq)
         return done

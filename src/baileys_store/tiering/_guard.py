@@ -39,9 +39,15 @@ class TierGuard:
 
     __slots__ = ("abandon_durable", "breakers", "local_cache", "observe", "offline", "timeout")
 
-    def __init__(self, breakers: dict[str, CircuitBreaker], timeout: float, *,
-                 observe: Callable[[str, str, str, float], None],
-                 abandon_durable: bool = True, local_cache: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        breakers: dict[str, CircuitBreaker],
+        timeout: float,
+        *,
+        observe: Callable[[str, str, str, float], None],
+        abandon_durable: bool = True,
+        local_cache: bool = False,
+    ) -> None:
         self.breakers = breakers
         self.timeout = timeout
         self.abandon_durable = abandon_durable

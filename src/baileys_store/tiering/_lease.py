@@ -113,8 +113,12 @@ class LeaseManager:
         for addr, lease in held.items():
             if not lease.lost:
                 with contextlib.suppress(Exception):
-                    await self._call("release_lease", lambda a=addr, t=lease.token: (  # type: ignore[misc]
-                        self._backend.release_lease(a, self.owner, t)))  # fmt: skip
+                    await self._call(
+                        "release_lease",
+                        lambda a=addr, t=lease.token: (  # type: ignore[misc]
+                            self._backend.release_lease(a, self.owner, t)
+                        ),
+                    )
 
     async def _call(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
         return await self._guard(self._tier, op, fn)
@@ -163,8 +167,12 @@ class LeaseManager:
         delay, floor = 0.02, 0
         for _ in range(1000):
             start = time.monotonic()
-            token = await self._call("acquire_lease", lambda f=floor: (  # type: ignore[misc]
-                self._backend.acquire_lease(addr, self.owner, self._ttl_ms, floor=f)))  # fmt: skip
+            token = await self._call(
+                "acquire_lease",
+                lambda f=floor: (  # type: ignore[misc]
+                    self._backend.acquire_lease(addr, self.owner, self._ttl_ms, floor=f)
+                ),
+            )
             if token is None:
                 if time.monotonic() >= deadline:
                     self._event("held_elsewhere")
@@ -176,8 +184,13 @@ class LeaseManager:
                 delay = min(delay * 2, 0.5)
                 continue
             try:
-                await self._guard("durable", "advance_fence", lambda t=token: (  # type: ignore[misc]
-                    self._durable.advance_fence(addr, t << FENCE_SHIFT)))  # fmt: skip
+                await self._guard(
+                    "durable",
+                    "advance_fence",
+                    lambda t=token: (  # type: ignore[misc]
+                        self._durable.advance_fence(addr, t << FENCE_SHIFT)
+                    ),
+                )
             except FencedError as exc:  # the durable tier saw a higher token: ask for more
                 floor = lease_token_of(exc.current)
                 continue
@@ -185,8 +198,10 @@ class LeaseManager:
                 # The durable tier is down: our writes carry the token, which raises the fence
                 # the moment they land, and each renewal retries the barrier. Until one of them
                 # lands, a stale holder's write can still land durably (README: the window).
-                log.warning("lease barrier deferred: durable tier unavailable",
-                            extra={"event": "lease_barrier_deferred"})  # fmt: skip
+                log.warning(
+                    "lease barrier deferred: durable tier unavailable",
+                    extra={"event": "lease_barrier_deferred"},
+                )
                 barrier = False
             else:
                 barrier = True
@@ -203,8 +218,9 @@ class LeaseManager:
         if lease is None or lease.lost:
             return False
         self._on_lost(addr)  # another process may write it now: L1 must not keep its values
-        ok = await self._call("release_lease", lambda: self._backend.release_lease(
-            addr, self.owner, lease.token))  # fmt: skip
+        ok = await self._call(
+            "release_lease", lambda: self._backend.release_lease(addr, self.owner, lease.token)
+        )
         self._event("released")
         return bool(ok)
 
@@ -223,8 +239,12 @@ class LeaseManager:
                 continue
             start = time.monotonic()
             try:
-                ok = await self._call("renew_lease", lambda a=addr, t=lease.token: (  # type: ignore[misc]
-                    self._backend.renew_lease(a, self.owner, t, self._ttl_ms)))  # fmt: skip
+                ok = await self._call(
+                    "renew_lease",
+                    lambda a=addr, t=lease.token: (  # type: ignore[misc]
+                        self._backend.renew_lease(a, self.owner, t, self._ttl_ms)
+                    ),
+                )
             except Exception:  # unreachable: keep the token (fencing still protects), stop L1
                 lease.valid_until = 0.0
                 continue
@@ -244,8 +264,11 @@ class LeaseManager:
         first (barrier done); a higher token means another process holds the session now.
         """
         try:
-            await self._guard("durable", "advance_fence", lambda: self._durable.advance_fence(
-                addr, lease.token << FENCE_SHIFT))  # fmt: skip
+            await self._guard(
+                "durable",
+                "advance_fence",
+                lambda: self._durable.advance_fence(addr, lease.token << FENCE_SHIFT),
+            )
         except FencedError as exc:
             if lease_token_of(exc.current) > lease.token:
                 self.mark_lost(addr)

@@ -30,9 +30,16 @@ log = logging.getLogger("baileys_store")
 class CacheReconnect:
     """Reconnects the cache tier in the background (see the module doc); stop() ends it."""
 
-    def __init__(self, cache: CacheTier, guard: TierGuard, bind: Callable[[], Awaitable[None]],
-                 *, on_back: Callable[[], None], first: float = 0.1,
-                 cap: float = 5.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cache: CacheTier,
+        guard: TierGuard,
+        bind: Callable[[], Awaitable[None]],
+        *,
+        on_back: Callable[[], None],
+        first: float = 0.1,
+        cap: float = 5.0,
+    ) -> None:
         self._cache, self._guard, self._bind, self._on_back = cache, guard, bind, on_back
         self._first, self._cap = first, cap
         self._task: asyncio.Task[None] | None = None
@@ -72,8 +79,11 @@ class CacheReconnect:
                 await self._attempt()
             except ConfigError as exc:  # the prefix belongs to another database: never use it
                 self.error = str(exc)
-                log.error("cache tier refused: %s; serving from the durable tier only", exc,  # noqa: TRY400
-                          extra={"event": "cache_refused"})  # fmt: skip
+                log.error(  # noqa: TRY400 (a refusal, not a crash: no traceback)
+                    "cache tier refused: %s; serving from the durable tier only",
+                    exc,
+                    extra={"event": "cache_refused"},
+                )
                 return
             except (StoreError, TimeoutError, OSError):
                 delay = min(delay * 2, self._cap)

@@ -57,8 +57,16 @@ class EpochCache(Protocol):
 class ResetWatch:
     """Detects a cache reset and keeps the sessions it may have cost data (see module doc)."""
 
-    def __init__(self, cache: EpochCache, *, durable: object, guard: Guard, metrics: Metrics,
-                 behind: dict[SessionAddr, int], l1: MemoryTier | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cache: EpochCache,
+        *,
+        durable: object,
+        guard: Guard,
+        metrics: Metrics,
+        behind: dict[SessionAddr, int],
+        l1: MemoryTier | None,
+    ) -> None:
         self.cache, self.durable, self.guard, self.metrics = cache, durable, guard, metrics
         self.behind, self.l1 = behind, l1
         self.lost: set[SessionAddr] = set()

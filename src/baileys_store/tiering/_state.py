@@ -81,8 +81,7 @@ class SessionStates:
                         await state.lock.acquire()
                 except TimeoutError:
                     raise UnavailableError(
-                        f"session {addr}: earlier writes still running after "
-                        f"{self.lock_timeout}s"
+                        f"session {addr}: earlier writes still running after {self.lock_timeout}s"
                     ) from None
                 try:
                     state.gen += 1

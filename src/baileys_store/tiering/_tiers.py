@@ -76,7 +76,9 @@ class Tiers:
         self.metrics.outbox(count, max(time.time() - oldest, 0.0) if oldest else 0.0)
         for addr in list(self.behind):
             appended, applied, _ = await self.guard(
-                "cache", "outbox_counters", lambda a=addr: shared.outbox_counters(a)  # type: ignore[misc]
+                "cache",
+                "outbox_counters",
+                lambda a=addr: shared.outbox_counters(a),  # type: ignore[misc]
             )
             if appended <= applied:
                 self.drained(addr, applied)
@@ -92,7 +94,8 @@ class Tiers:
             shared = self.shared
             try:
                 appended, applied, _ = await self.guard(
-                    "cache", "outbox_counters", lambda: shared.outbox_counters(addr))
+                    "cache", "outbox_counters", lambda: shared.outbox_counters(addr)
+                )
             except UnavailableError:
                 if write:
                     raise
@@ -129,8 +132,10 @@ class Tiers:
 
     def _primary(self, addr: SessionAddr) -> bool:
         """True when the shared cache holds data the durable tier may not have yet."""
-        return self.cache is not None and self.cache.shared and (
-            self.write_behind or addr in self.behind
+        return (
+            self.cache is not None
+            and self.cache.shared
+            and (self.write_behind or addr in self.behind)
         )
 
     async def _reader(self, addr: SessionAddr) -> CacheTier | None:
@@ -146,7 +151,8 @@ class Tiers:
             return shared
         try:
             appended, applied, _ = await self.guard(
-                "cache", "outbox_counters", lambda: shared.outbox_counters(addr))
+                "cache", "outbox_counters", lambda: shared.outbox_counters(addr)
+            )
         except UnavailableError:
             # Redis is down: serve from the durable tier (the degraded mode). Entries could be
             # pending unseen only if the durable tier had been down too just before.
@@ -174,9 +180,7 @@ class Tiers:
 
     # -- reads -------------------------------------------------------------------------------
 
-    async def get_blobs(
-        self, addr: SessionAddr, key_type: str, ids: list[str]
-    ) -> dict[str, bytes]:
+    async def get_blobs(self, addr: SessionAddr, key_type: str, ids: list[str]) -> dict[str, bytes]:
         """Blobs of the ids found: L1, then the cache, then the durable tier for the rest."""
         async with self.states.use(addr) as state:
             lease = await self._lease(addr, write=False)
@@ -200,8 +204,9 @@ class Tiers:
             stamp = None
             rest = [i for i in cached if i not in found]
             if reader is not None and rest:
-                hit = await self._read_cache(addr, "read_keys", lambda: reader.read_keys(
-                    addr, key_type, rest))  # fmt: skip
+                hit = await self._read_cache(
+                    addr, "read_keys", lambda: reader.read_keys(addr, key_type, rest)
+                )
                 if hit is not None:
                     found.update(hit.found)
                     absent, stamp = hit.absent, hit.stamp
@@ -215,11 +220,20 @@ class Tiers:
             if self.cache is not None:
                 self.metrics.durable_fallback(self._why(addr, reader), len(misses))
             gen = state.gen
-            loaded = await self.guard("durable", "get_keys", lambda: self.durable.get_keys(
-                addr, key_type, misses))  # fmt: skip
+            loaded = await self.guard(
+                "durable", "get_keys", lambda: self.durable.get_keys(addr, key_type, misses)
+            )
             if loaded and owner is not None and stamp is not None and state.quiet_since(gen):
-                await self._fill(addr, _upserts(key_type, loaded), cache=owner, l1=l1,
-                                 lease=lease, state=state, gen=gen, stamp=stamp)  # fmt: skip
+                await self._fill(
+                    addr,
+                    _upserts(key_type, loaded),
+                    cache=owner,
+                    l1=l1,
+                    lease=lease,
+                    state=state,
+                    gen=gen,
+                    stamp=stamp,
+                )
             found.update(loaded)
             return found
 
@@ -228,8 +242,9 @@ class Tiers:
             return "miss"
         return "untrusted" if addr in self.untrusted else "not_owner"
 
-    async def _read_cache(self, addr: SessionAddr, op: str,
-                          fn: Callable[[], Awaitable[T]]) -> T | None:  # fmt: skip
+    async def _read_cache(
+        self, addr: SessionAddr, op: str, fn: Callable[[], Awaitable[T]]
+    ) -> T | None:
         try:
             return await self.guard("cache", op, fn)
         except UnavailableError as exc:
@@ -239,13 +254,25 @@ class Tiers:
                 raise  # the durable tier may be behind: never serve it as current
             return None  # the durable tier has everything: read around the cache
 
-    async def _fill(self, addr: SessionAddr, writes: list[KeyWrite], *, cache: CacheTier,
-                    l1: MemoryTier | None, lease: Lease | None, state: SessionState, gen: int,
-                    stamp: int) -> None:  # fmt: skip
+    async def _fill(
+        self,
+        addr: SessionAddr,
+        writes: list[KeyWrite],
+        *,
+        cache: CacheTier,
+        l1: MemoryTier | None,
+        lease: Lease | None,
+        state: SessionState,
+        gen: int,
+        stamp: int,
+    ) -> None:
         token = lease.token if lease else None
         try:
-            stored = await self.guard("cache", "fill_keys", lambda: cache.fill_keys(
-                addr, writes, stamp=stamp, token=token))  # fmt: skip
+            stored = await self.guard(
+                "cache",
+                "fill_keys",
+                lambda: cache.fill_keys(addr, writes, stamp=stamp, token=token),
+            )
         except LeaseLostError:
             self.metrics.cache_fill("failed")
             if self.leases is not None:
@@ -272,16 +299,19 @@ class Tiers:
                         return hit.record
                     stamp = hit.stamp
             gen = state.gen
-            record = await self.guard("durable", "load_creds",
-                                      lambda: self.durable.load_creds(addr))  # fmt: skip
+            record = await self.guard(
+                "durable", "load_creds", lambda: self.durable.load_creds(addr)
+            )
             if owner is not None and stamp is not None and state.quiet_since(gen):
                 token = lease.token if lease else None
                 with contextlib.suppress(UnavailableError, LeaseLostError):  # only slower
-                    await self.guard("cache", "put_creds_guarded", lambda: owner.put_creds_guarded(
-                        addr, record, token=token, stamp=stamp))  # fmt: skip
+                    await self.guard(
+                        "cache",
+                        "put_creds_guarded",
+                        lambda: owner.put_creds_guarded(addr, record, token=token, stamp=stamp),
+                    )
             return record
 
 
 def _upserts(key_type: str, blobs: dict[str, bytes]) -> list[KeyWrite]:
     return [KeyWrite(key_type, i, b) for i, b in blobs.items()]
-

@@ -134,17 +134,28 @@ class OutboxWorker:
         claimed; :class:`UnavailableError` naming the sessions that did not within ``wait``
         seconds each (busy in another worker, a failing head entry, a tier down).
         """
-        ready = await self._guard("cache", "ready_sessions",
-                                  lambda: self._cache.ready_sessions(limit=0))  # fmt: skip
+        ready = await self._guard(
+            "cache", "ready_sessions", lambda: self._cache.ready_sessions(limit=0)
+        )
         sessions = list(dict.fromkeys([*ready, *extra]))
         applied, missed = 0, []
         for addr in sessions:
             try:
-                target, _, _ = await self._guard("cache", "outbox_counters", lambda a=addr: (  # type: ignore[misc]
-                    self._cache.outbox_counters(a)))  # fmt: skip
+                target, _, _ = await self._guard(
+                    "cache",
+                    "outbox_counters",
+                    lambda a=addr: (  # type: ignore[misc]
+                        self._cache.outbox_counters(a)
+                    ),
+                )
                 applied += await self.drain(addr, wait=wait, until=target)
-                _, done, _ = await self._guard("cache", "outbox_counters", lambda a=addr: (  # type: ignore[misc]
-                    self._cache.outbox_counters(a)))  # fmt: skip
+                _, done, _ = await self._guard(
+                    "cache",
+                    "outbox_counters",
+                    lambda a=addr: (  # type: ignore[misc]
+                        self._cache.outbox_counters(a)
+                    ),
+                )
             except UnavailableError:
                 missed.append(addr)
                 continue
@@ -193,8 +204,11 @@ class OutboxWorker:
             # Tracked before the call: a stop that cancels it after Redis took the claim must
             # still give the claim back (releasing one we do not hold is a no-op).
             self._claimed.add(addr)
-            claim = await self._guard("cache", "claim", lambda: self._cache.claim(
-                addr, self.worker_id, self._claim_ms, self._batch))  # fmt: skip
+            claim = await self._guard(
+                "cache",
+                "claim",
+                lambda: self._cache.claim(addr, self.worker_id, self._claim_ms, self._batch),
+            )
             if claim is None:
                 self._claimed.discard(addr)
                 if time.monotonic() >= deadline:
@@ -233,27 +247,42 @@ class OutboxWorker:
         self._claimed.discard(addr)
 
     async def _finish(self, addr: SessionAddr, applied_seq: int) -> None:
-        await self._guard("cache", "ack", lambda: self._cache.ack(
-            addr, self.worker_id, 0, applied_seq))  # fmt: skip
+        await self._guard(
+            "cache", "ack", lambda: self._cache.ack(addr, self.worker_id, 0, applied_seq)
+        )
         # The ack keeps the claim when the counters still say "pending" (an entry appended
         # meanwhile): give it back, or everyone else waits for it to expire.
         await self._release(addr)
         await self._guard("cache", "unready", lambda: self._cache.unready(addr))
         self._on_drained(addr, applied_seq)
 
-    async def _apply_fenced(self, addr: SessionAddr, writes: list[KeyWrite],
-                            creds: CredsRecord | None, seq: int, fence: int) -> None:  # fmt: skip
+    async def _apply_fenced(
+        self,
+        addr: SessionAddr,
+        writes: list[KeyWrite],
+        creds: CredsRecord | None,
+        seq: int,
+        fence: int,
+    ) -> None:
         """Apply with the entries' fence: a late-landing older write of theirs is then rejected.
 
         Fenced means a newer lease holder's barrier already outranks them (and it wrote nothing
         durable since: it drains these entries first), so apply them unfenced.
         """
         try:
-            await self._guard("durable", "apply_batch", lambda: self._durable.apply_batch(
-                addr, writes, creds, seq=seq, fence=fence or None))  # fmt: skip
+            await self._guard(
+                "durable",
+                "apply_batch",
+                lambda: self._durable.apply_batch(
+                    addr, writes, creds, seq=seq, fence=fence or None
+                ),
+            )
         except FencedError:
-            await self._guard("durable", "apply_batch", lambda: self._durable.apply_batch(
-                addr, writes, creds, seq=seq))  # fmt: skip
+            await self._guard(
+                "durable",
+                "apply_batch",
+                lambda: self._durable.apply_batch(addr, writes, creds, seq=seq),
+            )
 
     async def _apply(self, addr: SessionAddr, entries: Sequence[OutboxEntry]) -> int | None:
         """Apply and trim a batch: entries left, None when the claim was lost, -1 on failure."""
@@ -269,8 +298,11 @@ class OutboxWorker:
             raise
         except StoreError as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            outcome = await self._guard("cache", "fail", lambda: self._cache.fail(
-                addr, self.worker_id, reason, self._max_attempts))  # fmt: skip
+            outcome = await self._guard(
+                "cache",
+                "fail",
+                lambda: self._cache.fail(addr, self.worker_id, reason, self._max_attempts),
+            )
             if outcome is None:
                 return None
             dead, seq = outcome
@@ -281,11 +313,13 @@ class OutboxWorker:
                     "outbox entry moved to the dead letters",
                     extra={"event": "outbox_dead_letter", "seq": seq},
                 )
-                return await self._guard("cache", "ack", lambda: self._cache.ack(
-                    addr, self.worker_id, 0, seq))  # fmt: skip
+                return await self._guard(
+                    "cache", "ack", lambda: self._cache.ack(addr, self.worker_id, 0, seq)
+                )
             return -1
-        left = await self._guard("cache", "ack", lambda: self._cache.ack(
-            addr, self.worker_id, len(entries), last))  # fmt: skip
+        left = await self._guard(
+            "cache", "ack", lambda: self._cache.ack(addr, self.worker_id, len(entries), last)
+        )
         if left is not None:
             self._event("applied", len(entries))
         return left

@@ -82,16 +82,22 @@ class Engine(Tiers):
         if addr not in self.untrusted:
             return True
         try:
-            await self._fenced(addr, self.guard(
-                "cache", "drop", lambda: cache.drop(addr, token=token)))
+            await self._fenced(
+                addr, self.guard("cache", "drop", lambda: cache.drop(addr, token=token))
+            )
         except UnavailableError:
             return False
         self.untrusted.discard(addr)
         return True
 
-    async def _sync(self, addr: SessionAddr, lease: Lease | None, op: str,
-                    apply: Callable[[CacheTier], Awaitable[object]],
-                    l1_apply: Callable[[CacheTier], Awaitable[object]]) -> None:  # fmt: skip
+    async def _sync(
+        self,
+        addr: SessionAddr,
+        lease: Lease | None,
+        op: str,
+        apply: Callable[[CacheTier], Awaitable[object]],
+        l1_apply: Callable[[CacheTier], Awaitable[object]],
+    ) -> None:
         """Bring the caches in line after a durable write; a failure distrusts the session."""
         cache = self.cache
         if cache is None or (cache.shared and self.leases is not None and lease is None):
@@ -110,8 +116,10 @@ class Engine(Tiers):
             # primary, so a durable change it did not take must not be reported as done.
             if self.shared is None or self.write_behind:
                 raise
-            log.warning("cache update failed; session bypasses the cache until repaired",
-                        extra={"event": "cache_distrusted"})  # fmt: skip
+            log.warning(
+                "cache update failed; session bypasses the cache until repaired",
+                extra={"event": "cache_distrusted"},
+            )
             return
         l1 = self._l1_write(addr, lease)
         if l1 is not None:
@@ -128,14 +136,16 @@ class Engine(Tiers):
                 return
             await self._through_keys(addr, lease, writes, buffer=True)
 
-    async def _through_keys(self, addr: SessionAddr, lease: Lease | None,
-                            writes: Sequence[KeyWrite], *, buffer: bool) -> None:  # fmt: skip
+    async def _through_keys(
+        self, addr: SessionAddr, lease: Lease | None, writes: Sequence[KeyWrite], *, buffer: bool
+    ) -> None:
         """Durable first, then the caches (the caller holds the session's write lock)."""
         token = lease.token if lease else None
         try:
             fence = lease.fence() if lease else None
-            await self._durable(addr, "write_keys", lambda: self.durable.write_keys(
-                addr, writes, fence=fence))  # fmt: skip
+            await self._durable(
+                addr, "write_keys", lambda: self.durable.write_keys(addr, writes, fence=fence)
+            )
         except UnavailableError:
             if not (buffer and self._may_buffer(addr)):
                 await self._evict(addr, token)
@@ -145,14 +155,21 @@ class Engine(Tiers):
         except BaseException:
             await self._evict(addr, token)
             raise
-        await self._sync(addr, lease, "update_keys",
-                         lambda c: c.update_keys(addr, writes, token=token),
-                         lambda c: c.update_keys(addr, writes, token=None))  # fmt: skip
+        await self._sync(
+            addr,
+            lease,
+            "update_keys",
+            lambda c: c.update_keys(addr, writes, token=token),
+            lambda c: c.update_keys(addr, writes, token=None),
+        )
 
     async def rewrite_keys(
-        self, addr: SessionAddr, key_type: str, ids: Sequence[str],
+        self,
+        addr: SessionAddr,
+        key_type: str,
+        ids: Sequence[str],
         transform: Callable[[str, bytes], bytes | None],
-    ) -> int:  # fmt: skip
+    ) -> int:
         """Re-write stored blobs in place (key rotation); returns how many changed.
 
         Read and write happen under the session's write lock, after draining its outbox, from
@@ -164,10 +181,14 @@ class Engine(Tiers):
         async with self.states.use(addr, write=True, touched=touched):
             lease = await self._lease(addr, write=True)
             await self._drain_first(addr)
-            blobs = await self.guard("durable", "get_keys", lambda: self.durable.get_keys(
-                addr, key_type, ids))  # fmt: skip
-            writes = [KeyWrite(key_type, i, new) for i, blob in blobs.items()
-                      if (new := transform(i, blob)) is not None]  # fmt: skip
+            blobs = await self.guard(
+                "durable", "get_keys", lambda: self.durable.get_keys(addr, key_type, ids)
+            )
+            writes = [
+                KeyWrite(key_type, i, new)
+                for i, blob in blobs.items()
+                if (new := transform(i, blob)) is not None
+            ]
             if writes:
                 await self._through_keys(addr, lease, writes, buffer=False)
             return len(writes)
@@ -179,8 +200,9 @@ class Engine(Tiers):
         async with self.states.use(addr, write=True, touched=frozenset({CREDS})):
             lease = await self._lease(addr, write=True)
             await self._drain_first(addr)
-            record = await self.guard("durable", "load_creds",
-                                      lambda: self.durable.load_creds(addr))  # fmt: skip
+            record = await self.guard(
+                "durable", "load_creds", lambda: self.durable.load_creds(addr)
+            )
             new = transform(record.blob) if record is not None else None
             if record is None or new is None:
                 return False
@@ -206,8 +228,12 @@ class Engine(Tiers):
         token = lease.token if lease else None
         shared = await self._behind_tier(addr, token)
         fence = lease.fence() if lease else None
-        seq, _ = await self._fenced(addr, self.guard("cache", "wb_keys", lambda: shared.wb_keys(
-            addr, writes, token=token, fence=fence)))  # fmt: skip
+        seq, _ = await self._fenced(
+            addr,
+            self.guard(
+                "cache", "wb_keys", lambda: shared.wb_keys(addr, writes, token=token, fence=fence)
+            ),
+        )
         self.appended(addr, seq)
         l1 = self._l1_write(addr, lease)
         if l1 is not None:
@@ -222,14 +248,24 @@ class Engine(Tiers):
                 return await self._behind_creds(addr, lease, blob, expected)
             return await self._through_creds(addr, lease, blob, expected, buffer=True)
 
-    async def _through_creds(self, addr: SessionAddr, lease: Lease | None, blob: bytes,
-                             expected: int | None, *, buffer: bool) -> int:  # fmt: skip
+    async def _through_creds(
+        self,
+        addr: SessionAddr,
+        lease: Lease | None,
+        blob: bytes,
+        expected: int | None,
+        *,
+        buffer: bool,
+    ) -> int:
         """Compare-and-set durably, then the caches (the caller holds the write lock)."""
         token = lease.token if lease else None
         try:
             fence = lease.fence() if lease else None
-            version = await self._durable(addr, "save_creds", lambda: self.durable.save_creds(
-                addr, blob, expected_version=expected, fence=fence))  # fmt: skip
+            version = await self._durable(
+                addr,
+                "save_creds",
+                lambda: self.durable.save_creds(addr, blob, expected_version=expected, fence=fence),
+            )
         except UnavailableError:
             if not (buffer and self._may_buffer(addr)):
                 await self._evict(addr, token)
@@ -239,9 +275,13 @@ class Engine(Tiers):
             await self._evict(addr, token)
             raise
         record = CredsRecord(blob, version)
-        await self._sync(addr, lease, "put_creds_guarded",
-                         lambda c: c.put_creds_guarded(addr, record, token=token),
-                         lambda c: c.put_creds_guarded(addr, record, token=None))  # fmt: skip
+        await self._sync(
+            addr,
+            lease,
+            "put_creds_guarded",
+            lambda c: c.put_creds_guarded(addr, record, token=token),
+            lambda c: c.put_creds_guarded(addr, record, token=None),
+        )
         return version
 
     async def _behind_creds(
@@ -251,8 +291,14 @@ class Engine(Tiers):
         shared = await self._behind_tier(addr, token)
         fence = lease.fence() if lease else None
         for _ in range(2):
-            done = await self._fenced(addr, self.guard("cache", "wb_creds", lambda: shared.wb_creds(
-                addr, blob, expected, token=token, fence=fence)))  # fmt: skip
+            done = await self._fenced(
+                addr,
+                self.guard(
+                    "cache",
+                    "wb_creds",
+                    lambda: shared.wb_creds(addr, blob, expected, token=token, fence=fence),
+                ),
+            )
             if done is not None:
                 version, seq, _ = done
                 self.appended(addr, seq)
@@ -264,13 +310,17 @@ class Engine(Tiers):
             await self._learn_version(addr, shared, token)
         raise UnavailableError(f"session {addr}: could not learn the creds version")
 
-    async def _learn_version(
-        self, addr: SessionAddr, shared: CacheTier, token: int | None
-    ) -> None:
+    async def _learn_version(self, addr: SessionAddr, shared: CacheTier, token: int | None) -> None:
         stamp = (await self.guard("cache", "read_creds", lambda: shared.read_creds(addr))).stamp
         record = await self.guard("durable", "load_creds", lambda: self.durable.load_creds(addr))
-        await self._fenced(addr, self.guard("cache", "put_creds_guarded", lambda: (
-            shared.put_creds_guarded(addr, record, token=token, stamp=stamp))))  # fmt: skip
+        await self._fenced(
+            addr,
+            self.guard(
+                "cache",
+                "put_creds_guarded",
+                lambda: shared.put_creds_guarded(addr, record, token=token, stamp=stamp),
+            ),
+        )
 
     async def _drain_first(self, addr: SessionAddr) -> None:
         if self._primary(addr) and self.drain is not None:
@@ -278,16 +328,19 @@ class Engine(Tiers):
 
     async def clear_keys(self, addr: SessionAddr) -> None:
         """``keys.clear()``: drain the outbox, clear durably, drop the cached keys."""
-        await self._wipe(addr, "clear_keys",
-                         lambda fence: self.durable.clear_keys(addr, fence=fence))
+        await self._wipe(
+            addr, "clear_keys", lambda fence: self.durable.clear_keys(addr, fence=fence)
+        )
 
     async def delete_session(self, addr: SessionAddr) -> bool:
         """Delete creds and keys everywhere; True if anything existed."""
-        return await self._wipe(addr, "delete_session",
-                                lambda fence: self.durable.delete_session(addr, fence=fence))
+        return await self._wipe(
+            addr, "delete_session", lambda fence: self.durable.delete_session(addr, fence=fence)
+        )
 
-    async def _wipe(self, addr: SessionAddr, name: str,
-                    op: Callable[[int | None], Awaitable[T]]) -> T:  # fmt: skip
+    async def _wipe(
+        self, addr: SessionAddr, name: str, op: Callable[[int | None], Awaitable[T]]
+    ) -> T:
         """Drain the session's outbox, run ``op`` durably (with a fence), drop its cache."""
         async with self.states.use(addr, write=True, touched=None):
             lease = await self._lease(addr, write=True)
@@ -299,7 +352,11 @@ class Engine(Tiers):
             except BaseException:
                 await self._evict(addr, token)
                 raise
-            await self._sync(addr, lease, "drop", lambda c: c.drop(addr, token=token, wipe=True),
-                             lambda c: c.drop(addr, token=None, wipe=True))  # fmt: skip
+            await self._sync(
+                addr,
+                lease,
+                "drop",
+                lambda c: c.drop(addr, token=token, wipe=True),
+                lambda c: c.drop(addr, token=None, wipe=True),
+            )
             return result
-
