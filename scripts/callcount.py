@@ -63,6 +63,8 @@ async def measure(op: str) -> str:
                     await keys.get("session", ["1"])
             finally:
                 sys.setprofile(None)
+            if "--trace" in sys.argv:
+                print("\n".join(f"  {f}:{fn}" for f, fn in counter.calls))
             return counter.report(f"keys.{op}()")
         finally:
             await store.close()

@@ -16,8 +16,8 @@ import pytest
 
 from baileys_store import AuthStore, StoreConfig
 from baileys_store.backends._registry import make_cache
-from baileys_store.backends.base import DurableBackend
 from baileys_store.backends.memory import MemoryDurable
+from baileys_store.contracts import DurableBackend
 from tests.backends import CONTRACT_BACKENDS
 
 # Server harness plugins (one per server); each starts its server once per test run.

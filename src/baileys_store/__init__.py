@@ -11,7 +11,7 @@ from ._purge import PurgeReport
 from ._rotation import RotationReport
 from ._session import KeyStore, SessionAuth
 from ._store import AuthStore, open_store
-from .backends.base import DeadLetterRetry, SessionInfo, TierHealth
+from .results import DeadLetterRetry, SessionInfo, TierHealth
 
 __all__ = [
     "AuthState",

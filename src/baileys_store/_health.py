@@ -7,13 +7,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .backends.base import TierHealth
+from .results import TierHealth
 
 if TYPE_CHECKING:
-    from .backends.base import CacheBackend, DurableBackend
+    from .contracts import CacheBackend, DurableBackend
     from .resilience import CircuitBreaker
     from .tiering import Engine
-    from .tiering._cache_tier import CacheTier
     from .tiering._reset import ResetWatch
 
 OUTBOX_LAG_DEGRADED = 60.0  # seconds of outbox lag after which the store reports degraded
@@ -53,7 +52,7 @@ class StoreHealth:
 
 
 async def _probe(
-    backend: DurableBackend | CacheBackend | CacheTier, tier: str, limit: float
+    backend: DurableBackend | CacheBackend | CacheBackend, tier: str, limit: float
 ) -> TierHealth:
     try:
         async with asyncio.timeout(limit):
@@ -78,7 +77,7 @@ async def health(
     if engine.shared is not None and cache_ok:
         try:
             async with asyncio.timeout(limit):
-                sessions, oldest = await engine.shared.ready_summary()
+                sessions, oldest = await engine.shared.outbox.ready_summary()
             lag = None if oldest is None else max(time.time() - oldest, 0.0)
             engine.metrics.outbox(sessions, lag or 0.0)
             if watch is not None:  # a probe is also a chance to notice a data loss

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
 
 from .errors import InvalidInputError
 
@@ -36,6 +36,51 @@ class KeyWrite(NamedTuple):
     type: str
     id: str
     blob: bytes | None
+
+
+class CredsRecord(NamedTuple):
+    """The stored creds of one session: an encoded blob and its version (1, 2, ...)."""
+
+    blob: bytes
+    version: int
+
+
+def last_writes(writes: Iterable[KeyWrite]) -> list[KeyWrite]:
+    """The net effect of ``writes``: the last write of each record wins (the one coalescer).
+
+    Every tier applies a ``set`` with this rule: a batch, an outbox drain or a group commit
+    that names a record twice keeps only its last value (or delete).
+    """
+    last: dict[tuple[str, str], bytes | None] = {}
+    for w in writes:
+        last[(w.type, w.id)] = w.blob
+    return [KeyWrite(t, i, b) for (t, i), b in last.items()]
+
+
+class _Entry(Protocol):
+    @property
+    def writes(self) -> Sequence[KeyWrite]: ...
+    @property
+    def creds(self) -> CredsRecord | None: ...
+
+
+def coalesce(entries: Iterable[_Entry]) -> tuple[list[KeyWrite], CredsRecord | None]:
+    """The net effect of consecutive outbox entries: last write per record, last creds."""
+    creds: CredsRecord | None = None
+    writes: list[KeyWrite] = []
+    for entry in entries:
+        if entry.creds is not None:
+            creds = entry.creds
+        writes += entry.writes
+    return last_writes(writes), creds
+
+
+FENCE_SHIFT = 32  # a durable fence is (lease token << 32) | write counter
+
+
+def lease_token_of(fence: int) -> int:
+    """The lease token part of a durable fence value."""
+    return fence >> FENCE_SHIFT
 
 
 def _check(pattern: re.Pattern[str], value: object, what: str) -> str:

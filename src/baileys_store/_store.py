@@ -12,19 +12,13 @@ from typing import TypeVar
 from ._config import StoreConfig
 from ._health import StoreHealth, health
 from ._lifecycle import close_tiers, open_tiers
-from ._model import KeyWrite, SessionAddr, check_namespace, session_addr
+from ._model import CredsRecord, KeyWrite, SessionAddr, check_namespace, session_addr
 from ._purge import PurgeReport, purge_sessions
 from ._rotation import RotationReport, rotate_keys
 from ._session import SessionAuth
 from .backends._registry import make_cache, make_durable
-from .backends.base import (
-    CacheBackend,
-    CredsRecord,
-    DeadLetterRetry,
-    DurableBackend,
-    SessionInfo,
-)
 from .codec import Codec
+from .contracts import CacheBackend, DurableBackend
 from .errors import (
     StoreClosedError,
     StoreError,
@@ -34,6 +28,7 @@ from .observability._metric_families import result_of
 from .observability._metrics import Metrics, StoreMetrics
 from .observability._tracing import span
 from .resilience import BreakerSettings, CircuitBreaker
+from .results import DeadLetterRetry, SessionInfo
 from .tiering import TierGuard
 from .tiering._build import build_engine
 from .tiering._dead import retry_dead_letters

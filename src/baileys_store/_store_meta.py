@@ -21,7 +21,7 @@ import hmac
 import logging
 
 from ._config import StoreConfig
-from .backends.base import DurableBackend
+from .contracts import DurableBackend
 from .errors import ConfigError
 
 log = logging.getLogger("baileys_store")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from baileys_store import AuthStore, errors
-from baileys_store._model import KeyWrite, SessionAddr
-from baileys_store.backends.base import CredsRecord, DurableBackend
+from baileys_store._model import CredsRecord, KeyWrite, SessionAddr
+from baileys_store.contracts import DurableBackend
 from tests.conftest import Backend
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from baileys_store import AuthStore, errors
-from baileys_store._model import KeyWrite, SessionAddr
+from baileys_store._model import FENCE_SHIFT, CredsRecord, KeyWrite, SessionAddr
 from baileys_store.backends._sqlite_schema import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
-from baileys_store.backends.base import FENCE_SHIFT, CredsRecord, DurableBackend, LeaseBackend
 from baileys_store.backends.sqlite import SQLiteDurable
+from baileys_store.contracts import DurableBackend, LeaseBackend
 from tests.conftest import Backend
 
 

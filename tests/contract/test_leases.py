@@ -8,9 +8,9 @@ import uuid
 import pytest
 
 from baileys_store import AuthStore
-from baileys_store._model import KeyWrite, SessionAddr
+from baileys_store._model import FENCE_SHIFT, CredsRecord, KeyWrite, SessionAddr
 from baileys_store.backends._redis_hybrid import RedisHybridCache
-from baileys_store.backends.base import FENCE_SHIFT, CredsRecord, LeaseBackend
+from baileys_store.contracts import LeaseBackend
 from tests.conftest import Backend
 
 
@@ -105,11 +105,11 @@ async def test_tokens_monotonic_across_delete_session(store: AuthStore, backend:
     assert t2 is not None
     assert t2 > t1
     if store.cache is not None:
-        await store.cache.drop_session(a)
+        await store.cache.drop(a, token=None)
         for _, leases in lease_tiers(store)[1:]:
             c1 = await leases.acquire_lease(a, "p1", 5000)
             assert c1 is not None
-            await store.cache.drop_session(a)
+            await store.cache.drop(a, token=None)
             assert await leases.release_lease(a, "p1", c1)
             c2 = await leases.acquire_lease(a, "p3", 5000)
             assert c2 is not None
@@ -158,8 +158,8 @@ async def _cache_reset(store: AuthStore, backend: Backend) -> None:
     assert isinstance(cache, RedisHybridCache)
     for pending in (False, True):
         a = fresh(backend, f"reset-{pending}")
-        await cache.put_keys(a, [KeyWrite("session", "x", b"1")])
-        await cache.put_creds(a, CredsRecord(b"c", 3))
+        await cache.update_keys(a, [KeyWrite("session", "x", b"1")], token=None)
+        await cache.put_creds_guarded(a, CredsRecord(b"c", 3), token=None)
         assert await _cached(cache, a) == (True, True)
         client, base = cache._c(), cache._base(a)
         await client.hset(base + "b", mapping={"os": 5, "oa": 5 - int(pending)})
@@ -168,7 +168,7 @@ async def _cache_reset(store: AuthStore, backend: Backend) -> None:
         assert await _cached(cache, a) == (pending, pending)
         assert await client.hmget(base + "b", ["os", "oa"]) == [b"5", b"%d" % (5 - pending)]
         await client.hset(base + "b", "oa", 5)  # drained: the next holder starts cold
-        await cache.put_keys(a, [KeyWrite("session", "y", b"2")])
+        await cache.update_keys(a, [KeyWrite("session", "y", b"2")], token=None)
         again = await cache.acquire_lease(a, "p1", 5000)
         assert again is not None
         assert again > token

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from baileys_store import errors
-from baileys_store._model import KeyWrite, SessionAddr
+from baileys_store._model import FENCE_SHIFT, CredsRecord, KeyWrite, SessionAddr
 from baileys_store.backends._mongo_schema import SCHEMA_VERSION, session_doc_id
-from baileys_store.backends.base import FENCE_SHIFT, CredsRecord
 from tests._services.mongo import MongoServer
 from tests.integration.test_mongodb import opened, raw
 

@@ -14,10 +14,9 @@ import pytest
 from psycopg import sql
 
 from baileys_store import StoreConfig, errors
-from baileys_store._model import KeyWrite, SessionAddr
+from baileys_store._model import FENCE_SHIFT, CredsRecord, KeyWrite, SessionAddr
 from baileys_store.backends import postgres as pg
 from baileys_store.backends._pg_schema import SCHEMA_VERSION
-from baileys_store.backends.base import FENCE_SHIFT, CredsRecord
 from tests._services.postgres import PostgresDatabase, free_port
 
 Admin = psycopg.AsyncConnection[tuple[Any, ...]]

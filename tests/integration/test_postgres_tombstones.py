@@ -10,10 +10,9 @@ import pytest
 from psycopg import sql
 
 from baileys_store import errors
-from baileys_store._model import KeyWrite, SessionAddr
+from baileys_store._model import FENCE_SHIFT, CredsRecord, KeyWrite, SessionAddr
 from baileys_store.backends import _pg_schema as q
 from baileys_store.backends import postgres as pg
-from baileys_store.backends.base import FENCE_SHIFT, CredsRecord
 from tests._services.postgres import PostgresDatabase
 from tests.integration.test_postgres import Admin, admin, durable, fetch, opened, schema, store
 

@@ -12,10 +12,9 @@ import redis.asyncio as aredis
 from redis.crc import key_slot
 
 from baileys_store import StoreConfig, errors
-from baileys_store._model import KeyWrite, SessionAddr
+from baileys_store._model import CredsRecord, KeyWrite, SessionAddr
 from baileys_store.backends import redis as rb
 from baileys_store.backends._redis_base import RedisBase
-from baileys_store.backends.base import CredsRecord
 from tests._services.redis import (
     RedisClusterServers,
     RedisServer,

@@ -16,8 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from baileys_store import errors
-from baileys_store._model import KeyWrite
-from baileys_store.backends.base import CredsRecord
+from baileys_store._model import CredsRecord, KeyWrite
 from baileys_store.backends.memory import MemoryCache
 from tests.conftest import Backend
 from tests.security._forge import HYBRID, K1, K2, Variants
@@ -47,12 +46,12 @@ async def test_damaged_in_process_cache_entry_is_evicted(local: Backend) -> None
         await sess.save_creds(CREDS)
         cache = store.cache
         assert isinstance(cache, MemoryCache)
-        await cache.put_keys(addr, [KeyWrite("pre-key", "1", GARBAGE)])
+        await cache.update_keys(addr, [KeyWrite("pre-key", "1", GARBAGE)], token=None)
         assert await sess.keys.get("pre-key", ["1", "2"]) == {"1": b"one", "2": b"two"}
         assert evicted(registry) == 1
-        assert await cache.get_keys(addr, "pre-key", ["1"]) == {}  # gone, not re-served
+        assert (await cache.read_keys(addr, "pre-key", ["1"])).found == {}  # gone, not re-served
         version = await sess.creds_version()
-        await cache.put_creds(addr, CredsRecord(GARBAGE, version))
+        await cache.put_creds_guarded(addr, CredsRecord(GARBAGE, version), token=None)
         assert await sess.load_versioned_creds() == (CREDS, version)
         assert evicted(registry) == 2
         errors_seen = registry.get_sample_value(
@@ -89,11 +88,11 @@ async def test_a_key_missing_from_the_ring_evicts_nothing(backend_sqlite: Backen
     async with v.open(registry, master_keys={2: K2}) as store:
         cache = store.cache
         assert isinstance(cache, MemoryCache)
-        await cache.put_keys(v.addr("s"), [KeyWrite("pre-key", "1", blob)])
+        await cache.update_keys(v.addr("s"), [KeyWrite("pre-key", "1", blob)], token=None)
         with pytest.raises(errors.DecryptError, match="key id 1"):
             await store.session("s", namespace=v.namespace).keys.get("pre-key", ["1"])
         assert evicted(registry) == 0
-        assert await cache.get_keys(v.addr("s"), "pre-key", ["1"]) == {"1": blob}
+        assert (await cache.read_keys(v.addr("s"), "pre-key", ["1"])).found == {"1": blob}
 
 
 @pytest.fixture(params=HYBRID)
@@ -114,7 +113,7 @@ async def test_damaged_redis_and_l1_entries(hybrid: Backend) -> None:
         assert l1 is not None
         behind = store.config.write_mode == "write-behind"
         # L1 first: a damaged in-process copy, Redis and the durable tier intact.
-        await l1.backend.put_keys(addr, [KeyWrite("pre-key", "1", GARBAGE)])
+        await l1.update_keys(addr, [KeyWrite("pre-key", "1", GARBAGE)], token=None)
         if behind:
             with pytest.raises(errors.CorruptDataError):
                 await sess.keys.get("pre-key", ["1"])

@@ -69,9 +69,9 @@ async def test_write_behind_large_set_is_one_outbox_entry(backend_hybrid_wb: Bac
         addr = SessionAddr(backend_hybrid_wb.namespace, "wb")
         keys = store.session("wb", namespace=backend_hybrid_wb.namespace).keys
         await keys.set({"pre-key": {str(i): key_pair() for i in range(N)}})
-        first, _, _ = await shared.outbox_counters(addr)
+        first, _, _ = await shared.outbox.outbox_counters(addr)
         await keys.set({"pre-key": dict.fromkeys(str(i) for i in range(N))})
-        second, _, _ = await shared.outbox_counters(addr)
+        second, _, _ = await shared.outbox.outbox_counters(addr)
         assert second == first + 1  # one sequence number: one entry for the whole call
         assert await store.drain_outbox() >= 0
         assert await store.durable.get_keys(addr, "pre-key", [str(i) for i in range(N)]) == {}

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from baileys_store import AuthStore, StoreConfig, errors
-from baileys_store._model import KeyWrite, SessionAddr
+from baileys_store._model import FENCE_SHIFT, CredsRecord, KeyWrite, SessionAddr
 from baileys_store.backends import _sqlite_schema as q
-from baileys_store.backends.base import FENCE_SHIFT, CredsRecord
 from baileys_store.backends.sqlite import SQLiteDurable
 from tests.creds_data import node_creds
 

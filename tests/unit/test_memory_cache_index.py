@@ -40,7 +40,7 @@ def test_index_matches_entries_through_puts_evictions_and_forgets(
         if kind == "put":
             writes = [KeyWrite("session", i, b) for _, i, b in arg]
             addr = arg[0][0] if arg else ADDRS[0]
-            asyncio.run(cache.put_keys(addr, writes))
+            asyncio.run(cache.update_keys(addr, writes, token=None))
         else:
             assert isinstance(arg, SessionAddr)
             before = {k for k in cache._lru if k[0] != arg}

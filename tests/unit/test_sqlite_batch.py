@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 
 from baileys_store import errors
-from baileys_store._model import KeyWrite, SessionAddr
+from baileys_store._model import CredsRecord, KeyWrite, SessionAddr
 from baileys_store.backends._sqlite_batch import Batcher, Job
-from baileys_store.backends.base import CredsRecord
 from baileys_store.backends.sqlite import INLINE_IDS, SQLiteDurable
 
 ADDR = SessionAddr("ns", "s1")

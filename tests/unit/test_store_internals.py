@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from baileys_store import AuthStore, StoreConfig, errors
-from baileys_store._model import KeyWrite, SessionAddr
+from baileys_store._model import CredsRecord, KeyWrite, SessionAddr
 from baileys_store._session import _key_aad
-from baileys_store.backends.base import CredsRecord
 from baileys_store.backends.memory import MemoryCache, MemoryDurable
+from baileys_store.contracts import CachedKeys
 from tests.contract.test_concurrency import Workload
 from tests.contract.test_creds import node_creds
 
@@ -112,24 +112,33 @@ class FailingCache(MemoryCache):
         self.fail_puts = 0
         self.hang = False
 
-    async def get_keys(
-        self, addr: SessionAddr, key_type: str, ids: Sequence[str]
-    ) -> dict[str, bytes]:
+    async def read_keys(self, addr: SessionAddr, key_type: str, ids: Sequence[str]) -> CachedKeys:
         if self.hang:
             await asyncio.Event().wait()
-        return await super().get_keys(addr, key_type, ids)
+        return await super().read_keys(addr, key_type, ids)
 
-    async def put_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
+    def _fail(self) -> None:
         if self.fail_puts:
             self.fail_puts -= 1
             raise errors.UnavailableError("cache down")
-        await super().put_keys(addr, writes)
+
+    async def fill_keys(
+        self, addr: SessionAddr, writes: Sequence[KeyWrite], *, stamp: int, token: int | None
+    ) -> bool:
+        self._fail()
+        return await super().fill_keys(addr, writes, stamp=stamp, token=token)
+
+    async def update_keys(
+        self, addr: SessionAddr, writes: Sequence[KeyWrite], *, token: int | None
+    ) -> None:
+        self._fail()
+        await super().update_keys(addr, writes, token=token)
 
 
 async def cached(store: AuthStore, key_type: str, key_id: str) -> object:
     """The decoded value the cache holds for one key of ``ADDR`` (``None``: not cached)."""
     assert store.cache is not None
-    blob = (await store.cache.get_keys(ADDR, key_type, [key_id])).get(key_id)
+    blob = (await store.cache.read_keys(ADDR, key_type, [key_id])).found.get(key_id)
     return None if blob is None else store.codec.decode(blob, _key_aad(ADDR, key_type, key_id))
 
 
@@ -202,7 +211,7 @@ async def test_slow_read_racing_a_write_does_not_fill_the_cache(
 ) -> None:
     keys = store.session("s1").keys
     await keys.set({"session": {"a": b"v1"}})
-    await cache.drop_session(ADDR)  # the next read goes to the durable tier
+    await cache.drop(ADDR, token=None)  # the next read goes to the durable tier
     pause = durable.read_pause = Pause()
     reader = asyncio.create_task(keys.get("session", ["a"]))
     await pause.reached.wait()  # the reader holds v1 from the durable tier
@@ -219,7 +228,7 @@ async def test_slow_creds_read_racing_a_save_does_not_fill_the_cache(
 ) -> None:
     sess = store.session("s1")
     await sess.save_creds(node_creds())
-    await cache.drop_session(ADDR)
+    await cache.drop(ADDR, token=None)
     pause = durable.read_pause = Pause()
     reader = asyncio.create_task(sess.creds_version())
     await pause.reached.wait()
@@ -227,7 +236,7 @@ async def test_slow_creds_read_racing_a_save_does_not_fill_the_cache(
     assert await sess.save_creds(node_creds(), expected_version=1) == 2
     pause.go.set()
     assert await reader == 1
-    record = await cache.get_creds(ADDR)
+    record = (await cache.read_creds(ADDR)).record
     assert record is not None
     assert record.version == 2
     assert await sess.creds_version() == 2
@@ -308,7 +317,7 @@ async def test_op_timeout_raises_unavailable(
 ) -> None:
     sess = store.session("s1")
     await sess.keys.set({"session": {"a": b"v1"}})
-    await cache.drop_session(ADDR)
+    await cache.drop(ADDR, token=None)
     durable.hang = True
     with pytest.raises(errors.UnavailableError, match="durable"):
         await sess.keys.get("session", ["a"])

@@ -24,10 +24,11 @@ from tenacity import (
 
 from .. import errors
 from .._model import SessionAddr
+from ..results import TierHealth
 from . import _mongo_schema as s
+from ._fences import check_fence
 from ._mongo_errors import FenceMiss, LostRace, is_transient, is_unknown_commit, wrap
 from ._mongo_url import parse_mongo_url
-from .base import TierHealth, check_fence
 
 T = TypeVar("T")
 Doc = s.Doc

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 from pymongo import DeleteMany, ReplaceOne, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from .._model import KeyWrite, SessionAddr
+from .._model import CredsRecord, KeyWrite, SessionAddr, lease_token_of
 from . import _mongo_schema as s
+from ._fences import check_fence
 from ._mongo_core import MongoBase, Session, as_int
 from ._mongo_errors import LostRace
-from .base import CredsRecord, check_fence, lease_token_of
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.collection import AsyncCollection

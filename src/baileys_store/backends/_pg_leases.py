@@ -12,10 +12,9 @@ from typing import Any
 
 from psycopg import errors as pgerr
 
-from .._model import KeyWrite, SessionAddr
+from .._model import CredsRecord, KeyWrite, SessionAddr
 from . import _pg_schema as q
 from ._pg_run import Conn, PgRunner, pipelined_tx
-from .base import CredsRecord
 
 
 class PgHost(PgRunner):

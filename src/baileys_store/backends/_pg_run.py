@@ -29,8 +29,8 @@ from tenacity import (
 from .. import errors
 from .._model import SessionAddr
 from . import _pg_schema as q
+from ._fences import check_fence, check_version
 from ._pg_url import PgSettings
-from .base import check_fence, check_version
 
 T = TypeVar("T")
 Conn = AsyncConnection[Any]

@@ -17,11 +17,12 @@ from redis.asyncio import Redis, RedisCluster
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from .. import errors
-from .._model import KeyWrite, SessionAddr
+from .._model import CredsRecord, KeyWrite, SessionAddr
+from ..results import TierHealth
 from . import _redis_scripts as lua
+from ._fences import check_fence, check_version
 from ._redis_prefix import eviction_policy, policy_warning, warn_policy
 from ._redis_url import RedisOptions
-from .base import CredsRecord, TierHealth, check_fence, check_version
 
 T = TypeVar("T")
 # Most ids one command or script takes: one call of 200k ids would hold Redis (single-threaded)

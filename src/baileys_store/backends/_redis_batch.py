@@ -10,10 +10,9 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._model import KeyWrite, SessionAddr
+from .._model import CredsRecord, KeyWrite, SessionAddr
 from ._redis_base import group_args, groups_of, reply_error
 from ._redis_scripts import _PRELUDE
-from .base import CredsRecord
 
 # KEYS: meta. ARGV: token. Reply {0} or {1, current}. A session without a meta hash keeps the
 # token in its fence tombstone (and is not created).

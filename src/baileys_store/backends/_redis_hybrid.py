@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from .. import errors
-from .._model import KeyWrite, SessionAddr
+from .._model import CredsRecord, KeyWrite, SessionAddr, coalesce
+from ..contracts import CachedCreds, CachedKeys
+from ..results import DeadLetterRetry
 from . import _redis_hybrid_scripts as lua
-from ._cache_types import CachedCreds, CachedKeys
 from ._redis_base import ID_CHUNK, group_args, groups_of
 from ._redis_lease import RedisLeaseMixin
 from ._redis_outbox import RedisOutbox, _token
 from ._redis_prefix import CACHE, claim_role
 from ._redis_url import RedisOptions
-from .base import CredsRecord, DeadLetterRetry, coalesce
 
 if TYPE_CHECKING:
     from .._config import StoreConfig
@@ -36,6 +36,11 @@ class RedisHybridCache(RedisOutbox, RedisLeaseMixin):
 
     shared = True  # other processes see this cache (so only a lease holder may trust it)
     _lease_resets_cache = True
+
+    @property
+    def outbox(self) -> RedisOutbox:
+        """The outbox part (this object, until the Redis cache is split by composition)."""
+        return self
 
     def _check(self, addr: SessionAddr, reply: list[Any], token: int | None) -> int:
         code = int(reply[0])

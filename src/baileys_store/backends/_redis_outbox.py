@@ -21,54 +21,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 import msgpack
 
 from .. import errors
-from .._model import KeyWrite, SessionAddr
+from .._model import CredsRecord, KeyWrite, SessionAddr
+from ..contracts import Claim, DeadLetter, OutboxEntry
 from . import _redis_hybrid_scripts as lua
-from .base import CredsRecord
 from .redis import RedisCache
 
 _PAGE = 200
 
 
 # KEYS: b. ARGV: floor. A session without bookkeeping starts its sequences at the floor.
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    """One outbox entry: key writes (``kind == "k"``) or a creds save (``"c"``)."""
-
-    seq: int
-    kind: str
-    token: int
-    time_ms: int
-    writes: tuple[KeyWrite, ...] = ()
-    creds: CredsRecord | None = None
-    fence: int = 0  # the durable fence the writer would have used (0: none)
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A worker's claim on a session's outbox: the head entries and the session's counters."""
-
-    entries: tuple[OutboxEntry, ...]
-    appended: int
-    applied: int
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """An entry moved out of the outbox after too many failed applies, with the last error."""
-
-    entry: OutboxEntry
-    error: str
-    time_ms: int
-
-
 def _token(token: int | None) -> str:
     return "" if token is None else str(token)
 

@@ -6,8 +6,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ..contracts import CacheBackend, DurableBackend
 from ..errors import ConfigError
-from .base import CacheBackend, DurableBackend
 from .memory import MemoryCache, MemoryDurable
 from .sqlite import SQLiteDurable, sqlite_path
 

@@ -11,9 +11,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
-from .._model import KeyWrite, SessionAddr
+from .._model import KeyWrite, SessionAddr, lease_token_of
+from ..results import SessionInfo
 from . import _sqlite_schema as q
-from .base import SessionInfo, check_fence, lease_token_of
+from ._fences import check_fence
 
 T = TypeVar("T")
 ID_CHUNK = 500  # ids per IN (...) query; far below SQLite's variable limit

@@ -12,15 +12,12 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
-from .._model import KeyWrite, SessionAddr
-from .base import (
-    CredsRecord,
-    SessionInfo,
-    TierHealth,
-    check_fence,
-    check_version,
-    lease_token_of,
-)
+from .._model import CredsRecord, KeyWrite, SessionAddr, lease_token_of
+from ..contracts import CacheBackend, CachedCreds, CachedKeys, DurableBackend, LeaseBackend
+from ..results import SessionInfo, TierHealth
+from ._fences import check_fence, check_version
+
+_NONE: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -47,7 +44,7 @@ class _Lease:
     expires: float = 0.0
 
 
-class MemoryDurable:
+class MemoryDurable(DurableBackend, LeaseBackend):
     """Dict-backed durable tier (``memory://``).
 
     Every method runs without awaiting, so each call is atomic with respect to other tasks.
@@ -241,7 +238,7 @@ class MemoryDurable:
         return TierHealth(self.name, "durable", True, 0.0)
 
 
-class MemoryCache:
+class MemoryCache(CacheBackend):
     """Bounded LRU of blobs (``memory://`` cache).
 
     Holds encoded blobs, not decoded values, so a caller mutating a returned value can never
@@ -267,10 +264,8 @@ class MemoryCache:
         self._creds.clear()
         self._by_session.clear()
 
-    async def get_keys(
-        self, addr: SessionAddr, key_type: str, ids: Sequence[str]
-    ) -> dict[str, bytes]:
-        """Cached blobs of the ids present (refreshing their recency)."""
+    async def read_keys(self, addr: SessionAddr, key_type: str, ids: Sequence[str]) -> CachedKeys:
+        """Cached blobs of the ids present, refreshing their recency (no tombstones here)."""
         out: dict[str, bytes] = {}
         lru = self._lru
         for i in ids:
@@ -279,10 +274,22 @@ class MemoryCache:
             if blob is not None:
                 lru.move_to_end(k)
                 out[i] = blob
-        return out
+        return CachedKeys(out, _NONE, 0)
 
-    async def put_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
+    async def fill_keys(
+        self, addr: SessionAddr, writes: Sequence[KeyWrite], *, stamp: int, token: int | None
+    ) -> bool:
+        """Store durable values (the engine's write generation already ordered the fill)."""
+        self._put(addr, writes)
+        return True
+
+    async def update_keys(
+        self, addr: SessionAddr, writes: Sequence[KeyWrite], *, token: int | None
+    ) -> None:
         """Store or evict entries, then trim to the bound."""
+        self._put(addr, writes)
+
+    def _put(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
         lru, index = self._lru, self._by_session
         for w in writes:
             k = (addr, w.type, w.id)
@@ -309,19 +316,28 @@ class MemoryCache:
         for k in self._by_session.pop(addr, ()):
             self._lru.pop(k, None)
 
-    async def get_creds(self, addr: SessionAddr) -> CredsRecord | None:
+    async def read_creds(self, addr: SessionAddr) -> CachedCreds:
         """Cached creds, if any."""
-        return self._creds.get(addr)
+        record = self._creds.get(addr)
+        return CachedCreds(record, record is not None, 0)
 
-    async def put_creds(self, addr: SessionAddr, record: CredsRecord | None) -> None:
-        """Cache or evict creds."""
+    async def put_creds_guarded(
+        self,
+        addr: SessionAddr,
+        record: CredsRecord | None,
+        *,
+        token: int | None,
+        stamp: int | None = None,
+    ) -> bool:
+        """Cache (or, with ``None``, evict) creds."""
         if record is None:
             self._creds.pop(addr, None)
         else:
             self._creds[addr] = record
+        return True
 
-    async def drop_session(self, addr: SessionAddr) -> None:
-        """Evict the session's entries."""
+    async def drop(self, addr: SessionAddr, *, token: int | None, wipe: bool = False) -> None:
+        """Evict the session's entries and creds."""
         self.forget(addr)
 
     async def check(self) -> TierHealth:

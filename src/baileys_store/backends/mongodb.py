@@ -42,13 +42,14 @@ from pymongo.errors import DuplicateKeyError
 
 from .. import errors
 from .._config import StoreConfig
-from .._model import KeyWrite, SessionAddr
+from .._model import CredsRecord, KeyWrite, SessionAddr
+from ..results import SessionInfo
 from . import _mongo_schema as s
+from ._fences import check_fence, check_version
 from ._mongo_core import Session, as_bytes, as_int
 from ._mongo_errors import FenceMiss, LostRace
 from ._mongo_leases import CHUNK, MongoLeaseMixin, key_ops
 from ._mongo_listing import MongoListingMixin
-from .base import CredsRecord, SessionInfo, check_fence, check_version
 
 Doc = s.Doc
 _CHUNK = CHUNK

@@ -27,13 +27,13 @@ from psycopg import errors as pgerr
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .. import errors
-from .._model import KeyWrite, SessionAddr
+from .._model import CredsRecord, KeyWrite, SessionAddr
+from ..results import SessionInfo, TierHealth
 from . import _pg_schema as q
 from ._pg_leases import PgLeaseMixin
 from ._pg_listing import PgListingMixin
 from ._pg_run import Attempts, Conn, as_blob, as_int, as_text, pipelined_tx
 from ._pg_url import PgSettings, parse_postgres_url
-from .base import CredsRecord, SessionInfo, TierHealth
 
 if TYPE_CHECKING:
     from .._config import StoreConfig

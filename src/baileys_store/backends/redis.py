@@ -56,14 +56,14 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import errors
-from .._model import KeyWrite, SessionAddr
+from .._model import CredsRecord, KeyWrite, SessionAddr
+from ..results import SessionInfo
 from . import _redis_scripts as lua
 from ._redis_base import ID_CHUNK, RedisBase, group_args, groups_of, reply_error
 from ._redis_batch import RedisBatchMixin
 from ._redis_lease import RedisLeaseMixin
 from ._redis_prefix import DURABLE, claim_role
 from ._redis_url import RedisOptions
-from .base import CredsRecord, SessionInfo
 
 if TYPE_CHECKING:
     from .._config import StoreConfig

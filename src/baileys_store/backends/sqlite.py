@@ -22,16 +22,13 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 from .. import errors
-from .._model import KeyWrite, SessionAddr
+from .._model import CredsRecord, KeyWrite, SessionAddr
+from ..results import TierHealth
 from . import _sqlite_schema as q
+from ._fences import check_version
 from ._sqlite_batch import Batcher, InlineReader, MustWaitError
 from ._sqlite_files import open_error, open_lock_file, prepare_db_file, sqlite_path, sqlite_uri
 from ._sqlite_more import ID_CHUNK, SQLiteKeysLeases, apply_writes, touch
-from .base import (
-    CredsRecord,
-    TierHealth,
-    check_version,
-)
 
 T = TypeVar("T")
 

@@ -15,10 +15,10 @@ from rich.table import Table
 from .._config import StoreConfig
 from .._model import session_addr
 from .._store import AuthStore
-from ..backends.base import SessionInfo
 from ..backends.sqlite import SQLiteDurable
 from ..errors import StoreError
 from ..integrations._key_listing import key_counts
+from ..results import SessionInfo
 from ._context import CliContext
 
 T = TypeVar("T")

@@ -7,11 +7,14 @@ from ._breaker import (
     State,
     default_is_failure,
 )
+from ._retry import RetryPolicy, retrying
 
 __all__ = [
     "BreakerSettings",
     "BreakerSnapshot",
     "CircuitBreaker",
+    "RetryPolicy",
     "State",
     "default_is_failure",
+    "retrying",
 ]

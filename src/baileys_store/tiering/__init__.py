@@ -2,7 +2,6 @@
 
 from ._guard import Guard, TierGuard
 from ._lease import Lease, LeaseManager
-from ._memory_tier import MemoryTier
 from ._state import SessionState, SessionStates
 from ._worker import OutboxWorker
 from ._writes import Engine
@@ -12,7 +11,6 @@ __all__ = [
     "Guard",
     "Lease",
     "LeaseManager",
-    "MemoryTier",
     "OutboxWorker",
     "SessionState",
     "SessionStates",

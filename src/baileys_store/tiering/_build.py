@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast
 
 from .._model import SessionAddr
-from ..backends.base import CacheBackend, DurableBackend, LeaseBackend
 from ..backends.memory import MemoryCache
+from ..contracts import CacheBackend, DurableBackend, LeaseBackend
 from ..errors import ConfigError
 from ..observability._metrics import Metrics
-from ._cache_tier import CacheTier
 from ._guard import TierGuard
 from ._lease import LeaseManager
-from ._memory_tier import MemoryTier
 from ._reset import ResetWatch, WatchedEngine
 from ._worker import OutboxWorker
 from ._writes import Engine
@@ -23,14 +21,12 @@ if TYPE_CHECKING:
     from ..backends._redis_outbox import RedisOutbox
 
 
-def _tier(cache: CacheBackend | None) -> CacheTier | None:
+def _tier(cache: CacheBackend | None) -> CacheBackend | None:
     if cache is None:
         return None
-    if isinstance(cache, MemoryCache):
-        return MemoryTier(cache)
     if not hasattr(cache, "read_keys"):
         raise ConfigError(f"cache backend {cache.name!r} does not support the cache tier API")
-    return cast(CacheTier, cache)
+    return cache
 
 
 def _outbox_event(metrics: Metrics, event: str, n: int) -> None:
@@ -76,7 +72,7 @@ def build_engine(
             on_event=metrics.lease_event,
         )
         if shared and config.l1_max_entries:
-            engine.l1 = MemoryTier(MemoryCache(config.l1_max_entries))
+            engine.l1 = MemoryCache(config.l1_max_entries)
     if not shared:
         return engine, None
     assert isinstance(engine, WatchedEngine)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._model import SessionAddr
-from ..backends.base import CredsRecord
+from .._model import CredsRecord, SessionAddr
 from ..errors import StoreError
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ mode the owner writes the durable tier directly, so a session held elsewhere rai
 from __future__ import annotations
 
 from .._model import SessionAddr
-from ..backends.base import DeadLetterRetry
 from ..errors import ConfigError, LeaseHeldError
+from ..results import DeadLetterRetry
 from ._writes import Engine
 
 

@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .._model import SessionAddr
-from ..backends.base import FENCE_SHIFT, DurableBackend, LeaseBackend, lease_token_of
+from .._model import FENCE_SHIFT, SessionAddr, lease_token_of
+from ..contracts import DurableBackend, LeaseBackend
 from ..errors import FencedError, LeaseHeldError, LeaseLostError, UnavailableError
 from ._guard import Guard
 

@@ -20,8 +20,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from ..contracts import CacheBackend
 from ..errors import ConfigError, StoreError
-from ._cache_tier import CacheTier
 from ._guard import TierGuard
 
 log = logging.getLogger("baileys_store")
@@ -32,7 +32,7 @@ class CacheReconnect:
 
     def __init__(
         self,
-        cache: CacheTier,
+        cache: CacheBackend,
         guard: TierGuard,
         bind: Callable[[], Awaitable[None]],
         *,

@@ -29,16 +29,15 @@ import secrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from .._model import KeyWrite, SessionAddr
-from ..backends.base import CredsRecord
+from .._model import CredsRecord, KeyWrite, SessionAddr
 from ..errors import DataLossError
 from ._guard import Guard
 from ._lease import Lease
 from ._writes import Engine
 
 if TYPE_CHECKING:
+    from ..backends.memory import MemoryCache
     from ..observability._metrics import Metrics
-    from ._memory_tier import MemoryTier
 
 log = logging.getLogger("baileys_store.tiers")
 
@@ -65,7 +64,7 @@ class ResetWatch:
         guard: Guard,
         metrics: Metrics,
         behind: dict[SessionAddr, int],
-        l1: MemoryTier | None,
+        l1: MemoryCache | None,
     ) -> None:
         self.cache, self.durable, self.guard, self.metrics = cache, durable, guard, metrics
         self.behind, self.l1 = behind, l1

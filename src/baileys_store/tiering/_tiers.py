@@ -21,14 +21,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
-from .._model import KeyWrite, SessionAddr
-from ..backends.base import CredsRecord, DurableBackend
+from .._model import CredsRecord, KeyWrite, SessionAddr
+from ..backends.memory import MemoryCache
+from ..contracts import CacheBackend, DurableBackend, SharedCache
 from ..errors import BreakerOpenError, LeaseLostError, UnavailableError
 from ..observability._metrics import Metrics, NullMetrics
-from ._cache_tier import CacheTier, SharedCacheTier
 from ._guard import Guard
 from ._lease import Lease, LeaseManager
-from ._memory_tier import MemoryTier
 from ._state import CREDS, SessionState, SessionStates
 
 T = TypeVar("T")
@@ -41,10 +40,10 @@ class Tiers:
     def __init__(
         self,
         durable: DurableBackend,
-        cache: CacheTier | None,
+        cache: CacheBackend | None,
         *,
         guard: Guard,
-        l1: MemoryTier | None = None,
+        l1: MemoryCache | None = None,
         leases: LeaseManager | None = None,
         write_behind: bool = False,
         buffer_on_outage: bool = False,
@@ -54,7 +53,7 @@ class Tiers:
         self.write_behind = write_behind
         self.buffer = buffer_on_outage and cache is not None and cache.shared
         self.states = SessionStates(lock_timeout=getattr(guard, "timeout", None))
-        self.shared = cast(SharedCacheTier, cache) if cache is not None and cache.shared else None
+        self.shared = cast(SharedCache, cache) if cache is not None and cache.shared else None
         self.untrusted: set[SessionAddr] = set()
         # Sessions with outbox entries pending -> the last sequence known appended. While a
         # session is here its writes go through the outbox too (never overtaking an entry).
@@ -72,13 +71,13 @@ class Tiers:
         shared = self.shared
         if shared is None:
             return
-        count, oldest = await self.guard("cache", "ready_summary", shared.ready_summary)
+        count, oldest = await self.guard("cache", "ready_summary", shared.outbox.ready_summary)
         self.metrics.outbox(count, max(time.time() - oldest, 0.0) if oldest else 0.0)
         for addr in list(self.behind):
             appended, applied, _ = await self.guard(
                 "cache",
                 "outbox_counters",
-                lambda a=addr: shared.outbox_counters(a),  # type: ignore[misc]
+                lambda a=addr: shared.outbox.outbox_counters(a),  # type: ignore[misc]
             )
             if appended <= applied:
                 self.drained(addr, applied)
@@ -94,7 +93,7 @@ class Tiers:
             shared = self.shared
             try:
                 appended, applied, _ = await self.guard(
-                    "cache", "outbox_counters", lambda: shared.outbox_counters(addr)
+                    "cache", "outbox_counters", lambda: shared.outbox.outbox_counters(addr)
                 )
             except UnavailableError:
                 if write:
@@ -105,7 +104,7 @@ class Tiers:
             lease.checked = True
         return lease
 
-    def _owner_cache(self, addr: SessionAddr, lease: Lease | None) -> CacheTier | None:
+    def _owner_cache(self, addr: SessionAddr, lease: Lease | None) -> CacheBackend | None:
         """The cache this process may read, fill and update for the session."""
         cache = self.cache
         if cache is None or addr in self.untrusted:
@@ -114,12 +113,12 @@ class Tiers:
             return None
         return cache
 
-    def _l1(self, addr: SessionAddr, lease: Lease | None) -> MemoryTier | None:
+    def _l1(self, addr: SessionAddr, lease: Lease | None) -> MemoryCache | None:
         if self.l1 is None or lease is None or not lease.fresh() or addr in self.untrusted:
             return None
         return self.l1
 
-    def _l1_write(self, addr: SessionAddr, lease: Lease | None) -> MemoryTier | None:
+    def _l1_write(self, addr: SessionAddr, lease: Lease | None) -> MemoryCache | None:
         """L1 for a write to update, or None, and then L1 forgets the session.
 
         A write L1 does not take (its lease not renewed lately, e.g. an event loop that fell
@@ -138,7 +137,7 @@ class Tiers:
             and (self.write_behind or addr in self.behind)
         )
 
-    async def _reader(self, addr: SessionAddr) -> CacheTier | None:
+    async def _reader(self, addr: SessionAddr) -> CacheBackend | None:
         """The cache a process that does not own the session reads (no fills), if any.
 
         The durable tier is current unless the session has outbox entries pending (write-behind,
@@ -151,7 +150,7 @@ class Tiers:
             return shared
         try:
             appended, applied, _ = await self.guard(
-                "cache", "outbox_counters", lambda: shared.outbox_counters(addr)
+                "cache", "outbox_counters", lambda: shared.outbox.outbox_counters(addr)
             )
         except UnavailableError:
             # Redis is down: serve from the durable tier (the degraded mode). Entries could be
@@ -237,7 +236,7 @@ class Tiers:
             found.update(loaded)
             return found
 
-    def _why(self, addr: SessionAddr, reader: CacheTier | None) -> str:
+    def _why(self, addr: SessionAddr, reader: CacheBackend | None) -> str:
         if reader is not None:
             return "miss"
         return "untrusted" if addr in self.untrusted else "not_owner"
@@ -259,8 +258,8 @@ class Tiers:
         addr: SessionAddr,
         writes: list[KeyWrite],
         *,
-        cache: CacheTier,
-        l1: MemoryTier | None,
+        cache: CacheBackend,
+        l1: MemoryCache | None,
         lease: Lease | None,
         state: SessionState,
         gen: int,

@@ -20,13 +20,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .._model import KeyWrite, SessionAddr
-from ..backends.base import CredsRecord, DurableBackend, coalesce
+from .._model import CredsRecord, KeyWrite, SessionAddr, coalesce
+from ..contracts import DurableBackend
 from ..errors import FencedError, StoreError, UnavailableError
 from ._guard import Guard
 
 if TYPE_CHECKING:  # the Redis modules need the optional redis extra
-    from ..backends._redis_outbox import OutboxEntry, RedisOutbox
+    from ..backends._redis_outbox import RedisOutbox
+    from ..contracts import OutboxEntry
 
 log = logging.getLogger("baileys_store.outbox")
 

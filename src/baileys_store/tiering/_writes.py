@@ -20,10 +20,9 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from .._model import KeyWrite, SessionAddr
-from ..backends.base import CredsRecord
+from .._model import CredsRecord, KeyWrite, SessionAddr
+from ..contracts import CacheBackend, SharedCache
 from ..errors import FencedError, LeaseLostError, UnavailableError
-from ._cache_tier import CacheTier, SharedCacheTier
 from ._lease import Lease
 from ._state import CREDS
 from ._tiers import Tiers
@@ -77,7 +76,7 @@ class Engine(Tiers):
         except Exception:
             self._distrust(addr)
 
-    async def _repair(self, addr: SessionAddr, cache: CacheTier, token: int | None) -> bool:
+    async def _repair(self, addr: SessionAddr, cache: CacheBackend, token: int | None) -> bool:
         """Drop a distrusted session's cache entries; True when the cache may be used again."""
         if addr not in self.untrusted:
             return True
@@ -95,8 +94,8 @@ class Engine(Tiers):
         addr: SessionAddr,
         lease: Lease | None,
         op: str,
-        apply: Callable[[CacheTier], Awaitable[object]],
-        l1_apply: Callable[[CacheTier], Awaitable[object]],
+        apply: Callable[[CacheBackend], Awaitable[object]],
+        l1_apply: Callable[[CacheBackend], Awaitable[object]],
     ) -> None:
         """Bring the caches in line after a durable write; a failure distrusts the session."""
         cache = self.cache
@@ -209,7 +208,7 @@ class Engine(Tiers):
             await self._through_creds(addr, lease, new, record.version, buffer=False)
             return True
 
-    async def _behind_tier(self, addr: SessionAddr, token: int | None) -> SharedCacheTier:
+    async def _behind_tier(self, addr: SessionAddr, token: int | None) -> SharedCache:
         """The shared cache a write-behind write goes to, repaired first if distrusted."""
         shared = self.shared
         assert shared is not None
@@ -310,7 +309,9 @@ class Engine(Tiers):
             await self._learn_version(addr, shared, token)
         raise UnavailableError(f"session {addr}: could not learn the creds version")
 
-    async def _learn_version(self, addr: SessionAddr, shared: CacheTier, token: int | None) -> None:
+    async def _learn_version(
+        self, addr: SessionAddr, shared: CacheBackend, token: int | None
+    ) -> None:
         stamp = (await self.guard("cache", "read_creds", lambda: shared.read_creds(addr))).stamp
         record = await self.guard("durable", "load_creds", lambda: self.durable.load_creds(addr))
         await self._fenced(

@@ -1,0 +1,115 @@
+"""Public result types: what listings, health checks and maintenance operations return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One session as listed by ``AuthStore.list_sessions`` (and ``DurableBackend``).
+
+    Attributes:
+        namespace: The tenant namespace.
+        session_id: The session id.
+        creds_version: Version of the stored creds; 0 when no creds were saved yet.
+        updated_at: Unix time (seconds) of the last write to the session.
+    """
+
+    namespace: str
+    session_id: str
+    creds_version: int
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TierHealth:
+    """Result of a backend's ``check()``: ``ok`` plus a short, secret-free detail."""
+
+    backend: str
+    tier: str
+    ok: bool
+    latency_ms: float
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreHealth:
+    """Aggregate health of the tiers (``AuthStore.check``).
+
+    ``healthy``: every tier answers, no breaker is open, the outbox keeps up. ``degraded``: the
+    store still serves, with less: the cache is down (reads go to the durable tier), or the
+    durable tier is down behind a Redis cache that buffers writes, or the outbox lags by more
+    than a minute, or Redis lost write-behind entries of sessions not yet acknowledged
+    (``data_loss_sessions``; see ``AuthStore.acknowledge_data_loss``). ``unhealthy``: it cannot
+    serve (the durable tier is down with nothing to buffer writes; in write-behind, Redis is
+    down).
+
+    Attributes:
+        status: ``healthy``, ``degraded`` or ``unhealthy``.
+        tiers: Each tier's probe.
+        breakers: Tier -> breaker state (``closed``, ``open``, ``half_open``).
+        outbox_sessions: Sessions with outbox entries possibly pending (``None``: no outbox).
+        outbox_lag_seconds: Age of the oldest of them (``None`` when none).
+        leases_held: Session leases this process holds.
+        data_loss_sessions: Sessions marked lost after Redis lost its data (0: none).
+        cache_resets: Times this store noticed Redis had lost its data.
+    """
+
+    status: str
+    tiers: tuple[TierHealth, ...]
+    breakers: dict[str, str] = field(default_factory=dict)
+    outbox_sessions: int | None = None
+    outbox_lag_seconds: float | None = None
+    leases_held: int = 0
+    data_loss_sessions: int = 0
+    cache_resets: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRetry:
+    """What retrying a session's dead letters did (see ``AuthStore.retry_dead_letters``).
+
+    Attributes:
+        letters: Dead letters taken off the session's list.
+        records: Records put back into the outbox (the cache showed them still current).
+        superseded: Records left out: a later write replaced them (or the cache no longer
+            holds them, so they cannot be shown current); re-applying them could roll a
+            newer value back.
+        seq: Last outbox sequence appended (0: nothing appended).
+    """
+
+    letters: int
+    records: int
+    superseded: int
+    seq: int
+
+
+@dataclass(slots=True)
+class RotationReport:
+    """What a key rotation did (``AuthStore.rotate_keys``).
+
+    Attributes:
+        sessions: Sessions seen.
+        rewritten: Records re-encrypted with the active key (with ``verify``: records that
+            would be, as they are not under the active key).
+        current: Records already under the active key (and authentic).
+        in_use: Sessions skipped because another process holds their lease.
+        failed: Records that failed to authenticate or decode, left as they are. Anything
+            but 0 means the rotation (or the verification) did not succeed.
+    """
+
+    sessions: int = 0
+    rewritten: int = 0
+    current: int = 0
+    in_use: int = 0
+    failed: int = 0
+
+
+@dataclass(slots=True)
+class PurgeReport:
+    """What ``AuthStore.purge`` did: sessions old enough, deleted, and skipped in use."""
+
+    matched: int
+    deleted: int = 0
+    in_use: int = 0
