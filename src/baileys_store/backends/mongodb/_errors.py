@@ -16,8 +16,8 @@ from pymongo.errors import (
     WaitQueueTimeoutError,
 )
 
-from .. import errors
-from ._mongo_url import MongoSettings
+from ... import errors
+from ._url import MongoSettings
 
 # WriteConflict, and the "primary went away" family a failover produces.
 _TRANSIENT_CODES = frozenset({112, 91, 189, 10107, 11600, 11602, 13435, 13436})

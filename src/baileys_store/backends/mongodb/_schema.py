@@ -34,8 +34,8 @@ from typing import Any
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
-from .._model import SessionAddr
-from ..errors import CorruptDataError, InvalidInputError, UnavailableError
+from ..._model import SessionAddr
+from ...errors import CorruptDataError, InvalidInputError, UnavailableError
 
 SCHEMA_VERSION = 2  # 2: fence tombstones (an older release would list and resurrect them)
 SESSIONS = "bs_sessions"

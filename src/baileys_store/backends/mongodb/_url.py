@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 from pymongo import common, uri_parser
 from pymongo.errors import ConfigurationError
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 DEFAULT_DATABASE = "baileys_store"
 # MongoDB forbids /\. "$*<>:|? in database names; we accept a portable subset.
