@@ -1,4 +1,4 @@
-"""PostgreSQL schema versions: the DDL of each migration, applied in order by ``_migrate``.
+"""PostgreSQL schema versions: the DDL of each migration, and :func:`migrate` applying them.
 
 Each script is idempotent (``IF NOT EXISTS``, ``CREATE OR REPLACE``), runs under the migration
 advisory lock in one transaction, and is composed with the schema as a quoted identifier.
@@ -6,7 +6,20 @@ advisory lock in one transaction, and is composed with the schema as a quoted id
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from psycopg import AsyncConnection
+
+from ... import errors
+
+if TYPE_CHECKING:
+    from ._schema import Queries
+
 SCHEMA_VERSION = 4
+ADVISORY_CLASS = 0x6273  # "bs": first key of pg_advisory_xact_lock(int, int)
+META_EXISTS = "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = 'meta'"
 
 # Version 1. COLLATE "C": byte order, like every other backend's listing, and cheaper B-trees.
 # The keys PK starts with (namespace, session_id), so hash-partitioning the table by those two
@@ -110,4 +123,51 @@ ALTER TABLE {s}.sessions ADD COLUMN IF NOT EXISTS deleted boolean NOT NULL DEFAU
 
 MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+
+def advisory_key(schema: str) -> int:
+    """Second key of the migration lock: stable per schema name, fits a signed int4."""
+    digest = hashlib.blake2b(schema.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def migrate(conn: AsyncConnection[Any], schema: str, queries: Queries) -> str:
+    """Create or upgrade the schema; serialized across processes by an advisory lock.
+
+    An up-to-date schema needs no DDL (nor the privilege to run it): only a lookup.
+
+    Returns:
+        The store id of this database ("" if it did not read back).
+    """
+    async with conn.transaction():
+        key = advisory_key(schema)
+        await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (ADVISORY_CLASS, key))
+        cur = await conn.execute(META_EXISTS, (schema,))
+        current = 0
+        if await cur.fetchone():
+            row = await (await conn.execute(queries.get_meta)).fetchone()
+            current = int(row[0]) if row else 0
+        if current > SCHEMA_VERSION:
+            raise errors.UnavailableError(
+                f"postgres schema {schema!r} is at version {current}, newer than "
+                f"this baileys-store ({SCHEMA_VERSION})"
+            )
+        if current < SCHEMA_VERSION:
+            # prepare=False: scripts of several statements cannot be prepared.
+            await conn.execute(queries.meta, prepare=False)
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                await conn.execute(queries.migrations[version], prepare=False)
+            await conn.execute(queries.set_meta, (str(SCHEMA_VERSION),))
+        # Who this database is, so a Redis cache can refuse a second database (store_id).
+        await conn.execute(queries.init_store_id, (secrets.token_hex(8),))
+        row = await (await conn.execute(queries.get_store_id)).fetchone()
+        return str(row[0]) if row else ""
+
+
+__all__ = [
+    "ADVISORY_CLASS",
+    "META_EXISTS",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "advisory_key",
+    "migrate",
+]

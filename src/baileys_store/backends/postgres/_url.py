@@ -16,8 +16,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from .. import errors
-from . import _pg_schema as q
+from ... import errors
+from ._schema import DEFAULT_SCHEMA
 
 _SCHEMA_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _OWN_PARAMS = ("schema", "min_size", "max_size", "timeout", "prepare_threshold", "retries")
@@ -41,7 +41,7 @@ class PgSettings:
     """
 
     conninfo: str = field(repr=False)  # may hold the password
-    schema: str = q.DEFAULT_SCHEMA
+    schema: str = DEFAULT_SCHEMA
     min_size: int = 1
     max_size: int = 10
     timeout: float = 10.0
@@ -108,7 +108,7 @@ def parse_postgres_url(url: str, *, op_timeout: float) -> PgSettings:
     except psycopg.Error as exc:
         text = " ".join(str(exc).split())
         raise errors.ConfigError(f"invalid PostgreSQL URL: {_scrub(text, secrets)}") from None
-    schema = own.get("schema", q.DEFAULT_SCHEMA)
+    schema = own.get("schema", DEFAULT_SCHEMA)
     if _SCHEMA_RE.fullmatch(schema) is None:
         raise errors.ConfigError(f"invalid schema {schema[:70]!r}: use 1-63 of [A-Za-z0-9_]")
     min_size = _number("min_size", own.get("min_size", "1"), int, 0)

@@ -1,4 +1,4 @@
-"""PostgreSQL statements, composed per schema (the DDL of each version: ``_pg_migrations``).
+"""PostgreSQL statements, composed per schema (the DDL of each version: ``_migrations``).
 
 Everything lives in one schema (``baileys_store`` unless the URL says ``schema=``), so tables,
 functions and the meta row of one store never collide with the application's own. Statements
@@ -12,18 +12,16 @@ one round trip and an error aborts everything sent after it, ``COMMIT`` included
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from psycopg import sql
 
-from ._pg_migrations import MIGRATIONS, SCHEMA_VERSION
+from ._migrations import MIGRATIONS, SCHEMA_VERSION
 
 DEFAULT_SCHEMA = "baileys_store"
 FENCED_STATE = "BSF01"  # raised by fence_check(); DETAIL = the session's current fence
 CONFLICT_STATE = "BSC01"  # raised by next_version(); DETAIL = the current creds version
 APPLIED_STATE = "BSS01"  # raised by seq_check(): the outbox batch was applied already
-ADVISORY_CLASS = 0x6273  # "bs": first key of pg_advisory_xact_lock(int, int)
 # Names the backend keeps in the meta table itself: bind_meta may not take them over.
 RESERVED_META = frozenset({"schema_version", "store_id"})
 
@@ -153,7 +151,6 @@ ORDER BY type, id LIMIT %s
 _COUNT_KEYS = """
 SELECT type, count(*) FROM {s}.keys WHERE namespace = %s AND session_id = %s GROUP BY type
 """
-META_EXISTS = "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = 'meta'"
 _GET_META = "SELECT value FROM {s}.meta WHERE name = 'schema_version'"
 _INIT_STORE_ID = """
 INSERT INTO {s}.meta (name, value) VALUES ('store_id', %s) ON CONFLICT (name) DO NOTHING
@@ -171,12 +168,6 @@ _SET_META = """
 INSERT INTO {s}.meta (name, value) VALUES ('schema_version', %s)
 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value
 """
-
-
-def advisory_key(schema: str) -> int:
-    """Second key of the migration lock: stable per schema name, fits a signed int4."""
-    digest = hashlib.blake2b(schema.encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "big", signed=True)
 
 
 def _q(text: str, schema: str, **extra: sql.Composable) -> sql.Composed:
@@ -251,15 +242,12 @@ class Queries:
 
 
 __all__ = [
-    "ADVISORY_CLASS",
     "APPLIED_STATE",
     "CONFLICT_STATE",
     "DEFAULT_SCHEMA",
     "FENCED_STATE",
-    "META_EXISTS",
     "MIGRATIONS",
     "RESERVED_META",
     "SCHEMA_VERSION",
     "Queries",
-    "advisory_key",
 ]

@@ -1,8 +1,7 @@
-"""PostgreSQL tier, continued: running a call on the pool, transactions, error mapping.
+"""PostgreSQL: the pool, running a call on it (op timeout, retries), transactions, error mapping.
 
-Split from :mod:`.postgres` to keep modules small (and so the mixins import ``pipelined_tx``
-without a cycle). :class:`PgRunner` is a base of
-:class:`~baileys_store.backends.postgres.PostgresDurable`, which supplies the pool and settings.
+:class:`PgRunner` owns the connection pool; the backend and the query functions of the other
+modules run every call through :meth:`PgRunner.run`.
 """
 
 from __future__ import annotations
@@ -18,19 +17,14 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg import errors as pgerr
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
-from .. import errors
-from .._model import SessionAddr
-from . import _pg_schema as q
-from ._fences import check_fence, check_version
-from ._pg_url import PgSettings
+from ... import errors
+from ..._model import SessionAddr
+from ...resilience import RetryPolicy, retrying
+from .._fences import check_fence, check_version
+from . import _schema as q
+from ._migrations import migrate
+from ._url import PgSettings
 
 T = TypeVar("T")
 Conn = AsyncConnection[Any]
@@ -96,15 +90,92 @@ class Attempts:
     connection_lost: bool = False
 
 
+def params(addr: SessionAddr, **more: Any) -> dict[str, Any]:
+    """The named parameters of a statement on one session (``ns``, ``sid`` and ``more``)."""
+    return {"ns": addr.namespace, "sid": addr.session_id, **more}
+
+
 class PgRunner:
-    """Runs calls on the pool with bounded retries and the op timeout; maps driver errors."""
+    """Owns the pool; runs calls on it with bounded retries and the op timeout; maps errors.
 
-    on_retry: Callable[[], None]
-    _pool: AsyncConnectionPool[Conn] | None
-    _s: PgSettings
-    _timeout: float
+    Args:
+        settings: Parsed URL.
+        op_timeout: Seconds one operation may take, retries included.
+        on_retry: Called before each retry (the store counts them).
+    """
 
-    async def _run(
+    def __init__(
+        self, settings: PgSettings, *, op_timeout: float, on_retry: Callable[[], None]
+    ) -> None:
+        self.settings = settings
+        self.timeout = op_timeout
+        self.sql = q.Queries.for_schema(settings.schema)
+        self.pool: AsyncConnectionPool[Conn] | None = None
+        self._policy = RetryPolicy(
+            attempts=settings.retries + 1,
+            transient=transient,
+            on_retry=on_retry,
+            before_retry=self._purge,
+        )
+
+    async def open(self) -> str:
+        """Migrate the schema on a direct connection, then open the pool; the store id.
+
+        The direct connection fails fast with the server's own reason (wrong password, no
+        such database), where a pool would only time out.
+        """
+        s = self.settings
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "prepare_threshold": s.prepare_threshold,
+            **s.connect_kwargs,
+        }
+        try:
+            async with asyncio.timeout(self.timeout):
+                conn = await AsyncConnection.connect(s.conninfo, **kwargs)
+                async with conn:
+                    store_id = await migrate(conn, s.schema, self.sql)
+        except TimeoutError:
+            raise errors.UnavailableError(
+                f"postgres did not answer within {self.timeout}s while opening"
+            ) from None
+        except psycopg.Error as exc:
+            raise self.map(exc, None, None, None) from None
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            s.conninfo,
+            kwargs=kwargs,
+            min_size=s.min_size,
+            max_size=s.max_size,
+            timeout=s.timeout,
+            # psycopg_pool's default (300 s) backs off up to minutes after an outage, failing
+            # calls long after the server is back; a short one reconnects on the next request.
+            reconnect_timeout=max(3.0, s.timeout),
+            open=False,
+            name="baileys-store",
+        )
+        try:
+            await pool.open(wait=True, timeout=self.timeout)
+        except BaseException as exc:
+            await pool.close()
+            if isinstance(exc, PoolTimeout):
+                raise errors.UnavailableError(
+                    f"postgres: pool not ready within {self.timeout}s"
+                ) from None
+            raise
+        self.pool = pool
+        return store_id
+
+    async def close(self) -> None:
+        """Close the pool; idempotent."""
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _purge(self, exc: BaseException) -> None:
+        if is_connection_error(exc) and self.pool is not None:
+            await self.pool.check()  # drop every dead idle connection, not one per attempt
+
+    async def run(
         self,
         fn: Callable[[Conn, Attempts], Awaitable[T]],
         addr: SessionAddr | None = None,
@@ -112,54 +183,41 @@ class PgRunner:
         fence: int | None = None,
         expected: int | None = None,
     ) -> T:
-        """Run ``fn`` on a pooled connection with bounded retries and the op timeout."""
-        pool = self._pool
+        """Run ``fn`` on a pooled connection with bounded retries and the op timeout.
+
+        ``addr``, ``fence`` and ``expected`` turn a fence or version error of the server into
+        :class:`~baileys_store.errors.FencedError` / ``ConflictError``.
+        """
+        pool = self.pool
         if pool is None:
             raise errors.StoreClosedError("postgres backend is not open")
         attempts = Attempts()
 
-        async def after_failure(exc: BaseException | None) -> None:
-            if exc is not None and is_connection_error(exc):
-                attempts.connection_lost = True
-                await pool.check()  # drop every dead idle connection, not one per attempt
-
-        async def before_sleep(state: RetryCallState) -> None:
-            self.on_retry()
-            await after_failure(state.outcome.exception() if state.outcome else None)
-
         async def once() -> T:
-            async with pool.connection() as conn:
-                return await fn(conn, attempts)
+            try:
+                async with pool.connection() as conn:
+                    return await fn(conn, attempts)
+            except psycopg.Error as exc:
+                if is_connection_error(exc):
+                    attempts.connection_lost = True  # seen by the next attempt
+                raise
 
         try:
-            async with asyncio.timeout(self._timeout):
-                try:
-                    return await once()  # the common case skips the retry machinery
-                except psycopg.Error as exc:
-                    if not (self._s.retries and transient(exc)):
-                        raise
-                    await after_failure(exc)
-                retrying = AsyncRetrying(
-                    wait=wait_random_exponential(multiplier=0.02, max=0.5),
-                    stop=stop_after_attempt(self._s.retries),
-                    retry=retry_if_exception(transient),
-                    before_sleep=before_sleep,
-                    reraise=True,
-                )
-                return await retrying(once)
+            async with asyncio.timeout(self.timeout):
+                return await retrying(self._policy, once)
         except TimeoutError:
             raise errors.UnavailableError(
-                f"postgres did not answer within {self._timeout}s"
+                f"postgres did not answer within {self.timeout}s"
             ) from None
         except PoolTimeout:
             raise errors.UnavailableError(
-                f"postgres: no connection within {self._s.timeout}s (server unreachable, "
-                f"or all {self._s.max_size} pooled connections busy)"
+                f"postgres: no connection within {self.settings.timeout}s (server unreachable, "
+                f"or all {self.settings.max_size} pooled connections busy)"
             ) from None
         except psycopg.Error as exc:
-            raise self._map(exc, addr, fence, expected) from None
+            raise self.map(exc, addr, fence, expected) from None
 
-    def _map(
+    def map(
         self, exc: psycopg.Error, addr: SessionAddr | None, fence: int | None, expected: int | None
     ) -> errors.StoreError:
         """Turn a driver error into our typed error (secret-free: primary message only)."""
@@ -173,30 +231,29 @@ class PgRunner:
                     check_version(addr, int(detail), expected)
             except errors.StoreError as mapped:
                 return mapped
-        text = self._s.scrub(" ".join((exc.diag.message_primary or str(exc)).split())[:300])
+        text = self.settings.scrub(" ".join((exc.diag.message_primary or str(exc)).split())[:300])
         kind = type(exc).__name__
         if state in ("XX001", "XX002"):
             return errors.CorruptDataError(f"postgres reports corrupt data ({state}): {text}")
         return errors.UnavailableError(f"postgres: {kind}{f' [{state}]' if state else ''}: {text}")
 
-    @staticmethod
-    def _params(addr: SessionAddr, **more: Any) -> dict[str, Any]:
-        return {"ns": addr.namespace, "sid": addr.session_id, **more}
-
 
 def as_blob(value: object) -> bytes:
+    """A ``bytea`` value as ``bytes`` (CorruptDataError for anything else)."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     raise errors.CorruptDataError(f"postgres returned a {type(value).__name__} blob, not bytes")
 
 
 def as_text(value: object) -> str:
+    """A ``text`` value (CorruptDataError for anything else)."""
     if isinstance(value, str):
         return value
     raise errors.CorruptDataError(f"postgres returned a {type(value).__name__} name, not text")
 
 
 def as_int(value: object) -> int:
+    """A ``bigint`` value (CorruptDataError for anything else)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     raise errors.CorruptDataError(f"postgres returned a {type(value).__name__} version")
