@@ -6,12 +6,16 @@ The public API is what this module exports; everything in ``_`` modules is priva
 from . import errors
 from ._auth_state import AuthState, CredsSaver, use_auth_state
 from ._config import StoreConfig
-from ._health import StoreHealth
-from ._purge import PurgeReport
-from ._rotation import RotationReport
 from ._session import KeyStore, SessionAuth
 from ._store import AuthStore, open_store
-from .results import DeadLetterRetry, SessionInfo, TierHealth
+from .results import (
+    DeadLetterRetry,
+    PurgeReport,
+    RotationReport,
+    SessionInfo,
+    StoreHealth,
+    TierHealth,
+)
 
 __all__ = [
     "AuthState",

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import InvalidInputError, LeaseHeldError
+from .results import PurgeReport
 
 if TYPE_CHECKING:
     from ._store import AuthStore
-
-
-@dataclass(slots=True)
-class PurgeReport:
-    """What :meth:`AuthStore.purge` did: sessions old enough, deleted, and skipped in use."""
-
-    matched: int
-    deleted: int = 0
-    in_use: int = 0
 
 
 async def purge_sessions(

@@ -8,21 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import _model
 from ._creds import creds_to_dict, validate_creds
-from ._model import KeyWrite, SessionAddr
-from .codec import Codec, OversizeRecordError, error_kind, record_aad, session_aad
+from ._model import KeyWrite
+from .codec import Codec, OversizeRecordError, creds_aad, error_kind, session_aad
 from .errors import CorruptDataError, InvalidInputError, StoreError
-from .tiering import _corrupt
 
 if TYPE_CHECKING:
-    from ._store import AuthStore
-
-
-def _key_aad(addr: SessionAddr, key_type: str, key_id: str) -> bytes:
-    return record_aad("k", addr.namespace, addr.session_id, key_type, key_id)
-
-
-def _creds_aad(addr: SessionAddr) -> bytes:
-    return record_aad("c", addr.namespace, addr.session_id)
+    from .tiering import SessionOps
 
 
 # A read decodes in a worker thread when its stored blobs total more than OFFLOAD_BYTES, or a
@@ -71,12 +62,14 @@ class KeyStore:
     bytes, str, int, float, bool, None, lists, str- or int-keyed dicts; tuples come back as lists).
     """
 
-    __slots__ = ("_aad", "_addr", "_store")
+    __slots__ = ("_aad", "_decoders", "_encoders", "_ops")
 
-    def __init__(self, store: AuthStore, addr: SessionAddr) -> None:
-        self._store = store
-        self._addr = addr
-        self._aad = session_aad("k", addr.namespace, addr.session_id)
+    def __init__(self, ops: SessionOps) -> None:
+        self._ops = ops
+        self._aad = session_aad("k", *ops.addr)
+        # Per key type, built on first use (a handful of types per session; loop thread only).
+        self._encoders: dict[str, Callable[[str, Any], bytes]] = {}
+        self._decoders: dict[str, Decoder] = {}
 
     async def get(self, type: str, ids: Iterable[str | int]) -> dict[str, Any]:
         """Values of the ids found; missing ids are absent. Int ids are read as decimal strings.
@@ -90,11 +83,14 @@ class KeyStore:
         wanted = _model.check_ids(ids)
         if not wanted:
             return {}
-        blobs = await self._store._get_blobs(self._addr, key_type, wanted)
+        ops = self._ops
+        blobs = await ops.get_blobs(ops.addr, key_type, wanted)
         prefix = self._aad.for_type(key_type)
-        codec = self._store.codec
+        codec = ops.codec
         if sum(map(len, blobs.values())) <= OFFLOAD_BYTES:  # the hot path: no await, no copies
-            decode = codec.key_decoder(prefix, INLINE_OUTPUT)
+            decode = self._decoders.get(key_type)
+            if decode is None:
+                decode = self._decoders[key_type] = codec.key_decoder(prefix, INLINE_OUTPUT)
             out: dict[str, Any] = {}
             try:
                 for key_id, blob in blobs.items():
@@ -123,21 +119,21 @@ class KeyStore:
         (an id the durable tier does not have is absent). Otherwise (no cache, the durable tier
         not authoritative, or its copy bad too) the first failure is raised; nothing is evicted.
         """
-        store, addr = self._store, self._addr
+        ops, addr = self._ops, self._ops.addr
         for exc in failed.values():
-            store.metrics.codec_error(error_kind(exc))
-        durable = await _corrupt.durable_keys(store._engine, addr, key_type, list(failed))
+            ops.metrics.codec_error(error_kind(exc))
+        durable = await ops.durable_keys(addr, key_type, list(failed))
         if durable is not None:
             # The same bytes fail the same way: only a different durable copy is decoded.
             same = {i: failed[i] for i, b in durable.items() if b == blobs[i]}
             fresh, bad = await _decode_batch(
-                store.codec, prefix, {i: b for i, b in durable.items() if i not in same}
+                ops.codec, prefix, {i: b for i, b in durable.items() if i not in same}
             )
             for exc in bad.values():
-                store.metrics.codec_error(error_kind(exc))
+                ops.metrics.codec_error(error_kind(exc))
             if not same and not bad:
-                await _corrupt.evict(store._engine, addr)
-                store.metrics.cache_corrupt_eviction(len(failed))
+                await ops.evict(addr)
+                ops.metrics.cache_corrupt_eviction(len(failed))
                 out.update(fresh)
                 return
             failed = same or bad
@@ -158,19 +154,20 @@ class KeyStore:
                 retrying it is safe).
         """
         normalized = _model.normalize_set(data)
-        codec, aad = self._store.codec, self._aad
-        writes: list[KeyWrite] = []
+        encoders, writes = self._encoders, []
         for t, items in normalized.items():
-            encode = codec.key_encoder(aad.for_type(t))  # the address prefix, once per type
-            writes += [
-                KeyWrite(t, i, None if v is None else encode(i, v)) for i, v in items.items()
-            ]
+            encode = encoders.get(t)
+            if encode is None:  # the address prefix, encoded once per type
+                encode = encoders[t] = self._ops.codec.key_encoder(self._aad.for_type(t))
+            for i, v in items.items():
+                writes.append(KeyWrite(t, i, None if v is None else encode(i, v)))
         if writes:
-            await self._store._write_keys(self._addr, writes)
+            ops = self._ops
+            await ops.write_keys(ops.addr, writes)
 
     async def clear(self) -> None:
         """Delete every key of the session (the creds stay)."""
-        await self._store._clear_keys(self._addr)
+        await self._ops.clear_keys(self._ops.addr)
 
 
 def _rewrap(exc: StoreError) -> type[StoreError]:
@@ -181,22 +178,21 @@ def _rewrap(exc: StoreError) -> type[StoreError]:
 class SessionAuth:
     """Everything stored for one WhatsApp session: ``keys`` and versioned creds."""
 
-    __slots__ = ("_addr", "_store", "keys")
+    __slots__ = ("_ops", "keys")
 
-    def __init__(self, store: AuthStore, addr: SessionAddr) -> None:
-        self._store = store
-        self._addr = addr
-        self.keys = KeyStore(store, addr)
+    def __init__(self, ops: SessionOps) -> None:
+        self._ops = ops
+        self.keys = KeyStore(ops)
 
     @property
     def namespace(self) -> str:
         """The tenant namespace."""
-        return self._addr.namespace
+        return self._ops.addr.namespace
 
     @property
     def session_id(self) -> str:
         """The session id."""
-        return self._addr.session_id
+        return self._ops.addr.session_id
 
     async def load_creds(self) -> dict[str, Any] | None:
         """The creds saved last, as a dict, or ``None`` for a new session."""
@@ -209,35 +205,35 @@ class SessionAuth:
         Pass the version to ``save_creds(expected_version=...)`` to save without overwriting a
         save made by someone else meanwhile.
         """
-        store = self._store
-        record = await store._load_creds(self._addr)
+        ops = self._ops
+        record = await ops.load_creds(ops.addr)
         if record is None:
             return None, 0
         try:
             creds = await self._decode_creds(record.blob)
         except StoreError as exc:
-            store.metrics.codec_error(error_kind(exc))
+            ops.metrics.codec_error(error_kind(exc))
             # Maybe a damaged cached copy: the durable one, when authoritative and readable.
-            known, durable = await _corrupt.durable_creds(store._engine, self._addr)
+            known, durable = await ops.durable_creds(ops.addr)
             if not known or (durable is not None and durable.blob == record.blob):
                 raise
             try:
                 creds = None if durable is None else await self._decode_creds(durable.blob)
             except StoreError as again:
-                store.metrics.codec_error(error_kind(again))
+                ops.metrics.codec_error(error_kind(again))
                 raise again from None
-            await _corrupt.evict(store._engine, self._addr)
-            store.metrics.cache_corrupt_eviction(1)
+            await ops.evict(ops.addr)
+            ops.metrics.cache_corrupt_eviction(1)
             if durable is None:
                 return None, 0
             record = durable
         if not isinstance(creds, dict):
-            raise CorruptDataError(f"creds of session {self._addr} are not a mapping")
+            raise CorruptDataError(f"creds of session {ops.addr} are not a mapping")
         validate_creds(creds)
         return creds, record.version
 
     async def _decode_creds(self, blob: bytes) -> Any:
-        codec, aad = self._store.codec, _creds_aad(self._addr)
+        codec, aad = self._ops.codec, creds_aad(*self._ops.addr)
         if len(blob) <= OFFLOAD_BYTES:
             try:
                 return codec.decode(blob, aad, INLINE_OUTPUT)
@@ -247,7 +243,7 @@ class SessionAuth:
 
     async def creds_version(self) -> int:
         """The version of the stored creds (0 when none were saved)."""
-        record = await self._store._load_creds(self._addr)
+        record = await self._ops.load_creds(self._ops.addr)
         return record.version if record else 0
 
     async def save_creds(self, creds: object, *, expected_version: int | None = None) -> int:
@@ -268,9 +264,21 @@ class SessionAuth:
             raise InvalidInputError("expected_version must be an int")
         as_dict = creds_to_dict(creds)
         validate_creds(as_dict)
-        blob = self._store.codec.encode(as_dict, _creds_aad(self._addr))
-        return await self._store._save_creds(self._addr, blob, expected_version)
+        ops = self._ops
+        blob = ops.codec.encode(as_dict, creds_aad(*ops.addr))
+        return await ops.save_creds(ops.addr, blob, expected_version)
 
     async def delete(self) -> bool:
         """Delete the session's creds and keys; True if anything existed."""
-        return await self._store._delete_session(self._addr)
+        return await self._ops.delete_session(self._ops.addr)
+
+    async def key_ids(self) -> dict[str, list[str]]:
+        """``{type: [ids]}`` of every key the session holds (the durable tier's listing).
+
+        With an outbox, pending entries are drained first, so the listing is complete.
+        """
+        return await self._ops.key_ids(self._ops.addr)
+
+    async def key_counts(self) -> dict[str, int]:
+        """``{type: number of keys}`` of the session (one aggregate query)."""
+        return await self._ops.key_counts(self._ops.addr)

@@ -1,45 +1,38 @@
-"""AuthStore: the public store object; the tiers' logic lives in :mod:`.tiering`."""
+"""AuthStore: the public store object. The tiers' logic lives in :mod:`.tiering`."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
 
 from ._config import StoreConfig
-from ._health import StoreHealth, health
-from ._lifecycle import close_tiers, open_tiers
-from ._model import CredsRecord, KeyWrite, SessionAddr, check_namespace, session_addr
-from ._purge import PurgeReport, purge_sessions
-from ._rotation import RotationReport, rotate_keys
+from ._model import check_namespace, session_addr
+from ._purge import purge_sessions
 from ._session import SessionAuth
 from .backends._registry import make_cache, make_durable
-from .codec import Codec
-from .contracts import CacheBackend, DurableBackend
-from .errors import (
-    StoreClosedError,
-    StoreError,
-    UnavailableError,
-)
-from .observability._metric_families import result_of
+from .contracts import CacheBackend, DurableBackend, Outbox
+from .errors import ConfigError, UnavailableError
 from .observability._metrics import Metrics, StoreMetrics
-from .observability._tracing import span
-from .resilience import BreakerSettings, CircuitBreaker
-from .results import DeadLetterRetry, SessionInfo
-from .tiering import TierGuard
-from .tiering._build import build_engine
+from .results import DeadLetterRetry, PurgeReport, RotationReport, SessionInfo, StoreHealth
+from .tiering import Engine
 from .tiering._dead import retry_dead_letters
-from .tiering._reconnect import CacheReconnect
-
-T = TypeVar("T")
-log = logging.getLogger("baileys_store")
+from .tiering._health import health
+from .tiering._rotation import rotate_keys
+from .tiering._tiers import closed
 
 
 class AuthStore:
-    """The store. Get one from :func:`open_store`; get sessions from :meth:`session`."""
+    """The store. Get one from :func:`open_store`; get sessions from :meth:`session`.
+
+    Args:
+        config: The settings (default: the embedded SQLite store with an in-process cache).
+        durable: A durable backend to use instead of the one ``config.durable`` names (one
+            implementing :class:`~baileys_store.contracts.DurableBackend`).
+        cache: A cache backend to use with it (``None``: no cache, when ``durable`` is given).
+        metrics: Where to count: ``StoreMetrics(registry)``; default: the global Prometheus
+            registry; ``NullMetrics()`` counts nothing.
+    """
 
     def __init__(
         self,
@@ -52,32 +45,12 @@ class AuthStore:
         self.config = config = config or StoreConfig()
         # Default: the global Prometheus registry (several stores share its metric families).
         self.metrics: Metrics = metrics if metrics is not None else StoreMetrics()
-        self.codec: Codec = config.codec()
-        self.durable: DurableBackend = durable or make_durable(config)
-        self.cache: CacheBackend | None = cache if durable or cache else make_cache(config)
-        settings = BreakerSettings.from_config(config)
-        self.breakers = {
-            t: CircuitBreaker(t, settings, on_transition=self._transition)
-            for t in ("durable", "cache")
-        }
-        for tier in ("durable", "cache") if self.cache is not None else ("durable",):
-            # A gauge with labels has no sample until set: show "closed" from the start.
-            self.metrics.breaker_state(tier, self.breakers[tier].state)
-        self._guard = TierGuard(
-            self.breakers,
-            config.op_timeout,
-            abandon_durable=not getattr(self.durable, "cancels_promptly", False),
-            local_cache=getattr(self.cache, "in_process", False),
-            observe=self.metrics.observe_op,
-        )
-        self._engine, self._worker = build_engine(
-            config, self.durable, self.cache, self._guard, self.metrics
-        )
-        for tier, backend in (("durable", self.durable), ("cache", self.cache)):
-            if hasattr(backend, "on_retry"):  # the server backends count their retries
-                backend.on_retry = lambda t=tier: self.metrics.retry(t)  # type: ignore[union-attr]
-        self._open = False
-        self._reconnect: CacheReconnect | None = None
+        self.codec = config.codec()
+        m = self.metrics
+        self.durable = durable or make_durable(config, on_retry=lambda: m.retry("durable"))
+        self.cache = cache if durable or cache else make_cache(config, lambda: m.retry("cache"))
+        self._engine = Engine(config, self.durable, self.cache, codec=self.codec, metrics=m)
+        self.breakers = self._engine.breakers
 
     async def open(self) -> None:
         """Open the tiers (durable first: it is the one that must work).
@@ -91,13 +64,11 @@ class AuthStore:
                 (encryption mode, master keys), or the Redis prefix belongs to another store.
             UnavailableError: the durable tier (or, in write-behind, Redis) did not answer.
         """
-        await open_tiers(self)
-        self._open = True
+        await self._engine.open()
 
     async def close(self) -> None:
         """Stop the worker, release leases, close the tiers; idempotent."""
-        self._open = False
-        await close_tiers(self)
+        await self._engine.close()
 
     async def __aenter__(self) -> AuthStore:
         await self.open()
@@ -112,7 +83,7 @@ class AuthStore:
         Raises:
             InvalidInputError: a bad namespace or session id.
         """
-        return SessionAuth(self, session_addr(namespace, session_id))
+        return SessionAuth(self._engine.ops(session_addr(namespace, session_id)))
 
     async def list_sessions(self, namespace: str | None = None) -> AsyncIterator[SessionInfo]:
         """Every session stored in the durable tier (optionally of one namespace).
@@ -122,7 +93,7 @@ class AuthStore:
         """
         self._check_open()
         ns = check_namespace(namespace) if namespace is not None else None
-        if self._worker is not None:
+        if self._engine.worker is not None:
             # Best effort: sessions only in the outbox yet get listed too; one that another
             # worker is draining right now is listed once that worker is done.
             with contextlib.suppress(UnavailableError):
@@ -146,7 +117,7 @@ class AuthStore:
             if info.session_id > addr.session_id:  # listed in order: it is not there
                 break
         if found:
-            await self._write_keys(addr, [])
+            await self._engine.writes.write_keys(addr, [])
         return found
 
     async def purge(
@@ -171,15 +142,13 @@ class AuthStore:
     ) -> RotationReport:
         """Re-encrypt every record with the active master key, online and resumable.
 
-        See :mod:`baileys_store._rotation` (README "Key rotation"). Sessions another process
-        holds are skipped and counted in ``in_use``; records that fail to authenticate are
-        left alone and counted in ``failed``. ``verify``: only check, write nothing.
-
-        Raises:
-            ConfigError: a custom durable backend that cannot list keys.
+        See :mod:`baileys_store.tiering._rotation` (README "Key rotation"). Sessions another
+        process holds are skipped and counted in ``in_use``; records that fail to authenticate
+        are left alone and counted in ``failed``. ``verify``: only check, write nothing.
         """
         self._check_open()
-        return await rotate_keys(self, namespace=namespace, progress=progress, verify=verify)
+        sessions = self.list_sessions(namespace)
+        return await rotate_keys(self._engine, sessions, progress=progress, verify=verify)
 
     async def retry_dead_letters(
         self, session_id: str, *, namespace: str = "default"
@@ -195,7 +164,9 @@ class AuthStore:
             UnavailableError: Redis could not answer.
         """
         self._check_open()
-        return await retry_dead_letters(self._engine, session_addr(namespace, session_id))
+        engine = self._engine
+        addr = session_addr(namespace, session_id)
+        return await retry_dead_letters(engine.tiers, engine.writes, addr)
 
     async def release(self, session_id: str, *, namespace: str = "default") -> bool:
         """Release this process's lease on a session now (another process may then take it).
@@ -221,10 +192,27 @@ class AuthStore:
                 busy elsewhere, a failing head entry retried later, or a tier down).
         """
         self._check_open()
-        if self._worker is None:
-            return 0
-        extra = list(self._engine.behind)  # this process's pending sessions, even if unindexed
-        return await self._worker.barrier(extra, wait=self.config.op_timeout)
+        return await self._engine.drain_outbox()
+
+    @property
+    def outbox(self) -> Outbox:
+        """The write-behind outbox of a Redis cache (what ``baileys-store outbox`` inspects).
+
+        Raises:
+            ConfigError: the store has no outbox (no ``redis://`` cache).
+        """
+        shared = self._engine.shared
+        if shared is None:
+            raise ConfigError(
+                "this store has no outbox: it needs a redis:// cache (BAILEYS_STORE_CACHE)"
+            )
+        return shared.outbox
+
+    @property
+    def outbox_worker_id(self) -> str | None:
+        """The id of this store's outbox worker (``None`` without an outbox)."""
+        worker = self._engine.worker
+        return worker.worker_id if worker is not None else None
 
     def acknowledge_data_loss(self, session_id: str, *, namespace: str = "default") -> bool:
         """Accept that a session lost write-behind entries; it serves its durable state again.
@@ -234,78 +222,17 @@ class AuthStore:
         is called (or the session is deleted). Returns False when the session was not marked.
         """
         self._check_open()
-        watch = getattr(self._engine, "watch", None)
+        watch = self._engine.watch
         return watch is not None and watch.acknowledge(session_addr(namespace, session_id))
 
     async def check(self) -> StoreHealth:
         """Ask every tier for a round trip and aggregate (see :class:`StoreHealth`)."""
         self._check_open()
-        return await health(self._engine, self.breakers, self.durable, self.config.op_timeout)
-
-    def _transition(self, tier: str, old: str, new: str) -> None:
-        self.metrics.breaker_state(tier, new)
-        log.warning(
-            "circuit breaker %s: %s -> %s",
-            tier,
-            old,
-            new,
-            extra={"event": "breaker_transition", "tier": tier, "state": new},
-        )
-
-    async def _timed(self, op: str, addr: SessionAddr, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run one store operation, counting it by outcome (labels never name the session)."""
-        self._check_open()
-        start = time.perf_counter()
-        result = "ok"
-        try:
-            with span(
-                f"baileys_store.{op}",
-                system=self.durable.name,
-                operation=op,
-                namespace=addr.namespace,
-                tier="store",
-            ):
-                return await fn()
-        except StoreError as exc:
-            result = result_of(exc)
-            if result == "conflict":
-                self.metrics.version_conflict()
-            raise
-        finally:
-            metrics, engine = self.metrics, self._engine
-            metrics.observe_op(op, "store", result, time.perf_counter() - start, addr.namespace)
-            held = len(engine.leases.held) if engine.leases is not None else 0
-            metrics.sessions_in_use(max(len(engine.states), held))
+        return await health(self._engine)
 
     def _check_open(self) -> None:
-        if not self._open:
-            raise StoreClosedError("the store is closed; use `async with open_store(...)`")
-
-    # -- used by SessionAuth / KeyStore ----------------------------------------------------
-
-    async def _get_blobs(
-        self, addr: SessionAddr, key_type: str, ids: list[str]
-    ) -> dict[str, bytes]:
-        engine = self._engine
-        return await self._timed("get_keys", addr, lambda: engine.get_blobs(addr, key_type, ids))
-
-    async def _write_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
-        await self._timed("write_keys", addr, lambda: self._engine.write_keys(addr, writes))
-
-    async def _clear_keys(self, addr: SessionAddr) -> None:
-        await self._timed("clear_keys", addr, lambda: self._engine.clear_keys(addr))
-
-    async def _load_creds(self, addr: SessionAddr) -> CredsRecord | None:
-        return await self._timed("load_creds", addr, lambda: self._engine.load_creds(addr))
-
-    async def _save_creds(self, addr: SessionAddr, blob: bytes, expected: int | None) -> int:
-        engine = self._engine
-        return await self._timed(
-            "save_creds", addr, lambda: engine.save_creds(addr, blob, expected)
-        )
-
-    async def _delete_session(self, addr: SessionAddr) -> bool:
-        return await self._timed("delete_session", addr, lambda: self._engine.delete_session(addr))
+        if not self._engine.is_open:
+            raise closed()
 
 
 @asynccontextmanager

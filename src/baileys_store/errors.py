@@ -158,3 +158,14 @@ class DataLossError(StoreError):
     this error from the operation that found the loss. Sessions whose outbox was lost must be
     checked by an operator (their durable state is the last drained one).
     """
+
+
+def result_of(exc: StoreError) -> str:
+    """The ``result`` metric label of an operation that raised ``exc`` (bounded values)."""
+    if isinstance(exc, UnavailableError):
+        return "unavailable"
+    if isinstance(exc, ConflictError):
+        return "conflict"
+    if isinstance(exc, FencedError):
+        return "fenced"
+    return "error"

@@ -201,11 +201,11 @@ async def test_durable_blackholed(
                     if breaker.state == "open" and "breaker_open_s" not in figures:
                         figures["breaker_open_s"] = round(time.monotonic() - start, 3)
                     await asyncio.sleep(0.01)
-                figures["sessions_buffered"] = len(engine.behind)
+                figures["sessions_buffered"] = len(engine.tiers.behind)
                 proxy.set_reset()  # stalled connections die, as after a network cut
                 proxy.set_pass()
                 healed = time.monotonic()
-                while (breaker.state != "closed" or engine.behind) and (  # noqa: ASYNC110
+                while (breaker.state != "closed" or engine.tiers.behind) and (  # noqa: ASYNC110
                     time.monotonic() - healed < 20
                 ):  # polling our own state
                     await asyncio.sleep(0.01)

@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from baileys_store import AuthStore, StoreConfig
 from baileys_store._model import SessionAddr
-from baileys_store._session import _creds_aad, _key_aad
 from baileys_store.backends._registry import make_cache
+from baileys_store.codec import creds_aad, key_aad
 from baileys_store.codec._envelope import _HEADER, FORMAT, MAGIC
 from baileys_store.observability._metrics import StoreMetrics
 from tests._services.redis import with_query
@@ -72,11 +72,11 @@ class Variants:
 
 def plaintext_key(addr: SessionAddr, key_type: str, key_id: str, value: Any) -> bytes:
     """The blob a process without the master key writes (valid, unkeyed CRC)."""
-    return StoreConfig(compression="none").codec().encode(value, _key_aad(addr, key_type, key_id))
+    return StoreConfig(compression="none").codec().encode(value, key_aad(*addr, key_type, key_id))
 
 
 def plaintext_creds(addr: SessionAddr, creds: dict[str, Any]) -> bytes:
-    return StoreConfig(compression="none").codec().encode(creds, _creds_aad(addr))
+    return StoreConfig(compression="none").codec().encode(creds, creds_aad(*addr))
 
 
 def envelope(payload: bytes, aad: bytes, comp: int) -> bytes:

@@ -23,7 +23,7 @@ import pytest
 
 from baileys_store import AuthStore, StoreConfig, errors
 from baileys_store._model import KeyWrite, SessionAddr
-from baileys_store._session import _key_aad
+from baileys_store.codec import key_aad
 from tests._services.redis import RedisServer, unique_prefix, with_query
 from tests.security._forge import envelope, plaintext_creds, plaintext_key, zstd_bomb
 
@@ -103,7 +103,7 @@ async def test_attacks_fail_fast_and_leak_nothing(
         # Forged plaintext records, a moved blob and a bomb, straight into the durable tier (an
         # encrypted store refuses the bomb before decompressing it: it is a plaintext record).
         durable = store.durable
-        aad_bomb = _key_aad(addr, "session", "bomb")
+        aad_bomb = key_aad(*addr, "session", "bomb")
         await durable.write_keys(
             addr,
             [

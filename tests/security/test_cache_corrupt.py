@@ -108,7 +108,7 @@ async def test_damaged_redis_and_l1_entries(hybrid: Backend) -> None:
         sess, addr = store.session("s", namespace=v.namespace), v.addr("s")
         await sess.keys.set({"pre-key": {"1": b"one", "2": b"two"}})
         await sess.save_creds(CREDS)
-        client, base = store.cache._c(), store.cache._base(addr)  # type: ignore[union-attr]
+        client, base = store.cache.runner.client, store.cache.runner.base(addr)  # type: ignore[union-attr]
         l1 = store._engine.l1
         assert l1 is not None
         behind = store.config.write_mode == "write-behind"

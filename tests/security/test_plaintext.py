@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from baileys_store import errors
 from baileys_store._model import KeyWrite
-from baileys_store._store_meta import key_fingerprint
 from baileys_store.codec import parse_master_key
+from baileys_store.tiering._meta import key_fingerprint
 from tests.conftest import Backend
 from tests.security._forge import (
     ENCRYPTED,
@@ -108,8 +108,8 @@ async def test_forged_and_moved_blobs_in_redis_are_never_served(hybrid: Backend)
         await sess.keys.set({"pre-key": {"1": b"one", "2": b"two"}})
         await sess.save_creds(CREDS)
         addr, cache = v.addr("s"), store.cache
-        client = cache._c()  # type: ignore[union-attr]
-        base = cache._base(addr)  # type: ignore[union-attr]
+        client = cache.runner.client  # type: ignore[union-attr]
+        base = cache.runner.base(addr)  # type: ignore[union-attr]
         moved = await client.hget(base + "k:pre-key", "2")
         await client.hset(base + "k:pre-key", "1", plaintext_key(addr, "pre-key", "1", b"evil"))
         await client.hset(base + "k:pre-key", "3", moved)  # never written: only the forgery

@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from baileys_store._health import StoreHealth
 from baileys_store.errors import UnavailableError
 from baileys_store.observability import HealthServer, StoreMetrics, asgi_app, serve
-from baileys_store.results import TierHealth
+from baileys_store.results import StoreHealth, TierHealth
 
 
 class Source:

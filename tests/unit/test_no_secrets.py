@@ -87,7 +87,7 @@ async def test_errors_and_logs_carry_no_secrets(
     await durable.open()
     try:
         stored = await durable.get_keys(
-            store.session("5511", namespace="clinic-1")._addr, "session", ["1.0"]
+            SessionAddr("clinic-1", "5511"), "session", ["1.0"]
         )
     finally:
         await durable.close()

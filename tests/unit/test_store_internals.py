@@ -17,8 +17,8 @@ import pytest
 
 from baileys_store import AuthStore, StoreConfig, errors
 from baileys_store._model import CredsRecord, KeyWrite, SessionAddr
-from baileys_store._session import _key_aad
 from baileys_store.backends.memory import MemoryCache, MemoryDurable
+from baileys_store.codec import key_aad
 from baileys_store.contracts import CachedKeys
 from tests.contract.test_concurrency import Workload
 from tests.contract.test_creds import node_creds
@@ -139,7 +139,7 @@ async def cached(store: AuthStore, key_type: str, key_id: str) -> object:
     """The decoded value the cache holds for one key of ``ADDR`` (``None``: not cached)."""
     assert store.cache is not None
     blob = (await store.cache.read_keys(ADDR, key_type, [key_id])).found.get(key_id)
-    return None if blob is None else store.codec.decode(blob, _key_aad(ADDR, key_type, key_id))
+    return None if blob is None else store.codec.decode(blob, key_aad(*ADDR, key_type, key_id))
 
 
 @pytest.fixture
@@ -172,7 +172,7 @@ async def test_failed_write_that_applied_leaves_no_stale_cache(
         await keys.set({"session": {"a": b"v2", "b": None}})
     durable.fail_after_write = None
     assert await keys.get("session", ["a", "b"]) == {"a": b"v2"}
-    assert len(store._engine.states) == 0
+    assert len(store._engine.tiers.states) == 0
 
 
 async def test_failed_creds_save_that_applied_leaves_no_stale_cache(
@@ -203,7 +203,7 @@ async def test_cancelled_write_that_applied_leaves_no_stale_cache(
         await task
     durable.write_pause = None
     assert await keys.get("session", ["a"]) == {"a": b"v2"}
-    assert len(store._engine.states) == 0
+    assert len(store._engine.tiers.states) == 0
 
 
 async def test_slow_read_racing_a_write_does_not_fill_the_cache(
@@ -294,7 +294,7 @@ async def test_failed_cache_update_is_never_served(store: AuthStore, cache: Fail
     assert await keys.get("session", ["a"]) == {"a": b"v2"}
     assert await keys.get("session", ["a"]) == {"a": b"v2"}
     await keys.set({"session": {"b": b"x"}})  # a later write drops the session's entries
-    assert ADDR not in store._engine.untrusted
+    assert ADDR not in store._engine.tiers.untrusted
     assert await cached(store, "session", "a") is None
     assert await keys.get("session", ["a", "b"]) == {"a": b"v2", "b": b"x"}
 
@@ -331,7 +331,7 @@ async def test_op_timeout_raises_unavailable(
     assert store.breakers["cache"].snapshot().failures >= 1
     cache.hang = False
     assert await sess.keys.get("session", ["a"]) == {"a": b"v2"}  # the timed-out write applied
-    assert len(store._engine.states) == 0
+    assert len(store._engine.tiers.states) == 0
 
 
 async def test_durable_read_error_raises_not_empty(
@@ -356,14 +356,15 @@ async def test_session_state_is_released_when_idle(
         *(s.keys.get("session", ["0", "1"]) for s in sessions),
         *(s.save_creds(node_creds()) for s in sessions),
     )
-    assert len(store._engine.states) == 0
+    assert len(store._engine.tiers.states) == 0
     pause = durable.write_pause = Pause()
     task = asyncio.create_task(sessions[0].keys.set({"session": {"x": b"v"}}))
     await pause.reached.wait()
-    assert set(store._engine.states._states) == {SessionAddr("default", "s0")}  # alive while in use
+    # alive while in use
+    assert set(store._engine.tiers.states.by_addr) == {SessionAddr("default", "s0")}
     pause.go.set()
     await task
-    assert len(store._engine.states) == 0
+    assert len(store._engine.tiers.states) == 0
 
 
 async def test_jittery_durable_tier_keeps_every_transaction_whole() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -14,7 +15,7 @@ from .sqlite import SQLiteDurable, sqlite_path
 if TYPE_CHECKING:
     from .._config import StoreConfig
 
-# scheme -> (module, factory function, pip extra). Each factory takes (config, role).
+# scheme -> (module, factory function, pip extra). Each factory takes (config, role, on_retry=).
 _SERVER_BACKENDS: dict[str, tuple[str, str, str]] = {
     "postgresql": ("baileys_store.backends.postgres", "from_config", "postgres"),
     "postgres": ("baileys_store.backends.postgres", "from_config", "postgres"),
@@ -25,14 +26,12 @@ _SERVER_BACKENDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _server(config: StoreConfig, url: str, role: str) -> Any:
+def _server(config: StoreConfig, url: str, role: str, on_retry: Callable[[], None] | None) -> Any:
     scheme = urlsplit(url).scheme
     entry = _SERVER_BACKENDS.get(scheme)
     if entry is None:
         raise ConfigError(f"{role}: no backend for scheme {scheme!r}")
     module_name, factory, extra = entry
-    if role == "cache" and scheme in ("redis", "rediss"):
-        module_name = "baileys_store.backends._redis_hybrid"
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -42,11 +41,13 @@ def _server(config: StoreConfig, url: str, role: str) -> Any:
             f"{role}: the {scheme} backend needs `pip install baileys-store[{extra}]` "
             f"(missing module {exc.name})"
         ) from None
-    return getattr(module, factory)(config, role)
+    return getattr(module, factory)(config, role, on_retry=on_retry)
 
 
-def make_durable(config: StoreConfig) -> DurableBackend:
-    """The durable backend named by ``config.durable``."""
+def make_durable(
+    config: StoreConfig, *, on_retry: Callable[[], None] | None = None
+) -> DurableBackend:
+    """The durable backend named by ``config.durable`` (``on_retry``: counts its retries)."""
     scheme = urlsplit(config.durable).scheme
     if scheme == "sqlite":
         # With an in-process cache in front, a second process would read stale data: lock it out.
@@ -59,15 +60,17 @@ def make_durable(config: StoreConfig) -> DurableBackend:
         )
     if scheme == "memory":
         return MemoryDurable()
-    backend: DurableBackend = _server(config, config.durable, "durable")
+    backend: DurableBackend = _server(config, config.durable, "durable", on_retry)
     return backend
 
 
-def make_cache(config: StoreConfig) -> CacheBackend | None:
+def make_cache(
+    config: StoreConfig, on_retry: Callable[[], None] | None = None
+) -> CacheBackend | None:
     """The cache backend named by ``config.cache`` (``None`` when disabled)."""
     if config.cache is None:
         return None
     if urlsplit(config.cache).scheme == "memory":
         return MemoryCache(config.cache_max_entries)
-    backend: CacheBackend = _server(config, config.cache, "cache")
+    backend: CacheBackend = _server(config, config.cache, "cache", on_retry)
     return backend

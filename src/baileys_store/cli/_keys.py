@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from .._rotation import RotationReport
+from ..results import RotationReport
 from .._store import AuthStore
 from ._sessions import run_with_store, store_option
 

@@ -15,18 +15,14 @@ from rich.table import Table
 
 from .._model import session_addr
 from .._store import AuthStore
-from ..errors import ConfigError, LeaseHeldError, StoreError, UnavailableError
+from ..contracts import Outbox
+from ..errors import LeaseHeldError, StoreError, UnavailableError
 from ._sessions import cli_config, namespace_option, one_line, run_with_store, store_option
 
 
-def _outbox(store: AuthStore) -> Any:
+def _outbox(store: AuthStore) -> Outbox:
     """The Redis outbox of the store's cache tier, or a ConfigError naming what is missing."""
-    shared = store._engine.shared
-    if shared is None or store._worker is None:
-        raise ConfigError(
-            "this store has no outbox: it needs a redis:// cache (BAILEYS_STORE_CACHE)"
-        )
-    return shared
+    return store.outbox
 
 
 @click.group("outbox")
@@ -87,19 +83,17 @@ def worker_command(*, once: bool, store_url: str | None) -> None:
         return
 
     async def main() -> None:
-        async with AuthStore(cli_config(store_url)) as store:
+        # The store's own worker drains, started at open; closing the store stops it.
+        config = cli_config(store_url).model_copy(update={"outbox_worker": True})
+        async with AuthStore(config) as store:
             _outbox(store)
-            worker = store._worker
-            assert worker is not None
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError):
                     loop.add_signal_handler(sig, stop.set)
-            worker.start()
-            click.echo(f"Outbox worker {worker.worker_id} running; Ctrl-C to stop.")
+            click.echo(f"Outbox worker {store.outbox_worker_id} running; Ctrl-C to stop.")
             await stop.wait()
-            await worker.stop()
 
     try:
         asyncio.run(main())

@@ -6,7 +6,7 @@ import re
 
 import click
 
-from .._purge import PurgeReport
+from ..results import PurgeReport
 from .._store import AuthStore
 from ._sessions import run_with_store, store_option
 

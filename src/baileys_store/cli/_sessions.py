@@ -17,7 +17,6 @@ from .._model import session_addr
 from .._store import AuthStore
 from ..backends.sqlite import SQLiteDurable
 from ..errors import StoreError
-from ..integrations._key_listing import key_counts
 from ..results import SessionInfo
 from ._context import CliContext
 
@@ -155,7 +154,7 @@ def inspect_command(*, session_id: str, namespace: str, store_url: str | None) -
         session = store.session(session_id, namespace=namespace)
         version = await session.creds_version()
         creds = await session.load_creds() if version else None
-        counts = await key_counts(store, session_addr(namespace, session_id))
+        counts = await session.key_counts()
         return version, creds, counts, store.durable.name
 
     version, creds, counts, backend = run_with_store(store_url, fetch)

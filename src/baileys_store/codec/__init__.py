@@ -3,7 +3,7 @@
 from ..errors import OversizeRecordError, PlaintextRecordError
 from ._ciphers import Cipher
 from ._compress import Compression
-from ._envelope import Codec, error_kind, record_aad, session_aad
+from ._envelope import Codec, creds_aad, error_kind, key_aad, record_aad, session_aad
 from ._keyring import KeyRing, parse_master_key
 
 __all__ = [
@@ -13,7 +13,9 @@ __all__ = [
     "KeyRing",
     "OversizeRecordError",
     "PlaintextRecordError",
+    "creds_aad",
     "error_kind",
+    "key_aad",
     "parse_master_key",
     "record_aad",
     "session_aad",

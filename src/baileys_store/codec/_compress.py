@@ -8,8 +8,11 @@ produced (gzip through a streaming inflater with a maximum output).
 
 from __future__ import annotations
 
+import functools
 import zlib
+from collections.abc import Callable
 from enum import IntEnum
+from typing import Any
 
 import cramjam
 
@@ -36,15 +39,25 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _GZIP_WBITS = 31  # zlib: a gzip header and trailer
 
 
+def compressor(algo: Compression) -> Callable[[bytes], Any] | None:
+    """The compress function of ``algo`` (``None`` for ``NONE``), bound once by the codec.
+
+    The result is a bytes-like buffer (``bytes(...)`` it to keep it); the functions are
+    cramjam's own (or ``functools.partial`` of them): no Python frame on the write path.
+    """
+    if algo is Compression.SNAPPY:
+        return cramjam.snappy.compress_raw
+    if algo is Compression.ZSTD:
+        return functools.partial(cramjam.zstd.compress, level=3)
+    if algo is Compression.GZIP:
+        return functools.partial(cramjam.gzip.compress, level=6)
+    return None
+
+
 def compress(algo: Compression, data: bytes) -> bytes:
     """Compress ``data`` with ``algo`` (``NONE`` returns it unchanged)."""
-    if algo is Compression.SNAPPY:
-        return bytes(cramjam.snappy.compress_raw(data))
-    if algo is Compression.ZSTD:
-        return bytes(cramjam.zstd.compress(data, level=3))
-    if algo is Compression.GZIP:
-        return bytes(cramjam.gzip.compress(data, level=6))
-    return data
+    fn = compressor(algo)
+    return data if fn is None else bytes(fn(data))
 
 
 def _too_large(name: str, size: int | None, limit: int) -> OversizeRecordError:

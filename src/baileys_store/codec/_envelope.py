@@ -91,6 +91,16 @@ def session_aad(kind: str, namespace: str, session_id: str) -> SessionAad:
     return SessionAad(kind, namespace, session_id)
 
 
+def key_aad(namespace: str, session_id: str, key_type: str, key_id: str) -> bytes:
+    """The address bound to one key record's blob."""
+    return record_aad("k", namespace, session_id, key_type, key_id)
+
+
+def creds_aad(namespace: str, session_id: str) -> bytes:
+    """The address bound to a session's creds blob."""
+    return record_aad("c", namespace, session_id)
+
+
 class Codec:
     """Turns values into self-describing blobs and back.
 
@@ -105,7 +115,16 @@ class Codec:
             to encryption); without it they raise :class:`PlaintextRecordError`.
     """
 
-    __slots__ = ("_cipher", "_compression", "_keyring", "_max", "_plain_ok", "_suite", "_threshold")
+    __slots__ = (
+        "_cipher",
+        "_compress",
+        "_compression",
+        "_keyring",
+        "_max",
+        "_plain_ok",
+        "_suite",
+        "_threshold",
+    )
 
     def __init__(
         self,
@@ -118,6 +137,7 @@ class Codec:
         allow_plaintext: bool = False,
     ) -> None:
         self._compression = compression
+        self._compress = _compress.compressor(compression)
         self._threshold = threshold
         self._cipher = cipher
         self._keyring = keyring or KeyRing({})
@@ -143,10 +163,10 @@ class Codec:
                 f"value is {len(payload)} bytes serialized, over the limit of {self._max}"
             )
         comp = Compression.NONE
-        if self._compression is not Compression.NONE and len(payload) >= self._threshold:
-            packed = _compress.compress(self._compression, payload)
+        if self._compress is not None and len(payload) >= self._threshold:
+            packed = self._compress(payload)
             if len(packed) < len(payload):
-                comp, payload = self._compression, packed
+                comp, payload = self._compression, bytes(packed)
         if self._cipher is Cipher.NONE:
             header = _HEADER.pack(MAGIC, FORMAT, comp, Cipher.NONE, 0)
             crc = zlib.crc32(payload, zlib.crc32(aad, zlib.crc32(header)))

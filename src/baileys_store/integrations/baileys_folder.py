@@ -30,13 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._model import session_addr
 from .._store import AuthStore
 from ..errors import ConflictError, InvalidInputError
 from . import _folder_io as fio
 from ._bufferjson import FLAVOURS, Flavour, dumps
 from ._folder_names import CREDS_FILE, KNOWN_KEY_TYPES, KeyNameParser, key_filename
-from ._key_listing import key_ids
 
 __all__ = [
     "FLAVOURS",
@@ -249,7 +247,6 @@ async def export_folder(
 
     Raises:
         InvalidInputError: no creds, a non-empty folder, two ids sharing one file name.
-        ConfigError: the durable backend cannot list keys.
         OSError: the folder cannot be written.
     """
     path = Path(folder)
@@ -258,7 +255,7 @@ async def export_folder(
     if creds is None:
         raise InvalidInputError(f"session {namespace}/{session_id} has no creds to export")
     found = _pick_flavour(creds, flavour, f"session {namespace}/{session_id}")
-    ids = await key_ids(store, session_addr(namespace, session_id))
+    ids = await session.key_ids()
     total = sum(map(len, ids.values()))
     names: dict[str, str] = {}  # file name -> id, so no two keys write one file
     for key_type, type_ids in ids.items():

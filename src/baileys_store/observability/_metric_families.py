@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ..errors import ConfigError, ConflictError, FencedError, StoreError, UnavailableError
+from ..errors import ConfigError
 
 OTHER = "other"
 MAX_CHILDREN = 4096
@@ -161,17 +161,6 @@ METRICS_DOC: list[tuple[str, str, str, str]] = [
     (f"baileys_store_{name}", kind, labels, meaning) for name, kind, labels, meaning in _DOC
 ]
 """``(name, type, labels, meaning)`` of every metric, for the README (default prefix)."""
-
-
-def result_of(exc: StoreError) -> str:
-    """The ``result`` label of an operation that raised ``exc``."""
-    if isinstance(exc, UnavailableError):
-        return "unavailable"
-    if isinstance(exc, ConflictError):
-        return "conflict"
-    if isinstance(exc, FencedError):
-        return "fenced"
-    return "error"
 
 
 def pick(value: str, allowed: frozenset[str]) -> str:

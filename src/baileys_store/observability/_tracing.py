@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer, TracerProvider
 
-__all__ = ["TRACER_NAME", "set_tracing", "span", "tracing_enabled"]
+__all__ = ["GATE", "TRACER_NAME", "set_tracing", "span", "tracing_enabled"]
 
 TRACER_NAME = "baileys_store"
 _NOOP: AbstractContextManager[None] = nullcontext()
@@ -43,6 +43,23 @@ _explicit = False  # a provider was given to set_tracing
 _absent_until = 0.0  # monotonic time until which "no provider installed" is taken as known
 
 
+class _Gate:
+    """Whether :func:`span` may make real spans, as plain attributes a hot path reads.
+
+    ``off_until``: a monotonic time before which :func:`span` is known to return the no-op (a
+    caller may skip calling it); 0 when spans may be on. Kept by :func:`span` and
+    :func:`set_tracing`, so a hot path pays one attribute read instead of a call.
+    """
+
+    __slots__ = ("off_until",)
+
+    def __init__(self) -> None:
+        self.off_until = 0.0
+
+
+GATE = _Gate()
+
+
 def set_tracing(enabled: bool, *, provider: TracerProvider | None = None) -> bool:
     """Turn tracing on or off; it can only be on when ``opentelemetry-api`` is installed.
 
@@ -60,6 +77,7 @@ def set_tracing(enabled: bool, *, provider: TracerProvider | None = None) -> boo
     # Fetched again lazily, from the provider given or the global one at that time.
     _tracer = provider.get_tracer(TRACER_NAME) if _enabled and provider is not None else None
     _explicit = _tracer is not None
+    GATE.off_until = 0.0 if _enabled else float("inf")
     return _enabled
 
 
@@ -104,8 +122,13 @@ def span(name: str, **attributes: Any) -> AbstractContextManager[Any]:
     ``db.operation.name``, ``namespace`` -> ``db.namespace``, ``tier`` ->
     ``baileys_store.tier``; other names are used as given.
     """
-    if not _enabled or (not _explicit and _no_provider()):
+    if not _enabled:
+        GATE.off_until = float("inf")
         return _NOOP
+    if not _explicit and _no_provider():
+        GATE.off_until = _absent_until
+        return _NOOP
+    GATE.off_until = 0.0
     return _real_span(name, attributes)
 
 

@@ -1,18 +1,8 @@
-"""Tiering: the engine behind :class:`~baileys_store.AuthStore` (caches, leases, the outbox)."""
+"""Tiering: the engine behind :class:`~baileys_store.AuthStore` (caches, leases, the outbox).
 
-from ._guard import Guard, TierGuard
-from ._lease import Lease, LeaseManager
-from ._state import SessionState, SessionStates
-from ._worker import OutboxWorker
-from ._writes import Engine
+The store builds one :class:`Engine`; its sessions get :class:`SessionOps`.
+"""
 
-__all__ = [
-    "Engine",
-    "Guard",
-    "Lease",
-    "LeaseManager",
-    "OutboxWorker",
-    "SessionState",
-    "SessionStates",
-    "TierGuard",
-]
+from ._engine import Engine, SessionOps
+
+__all__ = ["Engine", "SessionOps"]

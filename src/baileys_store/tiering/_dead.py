@@ -5,7 +5,7 @@ session go on being applied, so some of its records may have been replaced since
 them blindly would roll those back. The cache knows: while a session has dead letters it keeps
 serving their values (no TTL, tombstones kept), so a dead record whose value the cache still
 holds is current and goes back into the outbox, behind what is pending; the others are dropped
-(see :meth:`RedisHybridCache.requeue_dead`).
+(see ``SharedCache.requeue_dead``).
 
 Who may run it: the session's lease holder. In write-behind mode every write of the owner
 goes through the same Redis scripts, atomically with the requeue, so it may also run while
@@ -19,29 +19,30 @@ from __future__ import annotations
 from .._model import SessionAddr
 from ..errors import ConfigError, LeaseHeldError
 from ..results import DeadLetterRetry
-from ._writes import Engine
+from ._tiers import Tiers
+from ._write import Writes
 
 
-async def retry_dead_letters(engine: Engine, addr: SessionAddr) -> DeadLetterRetry:
+async def retry_dead_letters(tiers: Tiers, writes: Writes, addr: SessionAddr) -> DeadLetterRetry:
     """Requeue the session's dead letters that are still current (module doc)."""
-    shared = engine.shared
-    if shared is None or engine.drain is None:
+    shared = tiers.shared
+    if shared is None or writes.worker is None:
         raise ConfigError("this store has no outbox: it needs a redis:// cache")
-    async with engine.states.use(addr, write=True, touched=None):
+    async with tiers.states.use(addr, write=True, touched=None):
         try:
-            lease = await engine._lease(addr, write=True)
+            lease = await tiers.lease(addr, write=True)
         except LeaseHeldError:
-            if not engine.write_behind:
+            if not tiers.write_behind:
                 raise
             lease = None
         token = lease.token if lease else None
         fence = lease.fence() if lease else None
-        done = await engine._fenced(
+        done = await tiers.fenced(
             addr,
-            engine.guard(
+            tiers.guard(
                 "cache", "requeue_dead", lambda: shared.requeue_dead(addr, token=token, fence=fence)
             ),
         )
         if done.seq:
-            engine.appended(addr, done.seq)
+            writes.appended(addr, done.seq)
         return done

@@ -25,7 +25,7 @@ from typing import TypeVar
 from .._model import FENCE_SHIFT, SessionAddr, lease_token_of
 from ..contracts import DurableBackend, LeaseBackend
 from ..errors import FencedError, LeaseHeldError, LeaseLostError, UnavailableError
-from ._guard import Guard
+from ..resilience import Guard
 
 T = TypeVar("T")
 log = logging.getLogger("baileys_store.lease")

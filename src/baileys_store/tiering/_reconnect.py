@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from ..contracts import CacheBackend
 from ..errors import ConfigError, StoreError
-from ._guard import TierGuard
+from ..resilience import TierGuard
 
 log = logging.getLogger("baileys_store")
 

@@ -26,14 +26,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from .._model import CredsRecord, KeyWrite, SessionAddr
+from .._model import SessionAddr
+from ..contracts import DurableBackend, SharedCache
 from ..errors import DataLossError
-from ._guard import Guard
-from ._lease import Lease
-from ._writes import Engine
+from ..resilience import Guard
 
 if TYPE_CHECKING:
     from ..backends.memory import MemoryCache
@@ -42,25 +40,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("baileys_store.tiers")
 
 
-class EpochCache(Protocol):
-    """What the watch needs from the Redis cache (the hybrid cache: the outbox and binding)."""
-
-    epoch: str | None
-    epoch_changed: bool
-
-    async def bind_durable(self, store_id: str) -> None: ...
-    async def bind_epoch(self, candidate: str) -> str: ...
-    async def current_epoch(self) -> str | None: ...
-
-
 class ResetWatch:
     """Detects a cache reset and keeps the sessions it may have cost data (see module doc)."""
 
     def __init__(
         self,
-        cache: EpochCache,
+        cache: SharedCache,
         *,
-        durable: object,
+        durable: DurableBackend,
         guard: Guard,
         metrics: Metrics,
         behind: dict[SessionAddr, int],
@@ -70,13 +57,14 @@ class ResetWatch:
         self.behind, self.l1 = behind, l1
         self.lost: set[SessionAddr] = set()
         self.resets = 0
+        self.stamp_lost = False  # a read saw stamp 0 for a session with entries pending here
         self._lock = asyncio.Lock()
         self._rebinding = False
 
     async def bind(self) -> None:
         """Bind the prefix: the durable tier's marker (ConfigError if another's), the epoch."""
         cache = self.cache
-        store_id: str = getattr(self.durable, "store_id", "")  # known once the tier is open
+        store_id = self.durable.store_id  # known once the tier is open
         if store_id:
             await self.guard("cache", "bind_durable", lambda: cache.bind_durable(store_id))
         await self.guard("cache", "bind_durable", lambda: cache.bind_epoch(secrets.token_hex(8)))
@@ -97,14 +85,29 @@ class ResetWatch:
             return True
         return False
 
+    @property
+    def changed(self) -> bool:
+        """True when a call noticed a reset (another epoch, or a lost session stamp)."""
+        return self.cache.epoch_changed or self.stamp_lost
+
+    def saw_stamp(self, addr: SessionAddr, stamp: int) -> None:
+        """A read's write stamp: 0 for a session with entries pending here means a data loss.
+
+        Every write-behind append bumps the stamp (never reset but by a loss), so a session in
+        ``behind`` (entries this process appended, not yet drained) that reads stamp 0 has lost
+        its bookkeeping, and with it the entries.
+        """
+        if stamp == 0 and addr in self.behind:
+            self.stamp_lost = True
+
     async def after_write(self) -> None:
         """After a write-behind call: handle a reset its round trip noticed."""
-        if self.cache.epoch_changed:
+        if self.changed:
             await self.reset()
 
     async def verify(self, addr: SessionAddr) -> None:
-        """After a read: handle a reset it noticed (a stamp of 0, see ``saw_stamp``)."""
-        if self.cache.epoch_changed:
+        """After a read: handle a reset it noticed (a stamp of 0, see :meth:`saw_stamp`)."""
+        if self.changed:
             await self.reset()
         self.check(addr)
 
@@ -119,12 +122,13 @@ class ResetWatch:
     async def reset(self) -> None:
         """The cache lost its data: mark the sessions at risk, drop L1, bind the prefix again."""
         async with self._lock:
-            if not self.cache.epoch_changed:
+            if not self.changed:
                 return  # another task handled it
             if not self._rebinding:  # a bind that failed is retried without marking again
                 await self._mark()
                 self._rebinding = True
             await self.bind()
+            self.stamp_lost = False
             self._rebinding = False
 
     async def _mark(self) -> None:
@@ -142,87 +146,3 @@ class ResetWatch:
             len(at_risk),
             extra={"event": "cache_data_loss", "sessions": len(at_risk)},
         )
-
-
-class WatchedEngine(Engine):
-    """The engine of a store with an outbox: every operation consults the :class:`ResetWatch`."""
-
-    watch: ResetWatch | None = None
-
-    async def get_blobs(self, addr: SessionAddr, key_type: str, ids: list[str]) -> dict[str, bytes]:
-        """:meth:`Engine.get_blobs`, refused for a lost session, verified when pending here."""
-        watch = self.watch
-        if watch is None:
-            return await super().get_blobs(addr, key_type, ids)
-        watch.check(addr)
-        found = await super().get_blobs(addr, key_type, ids)
-        await watch.verify(addr)
-        return found
-
-    async def load_creds(self, addr: SessionAddr) -> CredsRecord | None:
-        """:meth:`Engine.load_creds`, refused for a lost session, verified when pending here."""
-        watch = self.watch
-        if watch is None:
-            return await super().load_creds(addr)
-        watch.check(addr)
-        record = await super().load_creds(addr)
-        await watch.verify(addr)
-        return record
-
-    async def write_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> None:
-        """:meth:`Engine.write_keys`, refused for a lost session."""
-        if self.watch is not None:
-            self.watch.check(addr)
-        await super().write_keys(addr, writes)
-
-    async def save_creds(self, addr: SessionAddr, blob: bytes, expected: int | None) -> int:
-        """:meth:`Engine.save_creds`, refused for a lost session."""
-        if self.watch is not None:
-            self.watch.check(addr)
-        return await super().save_creds(addr, blob, expected)
-
-    async def clear_keys(self, addr: SessionAddr) -> None:
-        """:meth:`Engine.clear_keys`, refused for a lost session."""
-        if self.watch is not None:
-            self.watch.check(addr)
-        await super().clear_keys(addr)
-
-    async def delete_session(self, addr: SessionAddr) -> bool:
-        """:meth:`Engine.delete_session`; a deleted session is no longer marked lost."""
-        existed = await super().delete_session(addr)
-        if self.watch is not None:
-            self.watch.acknowledge(addr)
-        return existed
-
-    async def refresh_behind(self) -> None:
-        """The worker's idle round: look for a reset, then forget drained sessions."""
-        if self.watch is not None:
-            await self.watch.poll()
-        await super().refresh_behind()
-
-    async def _behind_keys(
-        self, addr: SessionAddr, lease: Lease | None, writes: Sequence[KeyWrite]
-    ) -> None:
-        had = addr in self.behind
-        await super()._behind_keys(addr, lease, writes)
-        await self._after_append(addr, had)
-
-    async def _behind_creds(
-        self, addr: SessionAddr, lease: Lease | None, blob: bytes, expected: int | None
-    ) -> int:
-        had = addr in self.behind
-        version = await super()._behind_creds(addr, lease, blob, expected)
-        await self._after_append(addr, had)
-        return version
-
-    async def _after_append(self, addr: SessionAddr, had: bool) -> None:
-        """A reset seen by the append: this entry is kept (re-sequenced), earlier ones lost."""
-        watch = self.watch
-        if watch is None or not watch.cache.epoch_changed:
-            return
-        seq = None if had else self.behind.get(addr)
-        await watch.reset()
-        if seq is not None:  # nothing was pending before this write: nothing of it was lost
-            watch.lost.discard(addr)
-            self.behind[addr] = max(self.behind.get(addr, 0), seq)
-        watch.check(addr)

@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 from .._model import SessionAddr
 from ..errors import UnavailableError
 
 CREDS = ("", "creds")  # the creds record in ``SessionState.writing`` (no key type is empty)
+Touched = frozenset[tuple[str, str]]
+NOTHING: Touched = frozenset()
 
 
+# A dataclass: its generated ``__init__`` is built once at import, and a state is made per
+# operation on an idle session (the hot path of the embedded default).
+@dataclass(slots=True, eq=False)
 class SessionState:
     """Write lock + generation of one session, alive while any task uses the session.
 
@@ -23,14 +29,11 @@ class SessionState:
     old cached one: a torn multi-type write.
     """
 
-    __slots__ = ("gen", "lock", "users", "writing", "writing_all")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.gen = 0
-        self.users = 0
-        self.writing: frozenset[tuple[str, str]] = frozenset()
-        self.writing_all = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    gen: int = 0
+    users: int = 0
+    writing: Touched = NOTHING
+    writing_all: bool = False
 
     def cached(self, key_type: str, ids: list[str]) -> list[str]:
         """The ids a read may take from the cache."""
@@ -46,56 +49,65 @@ class SessionState:
 
 
 class SessionStates:
-    """The states of the sessions in use; a state is dropped when its last user leaves."""
+    """The states of the sessions in use; a state is dropped when its last user leaves.
 
-    __slots__ = ("_states", "lock_timeout")
+    ``by_addr`` is public to the engine's two hot paths (``Writes.write_keys``,
+    ``Reads.get_blobs``), which enter and leave a state inline; everything else uses
+    :meth:`use`.
+    """
+
+    __slots__ = ("by_addr", "lock_timeout")
 
     def __init__(self, lock_timeout: float | None = None) -> None:
-        self._states: dict[SessionAddr, SessionState] = {}
+        self.by_addr: dict[SessionAddr, SessionState] = {}
         # A write waits at most this long for the session's earlier writes (None: forever).
         self.lock_timeout = lock_timeout
 
     def __len__(self) -> int:
-        return len(self._states)
+        return len(self.by_addr)
+
+    async def lock(self, addr: SessionAddr, state: SessionState) -> None:
+        """Take the session's write lock, within ``lock_timeout`` when it is busy."""
+        try:
+            async with asyncio.timeout(self.lock_timeout):
+                await state.lock.acquire()
+        except TimeoutError:
+            raise UnavailableError(
+                f"session {addr}: earlier writes still running after {self.lock_timeout}s"
+            ) from None
+
+    def leave(self, addr: SessionAddr, state: SessionState) -> None:
+        """One user of the state is done; the last one drops it."""
+        state.users -= 1
+        if state.users == 0:
+            del self.by_addr[addr]
 
     @asynccontextmanager
     async def use(
-        self,
-        addr: SessionAddr,
-        *,
-        write: bool = False,
-        touched: frozenset[tuple[str, str]] | None = frozenset(),
+        self, addr: SessionAddr, *, write: bool = False, touched: Touched | None = NOTHING
     ) -> AsyncIterator[SessionState]:
         """Hold the session state; with ``write`` its lock too (``touched=None``: all records)."""
-        state = self._states.get(addr)
+        state = self.by_addr.get(addr)
         if state is None:
-            state = self._states[addr] = SessionState()
+            state = self.by_addr[addr] = SessionState()
         state.users += 1
         try:
-            if write:
-                try:
-                    if state.lock.locked():  # free: acquire() returns at once, no deadline needed
-                        async with asyncio.timeout(self.lock_timeout):
-                            await state.lock.acquire()
-                    else:
-                        await state.lock.acquire()
-                except TimeoutError:
-                    raise UnavailableError(
-                        f"session {addr}: earlier writes still running after {self.lock_timeout}s"
-                    ) from None
-                try:
-                    state.gen += 1
-                    state.writing, state.writing_all = touched or frozenset(), touched is None
-                    try:
-                        yield state
-                    finally:
-                        state.writing, state.writing_all = frozenset(), False
-                        state.gen += 1
-                finally:
-                    state.lock.release()
-            else:
+            if not write:
                 yield state
+                return
+            if state.lock.locked():
+                await self.lock(addr, state)
+            else:  # free: acquire() returns at once, no deadline needed
+                await state.lock.acquire()
+            try:
+                state.gen += 1
+                state.writing, state.writing_all = touched or NOTHING, touched is None
+                try:
+                    yield state
+                finally:
+                    state.writing, state.writing_all = NOTHING, False
+                    state.gen += 1
+            finally:
+                state.lock.release()
         finally:
-            state.users -= 1
-            if state.users == 0:
-                del self._states[addr]
+            self.leave(addr, state)

@@ -18,16 +18,11 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
 
 from .._model import CredsRecord, KeyWrite, SessionAddr, coalesce
-from ..contracts import DurableBackend
+from ..contracts import DurableBackend, Outbox, OutboxEntry
 from ..errors import FencedError, StoreError, UnavailableError
-from ._guard import Guard
-
-if TYPE_CHECKING:  # the Redis modules need the optional redis extra
-    from ..backends._redis_outbox import RedisOutbox
-    from ..contracts import OutboxEntry
+from ..resilience import Guard
 
 log = logging.getLogger("baileys_store.outbox")
 
@@ -37,7 +32,7 @@ class OutboxWorker:
 
     def __init__(
         self,
-        cache: RedisOutbox,
+        cache: Outbox,
         durable: DurableBackend,
         *,
         guard: Guard,

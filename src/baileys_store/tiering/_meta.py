@@ -20,9 +20,9 @@ import hashlib
 import hmac
 import logging
 
-from ._config import StoreConfig
-from .contracts import DurableBackend
-from .errors import ConfigError
+from .._config import StoreConfig
+from ..contracts import DurableBackend
+from ..errors import ConfigError
 
 log = logging.getLogger("baileys_store")
 
@@ -42,15 +42,6 @@ async def verify_store_meta(durable: DurableBackend, config: StoreConfig) -> Non
         ConfigError: the configured encryption mode or a master key does not match what the
             store was written with.
     """
-    bind = getattr(durable, "bind_meta", None)
-    if bind is None:  # a custom backend written before bind_meta: nothing to check against
-        log.warning(
-            "durable backend %s keeps no store metadata: encryption settings are not "
-            "checked at open",
-            durable.name,
-            extra={"event": "store_meta_unsupported"},
-        )
-        return
     encrypted = config.encryption != "none"
     mode = "encrypted" if encrypted else "none"
     bound = await durable.bind_meta(ENCRYPTION, mode)

@@ -20,63 +20,34 @@ rotation (plaintext records are re-written encrypted; they count as ``rewritten`
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
-from ._model import SessionAddr
-from ._session import _creds_aad, _key_aad
-from .errors import ConfigError, LeaseHeldError, StoreError
+from .._model import KeyWrite, SessionAddr
+from ..codec import creds_aad, key_aad
+from ..errors import LeaseHeldError, StoreError
+from ..results import RotationReport, SessionInfo
+from ._state import CREDS
 
 if TYPE_CHECKING:
-    from ._store import AuthStore
+    from ._engine import Engine
 
 _BATCH = 500
 
 
-@dataclass(slots=True)
-class RotationReport:
-    """What a rotation did.
-
-    Attributes:
-        sessions: Sessions seen.
-        rewritten: Records re-encrypted with the active key (with ``verify``: records that
-            would be, as they are not under the active key).
-        current: Records already under the active key (and authentic).
-        in_use: Sessions skipped because another process holds their lease.
-        failed: Records that failed to authenticate or decode, left as they are. Anything
-            but 0 means the rotation (or the verification) did not succeed.
-    """
-
-    sessions: int = 0
-    rewritten: int = 0
-    current: int = 0
-    in_use: int = 0
-    failed: int = 0
-
-
 async def rotate_keys(
-    store: AuthStore,
+    engine: Engine,
+    sessions: AsyncIterator[SessionInfo],
     *,
-    namespace: str | None = None,
     progress: Callable[[RotationReport], None] | None = None,
     verify: bool = False,
 ) -> RotationReport:
-    """Re-encrypt every creds and key record with the active master key (see the module doc).
+    """Re-encrypt every creds and key record of ``sessions`` with the active master key.
 
     With ``verify``, only authenticate every record and count; nothing is written.
-
-    Raises:
-        ConfigError: the durable backend cannot list a session's keys.
     """
-    from .integrations._key_listing import KeyListing  # noqa: PLC0415 - it imports the store
-
-    listing = store.durable
-    if not isinstance(listing, KeyListing):
-        raise ConfigError(
-            f"key rotation needs to list keys, which the {store.durable.name} backend cannot do"
-        )
-    codec, engine, report = store.codec, store._engine, RotationReport()
+    codec, report = engine.codec, RotationReport()
+    durable, guard = engine.durable, engine.guard
 
     def reencode(blob: bytes, aad: bytes) -> bytes | None:
         try:
@@ -93,35 +64,33 @@ async def rotate_keys(
 
     async def creds(addr: SessionAddr) -> None:
         def transform(blob: bytes) -> bytes | None:
-            return reencode(blob, _creds_aad(addr))
+            return reencode(blob, creds_aad(*addr))
 
         if not verify:
-            await engine.rewrite_creds(addr, transform)
+            await rewrite_creds(engine, addr, transform)
             return
-        record = await store._guard("durable", "load_creds", lambda: store.durable.load_creds(addr))
+        record = await guard("durable", "load_creds", lambda: durable.load_creds(addr))
         if record is not None:
             transform(record.blob)
 
     async def keys(addr: SessionAddr, key_type: str, ids: list[str]) -> None:
         def transform(key_id: str, blob: bytes) -> bytes | None:
-            return reencode(blob, _key_aad(addr, key_type, key_id))
+            return reencode(blob, key_aad(*addr, key_type, key_id))
 
         if not verify:
-            await engine.rewrite_keys(addr, key_type, ids, transform)
+            await rewrite_keys(engine, addr, key_type, ids, transform)
             return
-        blobs = await store._guard(
-            "durable", "get_keys", lambda: store.durable.get_keys(addr, key_type, ids)
-        )
+        blobs = await guard("durable", "get_keys", lambda: durable.get_keys(addr, key_type, ids))
         for key_id, blob in blobs.items():
             transform(key_id, blob)
 
-    sessions = [i async for i in store.list_sessions(namespace)]
-    for info in sessions:
+    listed = [i async for i in sessions]
+    for info in listed:
         addr = SessionAddr(info.namespace, info.session_id)
         try:
             await creds(addr)
             by_type: dict[str, list[str]] = {}
-            async for key_type, key_id in listing.iter_key_ids(addr):
+            async for key_type, key_id in durable.iter_key_ids(addr):
                 by_type.setdefault(key_type, []).append(key_id)
             for key_type, all_ids in by_type.items():
                 for lo in range(0, len(all_ids), _BATCH):
@@ -132,3 +101,51 @@ async def rotate_keys(
         if progress is not None:
             progress(report)
     return report
+
+
+async def rewrite_keys(
+    engine: Engine,
+    addr: SessionAddr,
+    key_type: str,
+    ids: list[str],
+    transform: Callable[[str, bytes], bytes | None],
+) -> int:
+    """Re-write stored blobs in place; returns how many changed.
+
+    Read and write happen under the session's write lock, after draining its outbox, from
+    the durable tier: no write of this process can slip in between, and other processes
+    cannot write the session (they would need its lease). ``transform`` returns the new
+    blob, or ``None`` to leave one as it is.
+    """
+    tiers, writes = engine.tiers, engine.writes
+    touched = frozenset((key_type, i) for i in ids)
+    async with tiers.states.use(addr, write=True, touched=touched):
+        lease = await tiers.lease(addr, write=True)
+        await writes.drain_first(addr)
+        blobs = await tiers.guard(
+            "durable", "get_keys", lambda: tiers.durable.get_keys(addr, key_type, ids)
+        )
+        new = [
+            KeyWrite(key_type, i, blob)
+            for i, old in blobs.items()
+            if (blob := transform(i, old)) is not None
+        ]
+        if new:
+            await writes.through_keys(addr, lease, new, buffer=False)
+        return len(new)
+
+
+async def rewrite_creds(
+    engine: Engine, addr: SessionAddr, transform: Callable[[bytes], bytes | None]
+) -> bool:
+    """Re-write the stored creds blob in place, keeping the version chain."""
+    tiers, writes = engine.tiers, engine.writes
+    async with tiers.states.use(addr, write=True, touched=frozenset({CREDS})):
+        lease = await tiers.lease(addr, write=True)
+        await writes.drain_first(addr)
+        record = await tiers.guard("durable", "load_creds", lambda: tiers.durable.load_creds(addr))
+        new = transform(record.blob) if record is not None else None
+        if record is None or new is None:
+            return False
+        await writes.through_creds(addr, lease, new, record.version, buffer=False)
+        return True
