@@ -23,7 +23,7 @@ from .._model import CredsRecord, KeyWrite, SessionAddr
 from ..backends.memory import MemoryCache
 from ..contracts import CacheBackend
 from ..errors import BreakerOpenError, LeaseLostError, StoreError, UnavailableError
-from ..observability._tracing import GATE, span
+from ..observability._tracing import GATE
 from ._lease import Lease
 from ._state import CREDS, SessionState
 from ._tiers import Tiers, closed
@@ -53,13 +53,7 @@ class Reads:
         try:
             if time.monotonic() < GATE.off_until:
                 return await get(t, state, addr, key_type, ids)
-            with span(
-                "baileys_store.get_keys",
-                system=t.durable.name,
-                operation="get_keys",
-                namespace=addr.namespace,
-                tier="store",
-            ):
+            with t.span("get_keys", addr):
                 return await get(t, state, addr, key_type, ids)
         except StoreError as exc:
             result = t.failed(exc)
@@ -129,7 +123,16 @@ class Reads:
             )
             if loaded and owner is not None and stamp is not None and state.quiet_since(gen):
                 writes = _upserts(key_type, loaded)
-                await self._fill(addr, writes, owner, l1, lease, state, gen, stamp)
+                await self._fill(
+                    addr,
+                    writes=writes,
+                    cache=owner,
+                    l1=l1,
+                    lease=lease,
+                    state=state,
+                    gen=gen,
+                    stamp=stamp,
+                )
             found.update(loaded)
         return found
 
@@ -156,6 +159,7 @@ class Reads:
     async def _fill(
         self,
         addr: SessionAddr,
+        *,
         writes: list[KeyWrite],
         cache: CacheBackend,
         l1: MemoryCache | None,

@@ -18,9 +18,11 @@ the outbox). What changes between them is which caches a session may trust:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar
 
 from .._model import SessionAddr
 from ..backends.memory import MemoryCache
@@ -34,6 +36,7 @@ from ._reset import ResetWatch
 from ._state import SessionStates
 
 T = TypeVar("T")
+log = logging.getLogger("baileys_store.tiers")
 
 
 class Tiers:
@@ -85,19 +88,23 @@ class Tiers:
         try:
             if time.monotonic() < GATE.off_until:
                 return await fn()
-            with span(
-                f"baileys_store.{op}",
-                system=self.durable.name,
-                operation=op,
-                namespace=addr.namespace,
-                tier="store",
-            ):
+            with self.span(op, addr):
                 return await fn()
         except StoreError as exc:
             result = self.failed(exc)
             raise
         finally:
             self.observed(op, addr, result, start)
+
+    def span(self, op: str, addr: SessionAddr) -> AbstractContextManager[Any]:
+        """The tracing span of one store operation (attributes never name the session)."""
+        return span(
+            f"baileys_store.{op}",
+            system=self.durable.name,
+            operation=op,
+            namespace=addr.namespace,
+            tier="store",
+        )
 
     def failed(self, exc: StoreError) -> str:
         """The result label of a failed operation (a version conflict is counted too)."""
@@ -223,6 +230,62 @@ class Tiers:
             await self.guard("cache", "drop", lambda: cache.drop(addr, token=token))
         except Exception:
             self.distrust(addr)
+
+    # -- bringing the caches in line after a durable write ------------------------------------
+
+    def may_buffer(self, addr: SessionAddr) -> bool:
+        """True when an unavailable durable tier may turn the session's write into write-behind."""
+        return self.buffer and addr not in self.untrusted
+
+    async def repair(self, addr: SessionAddr, cache: CacheBackend, token: int | None) -> bool:
+        """Drop a distrusted session's cache entries; True when the cache may be used again."""
+        if addr not in self.untrusted:
+            return True
+        try:
+            await self.fenced(
+                addr, self.guard("cache", "drop", lambda: cache.drop(addr, token=token))
+            )
+        except UnavailableError:
+            return False
+        self.untrusted.discard(addr)
+        return True
+
+    async def sync(
+        self,
+        addr: SessionAddr,
+        lease: Lease | None,
+        op: str,
+        apply: Callable[[CacheBackend, int | None], Awaitable[object]],
+    ) -> None:
+        """Bring the caches in line after a durable write; a failure distrusts the session.
+
+        ``apply(cache, token)`` makes the change in one cache: the shared or in-process cache
+        with the lease's token, then L1 (with ``None``) when its lease is fresh.
+        """
+        cache = self.cache
+        if cache is None or (cache.shared and self.leases is not None and lease is None):
+            return
+        token = lease.token if lease else None
+        try:
+            if not await self.repair(addr, cache, token):
+                return
+            await self.fenced(addr, self.guard("cache", op, lambda: apply(cache, token)))
+        except LeaseLostError:
+            raise  # applied durably, but another process owns the session now: say so
+        except BaseException:
+            self.distrust(addr)
+            # An in-process cache cannot fail for an outage; a write-behind cache is the
+            # primary, so a durable change it did not take must not be reported as done.
+            if self.shared is None or self.write_behind:
+                raise
+            log.warning(
+                "cache update failed; session bypasses the cache until repaired",
+                extra={"event": "cache_distrusted"},
+            )
+            return
+        l1 = self.l1_write(addr, lease)
+        if l1 is not None:
+            await apply(l1, None)
 
     # -- the outbox's bookkeeping ------------------------------------------------------------
 

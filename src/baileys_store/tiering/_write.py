@@ -16,22 +16,20 @@ path, so no write ever overtakes an entry still waiting for the durable tier. ``
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from .._model import CredsRecord, KeyWrite, SessionAddr
-from ..contracts import CacheBackend, SharedCache
-from ..errors import FencedError, LeaseLostError, StoreError, UnavailableError
-from ..observability._tracing import GATE, span
+from ..contracts import SharedCache
+from ..errors import FencedError, StoreError, UnavailableError
+from ..observability._tracing import GATE
 from ._lease import Lease
 from ._state import CREDS, SessionState
 from ._tiers import Tiers, closed
 from ._worker import OutboxWorker
 
 T = TypeVar("T")
-log = logging.getLogger("baileys_store.tiers")
 
 
 class Writes:
@@ -68,13 +66,7 @@ class Writes:
                 if time.monotonic() < GATE.off_until:
                     await self._keys(addr, writes)
                 else:
-                    with span(
-                        "baileys_store.write_keys",
-                        system=t.durable.name,
-                        operation="write_keys",
-                        namespace=addr.namespace,
-                        tier="store",
-                    ):
+                    with t.span("write_keys", addr):
                         await self._keys(addr, writes)
             finally:
                 state.writing = frozenset()
@@ -117,19 +109,11 @@ class Writes:
             await t.guard(
                 "durable", "write_keys", lambda: t.durable.write_keys(addr, writes, fence=fence)
             )
-        except FencedError:
-            t.lease_lost(addr)
-            await t.evict(addr, token)
-            raise
-        except UnavailableError:
-            if not (buffer and self._may_buffer(addr)):
-                await t.evict(addr, token)
+        except BaseException as exc:
+            if not await self._failed(addr, exc, token, buffer=buffer):
                 raise
             await self._behind_keys(addr, lease, writes)
             return
-        except BaseException:
-            await t.evict(addr, token)
-            raise
         cache = t.cache
         if cache is not None and cache.in_process and addr not in t.untrusted:
             try:  # an in-process cache: no guard, no lease (the common case, inline)
@@ -138,13 +122,29 @@ class Writes:
                 t.distrust(addr)
                 raise
             return
-        await self._sync(
+        await t.sync(
             addr,
             lease,
             "update_keys",
-            lambda c: c.update_keys(addr, writes, token=token),
-            lambda c: c.update_keys(addr, writes, token=None),
+            lambda c, tok: c.update_keys(addr, writes, token=tok),
         )
+
+    async def _failed(
+        self, addr: SessionAddr, exc: BaseException, token: int | None, *, buffer: bool
+    ) -> bool:
+        """After a failed durable write: True to buffer it through the outbox instead.
+
+        Otherwise the write may still have been applied, so the session's cache entries are
+        evicted (the old values are never served again); a fence rejection also means this
+        process lost the lease.
+        """
+        t = self.t
+        if isinstance(exc, UnavailableError) and buffer and t.may_buffer(addr):
+            return True
+        if isinstance(exc, FencedError):
+            t.lease_lost(addr)
+        await t.evict(addr, token)
+        return False
 
     async def save_creds(self, addr: SessionAddr, blob: bytes, expected: int | None) -> int:
         """Compare-and-set the creds; returns the new version."""
@@ -180,25 +180,16 @@ class Writes:
                 "save_creds",
                 lambda: t.durable.save_creds(addr, blob, expected_version=expected, fence=fence),
             )
-        except FencedError:
-            t.lease_lost(addr)
-            await t.evict(addr, token)
-            raise
-        except UnavailableError:
-            if not (buffer and self._may_buffer(addr)):
-                await t.evict(addr, token)
+        except BaseException as exc:
+            if not await self._failed(addr, exc, token, buffer=buffer):
                 raise
             return await self._behind_creds(addr, lease, blob, expected)
-        except BaseException:
-            await t.evict(addr, token)
-            raise
         record = CredsRecord(blob, version)
-        await self._sync(
+        await t.sync(
             addr,
             lease,
             "put_creds_guarded",
-            lambda c: c.put_creds_guarded(addr, record, token=token),
-            lambda c: c.put_creds_guarded(addr, record, token=None),
+            lambda c, tok: c.put_creds_guarded(addr, record, token=tok),
         )
         return version
 
@@ -239,16 +230,13 @@ class Writes:
             try:
                 result = await t.guard("durable", name, lambda: op(fence))
             except BaseException as exc:
-                if isinstance(exc, FencedError):
-                    t.lease_lost(addr)
-                await t.evict(addr, token)
+                await self._failed(addr, exc, token, buffer=False)
                 raise
-            await self._sync(
+            await t.sync(
                 addr,
                 lease,
                 "drop",
-                lambda c: c.drop(addr, token=token, wipe=True),
-                lambda c: c.drop(addr, token=None, wipe=True),
+                lambda c, tok: c.drop(addr, token=tok, wipe=True),
             )
             return result
 
@@ -265,7 +253,7 @@ class Writes:
         """The shared cache a write-behind write goes to, repaired first if distrusted."""
         shared = self.t.shared
         assert shared is not None
-        if not await self._repair(addr, shared, token):
+        if not await self.t.repair(addr, shared, token):
             raise UnavailableError(f"session {addr}: the cache tier is unavailable")
         return shared
 
@@ -364,55 +352,3 @@ class Writes:
             return  # still failing: buffer without paying a timeout first
         with contextlib.suppress(UnavailableError):
             await self.worker.drain(addr, wait=self._drain_wait)
-
-    # -- bringing the caches in line ---------------------------------------------------------
-
-    def _may_buffer(self, addr: SessionAddr) -> bool:
-        return self.t.buffer and addr not in self.t.untrusted
-
-    async def _repair(self, addr: SessionAddr, cache: CacheBackend, token: int | None) -> bool:
-        """Drop a distrusted session's cache entries; True when the cache may be used again."""
-        t = self.t
-        if addr not in t.untrusted:
-            return True
-        try:
-            await t.fenced(addr, t.guard("cache", "drop", lambda: cache.drop(addr, token=token)))
-        except UnavailableError:
-            return False
-        t.untrusted.discard(addr)
-        return True
-
-    async def _sync(
-        self,
-        addr: SessionAddr,
-        lease: Lease | None,
-        op: str,
-        apply: Callable[[CacheBackend], Awaitable[object]],
-        l1_apply: Callable[[CacheBackend], Awaitable[object]],
-    ) -> None:
-        """Bring the caches in line after a durable write; a failure distrusts the session."""
-        t = self.t
-        cache = t.cache
-        if cache is None or (cache.shared and t.leases is not None and lease is None):
-            return
-        token = lease.token if lease else None
-        try:
-            if not await self._repair(addr, cache, token):
-                return
-            await t.fenced(addr, t.guard("cache", op, lambda: apply(cache)))
-        except LeaseLostError:
-            raise  # applied durably, but another process owns the session now: say so
-        except BaseException:
-            t.distrust(addr)
-            # An in-process cache cannot fail for an outage; a write-behind cache is the
-            # primary, so a durable change it did not take must not be reported as done.
-            if t.shared is None or t.write_behind:
-                raise
-            log.warning(
-                "cache update failed; session bypasses the cache until repaired",
-                extra={"event": "cache_distrusted"},
-            )
-            return
-        l1 = t.l1_write(addr, lease)
-        if l1 is not None:
-            await l1_apply(l1)
