@@ -11,8 +11,8 @@ import pytest
 
 from baileys_store import AuthStore, StoreConfig, errors
 from baileys_store._model import FENCE_SHIFT, CredsRecord, KeyWrite, SessionAddr
-from baileys_store.backends import _sqlite_schema as q
 from baileys_store.backends.sqlite import SQLiteDurable
+from baileys_store.backends.sqlite import _schema as q
 from tests.creds_data import node_creds
 
 A = SessionAddr("default", "s1")

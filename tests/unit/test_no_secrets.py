@@ -86,9 +86,7 @@ async def test_errors_and_logs_carry_no_secrets(
     durable = SQLiteDurable(sqlite_path(url))
     await durable.open()
     try:
-        stored = await durable.get_keys(
-            SessionAddr("clinic-1", "5511"), "session", ["1.0"]
-        )
+        stored = await durable.get_keys(SessionAddr("clinic-1", "5511"), "session", ["1.0"])
     finally:
         await durable.close()
     assert session_record not in stored["1.0"]

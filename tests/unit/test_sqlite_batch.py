@@ -16,8 +16,9 @@ import pytest
 
 from baileys_store import errors
 from baileys_store._model import CredsRecord, KeyWrite, SessionAddr
-from baileys_store.backends._sqlite_batch import Batcher, Job
-from baileys_store.backends.sqlite import INLINE_IDS, SQLiteDurable
+from baileys_store.backends.sqlite import SQLiteDurable
+from baileys_store.backends.sqlite._queries import INLINE_IDS
+from baileys_store.backends.sqlite._writer import Batcher, Job
 
 ADDR = SessionAddr("ns", "s1")
 
@@ -38,7 +39,7 @@ async def db(tmp_path: Path) -> AsyncIterator[tuple[Batcher, sqlite3.Connection]
     conn = sqlite3.connect(tmp_path / "b.db", isolation_level=None, check_same_thread=False)
     conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
     Counting.hops = 0
-    batcher = Counting(ex, lambda: conn, transaction=True)
+    batcher = Counting(ex, conn, transaction=True)
     yield batcher, conn
     await batcher.idle()
     conn.close()
@@ -135,9 +136,9 @@ class _CountingReader:
         self.inner = inner
         self.hops: list[int] = []
 
-    async def submit(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         self.hops.append(1)
-        return await self.inner.submit(fn)
+        return await self.inner.submit(fn, *args)
 
     async def idle(self) -> None:
         await self.inner.idle()
