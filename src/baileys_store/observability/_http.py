@@ -29,6 +29,8 @@ from typing import Any, Protocol, Self
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
+from ..results import StoreHealth
+
 __all__ = ["HealthEndpoints", "HealthServer", "HealthSource", "Response", "serve"]
 
 log = logging.getLogger("baileys_store.http")
@@ -48,13 +50,13 @@ _REASONS = {
 
 
 class HealthSource(Protocol):
-    """Anything with an async ``check()`` returning a dataclass with a ``status`` field.
+    """Anything with an async ``check()`` returning a :class:`~baileys_store.StoreHealth`.
 
     :class:`~baileys_store.AuthStore` is one; ``status`` is ``healthy``, ``degraded`` or
     ``unhealthy``.
     """
 
-    async def check(self) -> Any:
+    async def check(self) -> StoreHealth:
         """Probe the tiers and aggregate."""
 
 
@@ -79,11 +81,8 @@ def _json(status: int, payload: Any) -> Response:
     return Response(status, JSON_CONTENT_TYPE, body)
 
 
-def _health_payload(result: Any) -> tuple[str, Any]:
-    status = str(getattr(result, "status", "unhealthy"))
-    if dataclasses.is_dataclass(result) and not isinstance(result, type):
-        return status, dataclasses.asdict(result)
-    return status, {"status": status}
+def _health_payload(result: StoreHealth) -> tuple[str, Any]:
+    return result.status, dataclasses.asdict(result)
 
 
 class HealthEndpoints:
