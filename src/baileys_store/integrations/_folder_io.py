@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from ..backends._sqlite_files import FILE_MODE, make_private_dirs
+from ..backends.sqlite import FILE_MODE, make_private_dirs
 from ..errors import InvalidInputError
 from ._bufferjson import Flavour, loads
 from ._folder_names import CREDS_FILE, KeyNameParser

@@ -77,6 +77,9 @@ class Engine:
     ) -> None:
         self.config, self.durable, self.cache, self.codec = config, durable, cache, codec
         self.metrics = metrics
+        _conforms(durable, DurableBackend, "durable")
+        if cache is not None:
+            _conforms(cache, CacheBackend, "cache")
         shared = cache if isinstance(cache, SharedCache) and cache.shared else None
         if cache is not None and cache.shared and shared is None:
             raise ConfigError(f"cache backend {cache.name!r} is shared but has no outbox")
@@ -298,3 +301,13 @@ class Engine:
             self.metrics.outbox_retry()
         elif event == "dead_letter":
             self.metrics.outbox_dead_letter()
+
+
+def _conforms(backend: object, contract: type, tier: str) -> None:
+    """Refuse, at construction, a backend that lacks part of its tier's contract."""
+    if not isinstance(backend, contract):
+        name = type(backend).__name__
+        raise ConfigError(
+            f"{tier} backend {name} does not implement baileys_store.contracts."
+            f"{contract.__name__} (subclass it and implement every method)"
+        )
