@@ -12,20 +12,25 @@ Backends store opaque blobs made by the codec: they never see decoded values, so
 can leak or misparse them. Every method raises a
 :class:`~baileys_store.errors.StoreError` subclass on failure; a missing record is absent
 (``None`` or left out of a mapping), never an error, and an error is never "not found".
-
-A new backend: one subpackage of ``baileys_store.backends`` implementing
-:class:`DurableBackend` (and :class:`LeaseBackend` if it can keep leases), listed in
-``tests/backends.py`` so the contract suite runs over it (``docs/ARCHITECTURE.md``).
+A new backend: see ``docs/ARCHITECTURE.md`` ("Adding a backend").
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ._model import CredsRecord, KeyWrite, SessionAddr
-from .results import DeadLetterRetry, SessionInfo, TierHealth
+from .results import (
+    CachedCreds,
+    CachedKeys,
+    Claim,
+    DeadLetter,
+    DeadLetterRetry,
+    OutboxEntry,
+    SessionInfo,
+    TierHealth,
+)
 
 __all__ = [
     "CacheBackend",
@@ -180,24 +185,6 @@ class LeaseBackend(Protocol):
         """Drop the lease if ``owner`` still holds it with ``token``; False otherwise."""
 
 
-@dataclass(frozen=True, slots=True)
-class CachedKeys:
-    """A cache read: live blobs, ids known absent (tombstones), and the write stamp."""
-
-    found: dict[str, bytes]
-    absent: frozenset[str]
-    stamp: int
-
-
-@dataclass(frozen=True, slots=True)
-class CachedCreds:
-    """A cached creds read: ``known`` when the cache knows the version (with or without creds)."""
-
-    record: CredsRecord | None
-    known: bool
-    stamp: int
-
-
 @runtime_checkable
 class CacheBackend(Protocol):
     """A cache of blobs in front of the durable tier.
@@ -255,38 +242,6 @@ class CacheBackend(Protocol):
 
     async def drop(self, addr: SessionAddr, *, token: int | None, wipe: bool = False) -> None:
         """Evict the session; ``wipe``: it is being cleared or deleted (dead letters go too)."""
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    """One outbox entry: key writes (``kind == "k"``) or a creds save (``"c"``)."""
-
-    seq: int
-    kind: str
-    token: int
-    time_ms: int
-    writes: tuple[KeyWrite, ...] = ()
-    creds: CredsRecord | None = None
-    fence: int = 0  # the durable fence the writer would have used (0: none)
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A worker's claim on a session's outbox: the head entries and the session's counters."""
-
-    entries: tuple[OutboxEntry, ...]
-    appended: int
-    applied: int
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """An entry moved out of the outbox after too many failed applies, with the last error."""
-
-    entry: OutboxEntry
-    error: str
-    time_ms: int
 
 
 @runtime_checkable

@@ -1,8 +1,10 @@
-"""Public result types: what listings, health checks and maintenance operations return."""
+"""Public result types: what listings, health checks, maintenance and the tiers return."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from ._model import CredsRecord, KeyWrite
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,3 +115,53 @@ class PurgeReport:
     matched: int
     deleted: int = 0
     in_use: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CachedKeys:
+    """A cache read: live blobs, ids known absent (tombstones), and the write stamp."""
+
+    found: dict[str, bytes]
+    absent: frozenset[str]
+    stamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class CachedCreds:
+    """A cached creds read: ``known`` when the cache knows the version (with or without creds)."""
+
+    record: CredsRecord | None
+    known: bool
+    stamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One outbox entry: key writes (``kind == "k"``) or a creds save (``"c"``)."""
+
+    seq: int
+    kind: str
+    token: int
+    time_ms: int
+    writes: tuple[KeyWrite, ...] = ()
+    creds: CredsRecord | None = None
+    fence: int = 0  # the durable fence the writer would have used (0: none)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A worker's claim on a session's outbox: the head entries and the session's counters."""
+
+    entries: tuple[OutboxEntry, ...]
+    appended: int
+    applied: int
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An entry moved out of the outbox after too many failed applies, with the last error."""
+
+    entry: OutboxEntry
+    error: str
+    time_ms: int
