@@ -19,7 +19,7 @@ from ._ops import OP_NAMES, OPS
 from ._plots import PLOTS, write_plots
 from ._report import write_reports
 from ._runner import BenchOptions, run_bench, run_bench_sync
-from ._stores import SPECS, StoreSpec
+from ._specs import SPECS, StoreSpec
 
 
 def _finite(value: Any) -> Any:

@@ -35,8 +35,9 @@ from ._measure import (
 from ._ops import OPS
 from ._servers import measure_floor, mongo_counter, probe, server_versions
 from ._signal import signal_run
+from ._specs import SPECS, StoreSpec
 from ._stats import median_of, summarize
-from ._stores import SPECS, BenchEnv, SkipError, StoreSpec, Target, open_target
+from ._stores import BenchEnv, SkipError, Target, open_target
 from ._workload import Values
 
 
