@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from baileys_store import AuthStore, StoreConfig
-from baileys_store.backends._registry import make_cache
+from baileys_store._model import SessionAddr
+from baileys_store.backends._registry import make_cache, make_durable
 from baileys_store.backends.memory import MemoryDurable
 from baileys_store.contracts import DurableBackend
-from tests.backends import CONTRACT_BACKENDS
+from tests.backends import CONTRACT_BACKENDS, DURABLE_BACKENDS
 
 # Server harness plugins (one per server); each starts its server once per test run.
 pytest_plugins = [
@@ -118,6 +119,73 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 async def store(backend: Backend) -> AsyncIterator[AuthStore]:
     async with backend.open() as opened:
         yield opened
+
+
+@dataclass
+class Durable:
+    """An opened durable backend (``backend``) on a namespace no other test uses.
+
+    ``another()`` opens a second client on the same data (another pool or process), closed
+    with the fixture. ``slow``: every operation is a network round trip of a few ms (the
+    MongoDB-protocol test server), so stress scenarios run fewer rounds there.
+    """
+
+    name: str
+    config: StoreConfig
+    backend: DurableBackend
+    namespace: str
+    others: list[DurableBackend] = field(default_factory=list)
+
+    @property
+    def slow(self) -> bool:
+        return self.name == "mongodb"
+
+    def addr(self, sid: str = "s1") -> SessionAddr:
+        return SessionAddr(self.namespace, sid)
+
+    def fresh(self) -> SessionAddr:
+        """A session address no earlier call of this test used."""
+        return SessionAddr(self.namespace, f"s-{uuid.uuid4().hex[:8]}")
+
+    def make(self) -> DurableBackend:
+        """A new, unopened backend on the same data (memory: a new, empty dict)."""
+        return make_durable(self.config)
+
+    async def another(self) -> DurableBackend:
+        """A second opened client on the same data.
+
+        Memory keeps its data in the object itself: the one object is every "client".
+        """
+        if isinstance(self.backend, MemoryDurable):
+            return self.backend
+        other = self.make()
+        await other.open()
+        self.others.append(other)
+        return other
+
+    async def listed(self) -> dict[str, int]:
+        """``{session_id: creds_version}`` of the test's namespace."""
+        found = self.backend.list_sessions(self.namespace)
+        return {i.session_id: i.creds_version async for i in found}
+
+
+@pytest.fixture(params=DURABLE_BACKENDS)
+async def durable(request: pytest.FixtureRequest) -> AsyncIterator[Durable]:
+    """Every durable backend of the contract, alone (no store, no cache), opened."""
+    name: str = request.param
+    built: Any = request.getfixturevalue(f"backend_{name.replace('-', '_')}")
+    assert isinstance(built, Backend)
+    # No cache: an SQLite file behind an in-process cache is locked to one opener.
+    config = StoreConfig(durable=built.config.durable, cache=None)
+    backend = make_durable(config)
+    await backend.open()
+    case = Durable(name, config, backend, built.namespace)
+    try:
+        yield case
+    finally:
+        for other in case.others:
+            await other.close()
+        await backend.close()
 
 
 def env_flag(name: str) -> bool:

@@ -9,7 +9,7 @@ import pytest
 
 from baileys_store import AuthStore
 from baileys_store._model import FENCE_SHIFT, CredsRecord, KeyWrite, SessionAddr
-from baileys_store.backends._redis_hybrid import RedisHybridCache
+from baileys_store.backends.redis import RedisCache
 from baileys_store.contracts import LeaseBackend
 from tests.conftest import Backend
 
@@ -138,9 +138,9 @@ async def test_concurrent_acquirers_exactly_one_wins(
         assert won2[0] > won[0], (tier, again)
 
 
-async def _cached(cache: RedisHybridCache, a: SessionAddr) -> tuple[bool, bool]:
+async def _cached(cache: RedisCache, a: SessionAddr) -> tuple[bool, bool]:
     """Whether the cache still holds the session's key hash and its creds."""
-    client, base = cache._c(), cache._base(a)
+    client, base = cache.runner.client, cache.runner.base(a)
     has_keys = bool(await client.exists(base + "k:session"))
     has_creds = bool(await client.hexists(base + "m", "creds"))
     return has_keys, has_creds
@@ -155,13 +155,13 @@ async def test_redis_cache_lease_drops_cached_data_unless_outbox_pending(
 
 async def _cache_reset(store: AuthStore, backend: Backend) -> None:
     cache = store.cache
-    assert isinstance(cache, RedisHybridCache)
+    assert isinstance(cache, RedisCache)
     for pending in (False, True):
         a = fresh(backend, f"reset-{pending}")
         await cache.update_keys(a, [KeyWrite("session", "x", b"1")], token=None)
         await cache.put_creds_guarded(a, CredsRecord(b"c", 3), token=None)
         assert await _cached(cache, a) == (True, True)
-        client, base = cache._c(), cache._base(a)
+        client, base = cache.runner.client, cache.runner.base(a)
         await client.hset(base + "b", mapping={"os": 5, "oa": 5 - int(pending)})
         token = await cache.acquire_lease(a, "p1", 5000)
         assert token is not None

@@ -1,13 +1,14 @@
 """MongoDB backend on a real server (SecantusDB started by the harness, or ``MONGODB_URI``).
 
-Failure injection uses the server's ``failCommand`` fail point, so those tests run on private
-SecantusDB processes (one presenting a replica set, one ``--standalone``) that the harness starts
-with test commands enabled, never on an external deployment.
+The durable contract itself runs in ``tests/contract/test_durable_*.py``; the layout, schema and
+migrations are in ``test_mongodb_schema.py``. Here: the commands sent, injected failures, URLs,
+secrets and outages. Failure injection uses the server's ``failCommand`` fail point, so those
+tests run on private SecantusDB processes (one presenting a replica set, one ``--standalone``)
+that the harness starts with test commands enabled, never on an external deployment.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -18,10 +19,10 @@ from pymongo import MongoClient, monitoring
 
 from baileys_store import StoreConfig, errors
 from baileys_store._model import KeyWrite, SessionAddr
-from baileys_store.backends._mongo_schema import SCHEMA_VERSION, key_doc_id
-from baileys_store.backends._mongo_url import parse_mongo_url
 from baileys_store.backends._registry import make_durable
 from baileys_store.backends.mongodb import MongoDurable, from_config
+from baileys_store.backends.mongodb._schema import key_doc_id
+from baileys_store.backends.mongodb._url import parse_mongo_url
 from tests._services.mongo import MongoServer, free_port, start_secantus
 
 pytestmark = pytest.mark.timeout(120)
@@ -88,35 +89,6 @@ def standalone_server() -> Iterator[MongoServer]:
         server.discard()
 
 
-@pytest.fixture
-async def durable(mongo_server: MongoServer) -> AsyncIterator[MongoDurable]:
-    async with opened(mongo_server.url()) as backend:
-        yield backend
-
-
-# -- layout, round trips, schema -----------------------------------------------------------
-
-
-async def test_ids_are_values_never_field_names(mongo_server: MongoServer) -> None:
-    url = mongo_server.url()
-    ids = ["5511@s.whatsapp.net:3", "a.b$c|d", "120363@g.us::5511::0", "AbC+/=="]
-    async with opened(url) as b:
-        await b.write_keys(ADDR, [KeyWrite("sender-key", i, i.encode() + b"\0\xff") for i in ids])
-        assert await b.get_keys(ADDR, "sender-key", [*ids, "absent"]) == {
-            i: i.encode() + b"\0\xff" for i in ids
-        }
-        client = raw(mongo_server)
-        try:
-            docs = list(client[b.database].bs_keys.find({}))
-        finally:
-            client.close()
-    assert len(docs) == len(ids)
-    for doc in docs:
-        assert set(doc) == {"_id", "namespace", "session_id", "type", "id", "value"}
-        assert isinstance(doc["value"], bytes)
-    assert sorted(d["id"] for d in docs) == sorted(ids)
-
-
 async def test_round_trips_one_bulk_write_and_one_find(mongo_server: MongoServer) -> None:
     seen = Commands()
     async with opened(mongo_server.url(), client_options={"event_listeners": [seen]}) as b:
@@ -140,181 +112,6 @@ async def test_round_trips_one_bulk_write_and_one_find(mongo_server: MongoServer
         got = await b.get_keys(ADDR, "pre-key", [str(i) for i in range(150)])
         assert seen.names == ["find"]  # 150 ids > the default first batch (101): no getMore
         assert set(got) == {str(i) for i in range(5, 75)}
-
-
-async def test_schema_is_idempotent_without_ttl(mongo_server: MongoServer) -> None:
-    url = mongo_server.url()
-    async with opened(url) as b:
-        await b.write_keys(ADDR, [KeyWrite("session", "1", b"x")])
-        database = b.database
-    async with opened(url):
-        pass
-    client = raw(mongo_server)
-    try:
-        db = client[database]
-        assert db.bs_meta.find_one({"_id": "schema_version"}) == {
-            "_id": "schema_version",
-            "value": SCHEMA_VERSION,
-        }
-        for name in ("bs_keys", "bs_sessions", "bs_meta"):
-            indexes = list(db[name].list_indexes())
-            assert all("expireAfterSeconds" not in ix for ix in indexes), name
-        assert {ix["name"] for ix in db.bs_keys.list_indexes()} == {"_id_", "bs_keys_session"}
-        assert {ix["name"] for ix in db.bs_sessions.list_indexes()} == {"_id_", "bs_sessions_order"}
-        db.bs_meta.update_one({"_id": "schema_version"}, {"$set": {"value": 99}})
-    finally:
-        client.close()
-    with pytest.raises(errors.UnavailableError, match="newer"):
-        await MongoDurable(url).open()
-
-
-async def test_list_sessions_pages_in_order(mongo_server: MongoServer) -> None:
-    url = mongo_server.url()
-    async with opened(url) as b:
-        await b.save_creds(SessionAddr("a", "z1"), b"c", expected_version=0)
-        client = raw(mongo_server)
-        try:  # 1,010 sessions in two namespaces: more than two pages of 500
-            client[b.database].bs_sessions.insert_many(
-                {
-                    "_id": f"{ns}|s{i:04d}",
-                    "namespace": ns,
-                    "session_id": f"s{i:04d}",
-                    "version": 0,
-                    "fence": 0,
-                    "updated_at": 1.0,
-                }
-                for ns in ("a", "b")
-                for i in range(505)
-            )
-        finally:
-            client.close()
-        every = [(s.namespace, s.session_id) async for s in b.list_sessions()]
-        only_b = [s.session_id async for s in b.list_sessions("b")]
-    assert every == sorted(every)
-    assert len(every) == 1011
-    assert only_b == [f"s{i:04d}" for i in range(505)]
-
-
-async def test_corrupt_documents_raise(mongo_server: MongoServer) -> None:
-    async with opened(mongo_server.url()) as b:
-        await b.write_keys(ADDR, [KeyWrite("session", "1", b"x")])
-        await b.save_creds(ADDR, b"creds")
-        client = raw(mongo_server)
-        try:
-            db = client[b.database]
-            db.bs_keys.update_many({}, {"$set": {"value": "not-binary"}})
-            db.bs_sessions.update_many({}, {"$set": {"creds": 42}})
-        finally:
-            client.close()
-        with pytest.raises(errors.CorruptDataError):
-            await b.get_keys(ADDR, "session", ["1"])
-        with pytest.raises(errors.CorruptDataError):
-            await b.load_creds(ADDR)
-
-
-# -- fencing and compare-and-set -----------------------------------------------------------
-
-
-async def test_stale_fence_rejected_and_nothing_written(durable: MongoDurable) -> None:
-    b = durable
-    await b.write_keys(ADDR, [KeyWrite("session", "1", b"new")], fence=5)
-    v = await b.save_creds(ADDR, b"c1", expected_version=0, fence=5)
-    with pytest.raises(errors.FencedError) as info:
-        await b.write_keys(
-            ADDR, [KeyWrite("session", "1", b"old"), KeyWrite("pre-key", "9", b"p")], fence=4
-        )
-    assert (info.value.token, info.value.current) == (4, 5)
-    with pytest.raises(errors.FencedError):
-        await b.clear_keys(ADDR, fence=4)
-    with pytest.raises(errors.FencedError):  # the fence wins over a matching version
-        await b.save_creds(ADDR, b"c-old", expected_version=v, fence=4)
-    with pytest.raises(errors.FencedError):
-        await b.delete_session(ADDR, fence=4)
-    assert await b.get_keys(ADDR, "session", ["1"]) == {"1": b"new"}
-    assert await b.get_keys(ADDR, "pre-key", ["9"]) == {}
-    creds = await b.load_creds(ADDR)
-    assert creds is not None
-    assert (creds.blob, creds.version) == (b"c1", v)
-    await b.write_keys(ADDR, [KeyWrite("session", "1", b"newer")], fence=6)  # higher: accepted
-    await b.write_keys(ADDR, [KeyWrite("session", "2", b"u")])  # unfenced: accepted
-    assert await b.delete_session(ADDR, fence=6)
-    assert await b.load_creds(ADDR) is None
-
-
-async def test_stale_writers_never_slip_past_a_new_fence(mongo_server: MongoServer) -> None:
-    url = mongo_server.url()
-    async with opened(url) as old, opened(url) as new:
-        await old.write_keys(ADDR, [KeyWrite("session", "x", b"old")], fence=1)
-
-        async def stale(i: int) -> str:
-            for n in range(2000):
-                try:
-                    await old.write_keys(
-                        ADDR, [KeyWrite("session", "x", b"old%d-%d" % (i, n))], fence=1
-                    )
-                except errors.FencedError:
-                    return "fenced"
-            return "never fenced"
-
-        tasks = [asyncio.create_task(stale(i)) for i in range(3)]
-        await asyncio.sleep(0.05)
-        await new.write_keys(ADDR, [KeyWrite("session", "x", b"NEW")], fence=2)
-        assert await asyncio.gather(*tasks) == ["fenced"] * 3
-        # A check-then-write would let an old write land after NEW; the transaction cannot.
-        assert await new.get_keys(ADDR, "session", ["x"]) == {"x": b"NEW"}
-
-
-async def test_concurrent_unfenced_writers_of_one_session(mongo_server: MongoServer) -> None:
-    # Separate clients (processes) writing one session at once: MongoDB aborts conflicting
-    # transactions rather than queueing them; every write must still land.
-    url = mongo_server.url()
-    async with contextlib.AsyncExitStack() as stack:
-        writers = [await stack.enter_async_context(opened(url)) for _ in range(6)]
-
-        async def write(i: int, b: MongoDurable) -> None:
-            for n in range(15):
-                await b.write_keys(
-                    ADDR,
-                    [KeyWrite("session", f"{i}.{n}", b"s"), KeyWrite("pre-key", f"{i}-{n}", b"p")],
-                )
-
-        await asyncio.gather(*(write(i, b) for i, b in enumerate(writers)))
-        ids = [f"{i}.{n}" for i in range(6) for n in range(15)]
-        assert len(await writers[0].get_keys(ADDR, "session", ids)) == len(ids)
-        assert [s.session_id async for s in writers[0].list_sessions(ADDR.namespace)] == [
-            ADDR.session_id
-        ]
-
-
-async def test_concurrent_cas_exactly_one_wins(mongo_server: MongoServer) -> None:
-    url = mongo_server.url()
-    async with opened(url) as a, opened(url) as b:
-        assert await a.save_creds(ADDR, b"c0", expected_version=0) == 1
-        attempts = [
-            x.save_creds(ADDR, b"c-%d" % i, expected_version=1) for i, x in enumerate([a, b] * 5)
-        ]
-        results = await asyncio.gather(*attempts, return_exceptions=True)
-    wins = [i for i, r in enumerate(results) if r == 2]
-    assert len(wins) == 1, results
-    losers = [r for r in results if not isinstance(r, int)]
-    assert all(isinstance(r, errors.ConflictError) and r.actual == 2 for r in losers), losers
-    async with opened(url) as c:
-        creds = await c.load_creds(ADDR)
-    assert creds is not None
-    assert creds.blob == b"c-%d" % wins[0]
-    assert creds.version == 2
-
-
-async def test_cas_on_missing_or_new_session(durable: MongoDurable) -> None:
-    with pytest.raises(errors.ConflictError) as info:
-        await durable.save_creds(ADDR, b"x", expected_version=3)
-    assert info.value.actual == 0
-    assert await durable.load_creds(ADDR) is None
-    await durable.write_keys(ADDR, [KeyWrite("session", "1", b"k")])  # session doc, no creds
-    assert await durable.save_creds(ADDR, b"x", expected_version=0) == 1
-    with pytest.raises(errors.ConflictError):
-        await durable.save_creds(ADDR, b"y", expected_version=0)
-    assert await durable.save_creds(ADDR, b"z") == 2
 
 
 # -- atomicity and retries, with injected server failures ----------------------------------
@@ -520,44 +317,3 @@ async def test_outage_raises_unavailable_never_empty() -> None:
             assert health.backend == "mongodb"
     finally:
         server.discard()
-
-
-# -- leases, outbox batches ---------------------------------------------------------------------
-
-
-async def test_lease_expiry_is_the_servers_clock(
-    durable: MongoDurable, mongo_server: MongoServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import time  # noqa: PLC0415
-
-    from baileys_store.backends import _mongo_leases  # noqa: PLC0415
-
-    token = await durable.acquire_lease(ADDR, "p1", 60_000)
-    assert token is not None
-    client = raw(mongo_server)
-    leases = client[durable.database]["bs_leases"]
-    doc = leases.find_one({"namespace": ADDR.namespace, "session_id": ADDR.session_id})
-    assert doc is not None
-    assert 55_000 < doc["expires"] - time.time() * 1000 <= 61_000  # epoch ms from the server
-    # A host clock an hour ahead changes nothing: the server still sees the lease live.
-    skewed = type("Skewed", (), {"time": staticmethod(lambda: time.time() + 3600)})
-    monkeypatch.setattr(_mongo_leases, "time", skewed)
-    assert await durable.acquire_lease(ADDR, "p2", 1000) is None
-    assert await durable.renew_lease(ADDR, "p1", token, 60_000)
-    leases.update_one({"_id": doc["_id"]}, {"$set": {"expires": 0}})  # expired on the server
-    assert not await durable.renew_lease(ADDR, "p1", token, 1000)
-    assert await durable.acquire_lease(ADDR, "p2", 1000) == token + 1
-    client.close()
-
-
-async def test_lease_document_survives_delete_session(
-    durable: MongoDurable, mongo_server: MongoServer
-) -> None:
-    token = await durable.acquire_lease(ADDR, "p1", 60_000)
-    assert token is not None
-    await durable.write_keys(ADDR, [KeyWrite("session", "a", b"1")], fence=token << 32)
-    assert await durable.delete_session(ADDR)
-    with raw(mongo_server) as client:
-        leases = client[durable.database]["bs_leases"]
-        assert leases.count_documents({"session_id": ADDR.session_id, "token": token}) == 1
-    assert await durable.acquire_lease(ADDR, "p1", 1000) == token + 1

@@ -1,4 +1,8 @@
-"""PostgreSQL backend on a real server: fencing, CAS, atomicity, schema, URLs, outages."""
+"""PostgreSQL backend on a real server: commit order, injected faults, URLs, outages, the clock.
+
+The durable contract itself runs in ``tests/contract/test_durable_*.py``; the schema and its
+migrations are in ``test_postgres_schema.py`` (which reuses the fixtures defined here).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,8 @@ import pytest
 from psycopg import sql
 
 from baileys_store import StoreConfig, errors
-from baileys_store._model import FENCE_SHIFT, CredsRecord, KeyWrite, SessionAddr
+from baileys_store._model import CredsRecord, KeyWrite, SessionAddr
 from baileys_store.backends import postgres as pg
-from baileys_store.backends._pg_schema import SCHEMA_VERSION
 from tests._services.postgres import PostgresDatabase, free_port
 
 Admin = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -81,34 +84,7 @@ async def fence_of(conn: Admin, schema: str, addr: SessionAddr) -> int:
     return int(rows[0][0])
 
 
-# --- fencing -------------------------------------------------------------------------------
-
-
-async def test_stale_fence_rejected_for_every_write(
-    store: pg.PostgresDurable, admin: Admin, schema: str
-) -> None:
-    await store.write_keys(ADDR, [KeyWrite("session", "a", b"1")], fence=5)
-    await store.save_creds(ADDR, b"creds", fence=5)
-    mixed = [KeyWrite("session", "a", b"2"), KeyWrite("pre-key", "1", b"x")]
-    stale = [
-        store.write_keys(ADDR, mixed, fence=4),
-        store.clear_keys(ADDR, fence=4),
-        store.save_creds(ADDR, b"other", fence=4),
-        store.delete_session(ADDR, fence=4),
-    ]
-    for call in stale:
-        with pytest.raises(errors.FencedError) as info:
-            await call
-        assert (info.value.token, info.value.current) == (4, 5)
-    assert await store.get_keys(ADDR, "session", ["a"]) == {"a": b"1"}
-    assert await store.get_keys(ADDR, "pre-key", ["1"]) == {}
-    creds = await store.load_creds(ADDR)
-    assert creds is not None
-    assert (creds.blob, creds.version) == (b"creds", 1)
-    await store.write_keys(ADDR, [KeyWrite("session", "a", b"3")])  # unfenced write passes
-    await store.write_keys(ADDR, [KeyWrite("session", "a", b"4")], fence=7)
-    assert await fence_of(admin, schema, ADDR) == 7
-    assert await store.delete_session(ADDR, fence=7) is True
+# --- fencing: the order the server applied the writes in -----------------------------------
 
 
 async def test_fencing_is_atomic_under_concurrency(
@@ -167,48 +143,90 @@ async def _fenced_writer(
     return done, 0
 
 
-# --- compare-and-set ---------------------------------------------------------------------------
+# --- URLs and options --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("instances", [1, 2])
-async def test_cas_race_exactly_one_winner(
-    postgres_db: PostgresDatabase, schema: str, instances: int
+def test_url_options_parsed() -> None:
+    s = pg.parse_postgres_url(
+        "postgresql://u:s3cretpw@h:5433/db?schema=my_s&min_size=0&max_size=3&timeout=2.5"
+        "&prepare_threshold=5&retries=1&sslmode=prefer&options=-c%20statement_timeout%3D5000",
+        op_timeout=7,
+    )
+    assert (s.schema, s.min_size, s.max_size, s.timeout, s.prepare_threshold, s.retries) == (
+        "my_s",
+        0,
+        3,
+        2.5,
+        5,
+        1,
+    )
+    # Our parameters are stripped; libpq's are passed on byte for byte.
+    assert s.conninfo == (
+        "postgresql://u:s3cretpw@h:5433/db?sslmode=prefer&options=-c%20statement_timeout%3D5000"
+    )
+    assert "s3cretpw" not in repr(s)
+    assert s.connect_kwargs == {"connect_timeout": "7", "application_name": "baileys-store"}
+    d = pg.parse_postgres_url("postgres://h/db?connect_timeout=3", op_timeout=10)
+    assert (d.schema, d.min_size, d.max_size, d.timeout, d.prepare_threshold, d.retries) == (
+        "baileys_store",
+        1,
+        10,
+        10.0,
+        None,
+        3,
+    )
+    assert d.connect_kwargs == {"application_name": "baileys-store"}
+
+
+@pytest.mark.parametrize(
+    ("query", "match"),
+    [
+        ("pool_size=3", '"pool_size"'),
+        ("schema=bad-name", "invalid schema"),
+        ("schema=" + "x" * 64, "invalid schema"),
+        ("min_size=5&max_size=2", "min_size 5 > max_size 2"),
+        ("max_size=0", "max_size must be >= 1"),
+        ("timeout=soon", "timeout='soon' is not a number"),
+        ("timeout=0", "timeout must be"),
+        ("prepare_threshold=-1", "prepare_threshold must be"),
+        ("retries=1&retries=2", "'retries' is given twice"),
+        ("justaname", "NAME=VALUE"),
+    ],
+)
+def test_bad_urls_raise_config_error_without_the_password(query: str, match: str) -> None:
+    with pytest.raises(errors.ConfigError, match=match) as info:
+        pg.parse_postgres_url(f"postgresql://user:s3cr%21t@h/db?{query}", op_timeout=5)
+    assert "s3cr" not in str(info.value)
+
+
+def test_postgres_cannot_be_the_cache() -> None:
+    cfg = StoreConfig(durable="postgresql://h/db", cache=None)
+    with pytest.raises(errors.ConfigError, match="durable tier"):
+        pg.from_config(cfg, "cache")
+
+
+async def test_libpq_options_and_prepared_statements_reach_the_server(
+    postgres_db: PostgresDatabase, schema: str
 ) -> None:
-    backends = [durable(postgres_db.dsn, schema, max_size=4) for _ in range(instances)]
-    async with contextlib.AsyncExitStack() as stack:
-        for b in backends:
-            await stack.enter_async_context(opened(b))
-        assert await backends[0].save_creds(ADDR, b"v1", expected_version=0) == 1
-        for version in range(1, 6):
-            blobs = [f"w{version}-{n}".encode() for n in range(10)]
-            results = await asyncio.gather(
-                *(
-                    backends[n % instances].save_creds(ADDR, b, expected_version=version)
-                    for n, b in enumerate(blobs)
-                ),
-                return_exceptions=True,
-            )
-            won = [n for n, r in enumerate(results) if not isinstance(r, BaseException)]
-            assert len(won) == 1, results
-            assert results[won[0]] == version + 1
-            for n, r in enumerate(results):
-                if n != won[0]:
-                    assert isinstance(r, errors.ConflictError), r
-                    assert (r.expected, r.actual) == (version, version + 1)
-            creds = await backends[-1].load_creds(ADDR)
-            assert creds is not None
-            assert (creds.blob, creds.version) == (blobs[won[0]], version + 1)
-
-
-async def test_cas_on_missing_session_and_versions_never_go_back(store: pg.PostgresDurable) -> None:
-    with pytest.raises(errors.ConflictError) as info:
-        await store.save_creds(ADDR, b"x", expected_version=3)
-    assert (info.value.expected, info.value.actual) == (3, 0)
-    assert await store.load_creds(ADDR) is None
-    assert await store.save_creds(ADDR, b"a") == 1
-    assert await store.save_creds(ADDR, b"b", expected_version=None) == 2
-    await store.clear_keys(ADDR)  # keys only: the creds version stays
-    assert await store.save_creds(ADDR, b"c", expected_version=2) == 3
+    backend = durable(
+        postgres_db.dsn,
+        schema,
+        prepare_threshold=0,
+        options="-c%20statement_timeout%3D4321",
+    )
+    async with opened(backend) as store:
+        for n in range(3):  # prepare_threshold=0: prepared on first use, reused after
+            await store.write_keys(ADDR, [KeyWrite("session", "a", bytes([n]))])
+            assert await store.get_keys(ADDR, "session", ["a"]) == {"a": bytes([n])}
+        pool = store._runner.pool
+        assert pool is not None
+        async with pool.connection() as conn:
+            timeout = await (await conn.execute("SHOW statement_timeout")).fetchone()
+            cur = await conn.execute("SELECT count(*) FROM pg_prepared_statements")
+            prepared = await cur.fetchone()
+        assert timeout == ("4321ms",)
+        assert prepared is not None
+        assert prepared[0] > 0
 
 
 # --- atomicity ---------------------------------------------------------------------------------
@@ -293,198 +311,6 @@ async def test_cancelled_and_timed_out_writes_leave_nothing(
             "AND state LIKE 'idle in transaction%%'",
         )
         assert rows == [(0,)]
-
-
-async def test_812_pre_keys_in_one_write_and_one_get(store: pg.PostgresDurable) -> None:
-    writes = [KeyWrite("pre-key", str(i), i.to_bytes(4, "big") * 30) for i in range(812)]
-    await store.write_keys(ADDR, [*writes, KeyWrite("pre-key", "5", None)])  # last write wins
-    got = await store.get_keys(ADDR, "pre-key", [w.id for w in writes])
-    assert len(got) == 811
-    assert "5" not in got
-    assert got["811"] == writes[811].blob
-    assert await store.clear_keys(ADDR) == 811
-
-
-# --- schema ------------------------------------------------------------------------------------
-
-
-async def test_schema_creation_idempotent_and_concurrent(
-    postgres_db: PostgresDatabase, admin: Admin, schema: str
-) -> None:
-    backends = [durable(postgres_db.dsn, schema, min_size=0) for _ in range(5)]
-    await asyncio.gather(*(b.open() for b in backends))  # racing migrations serialize
-    await asyncio.gather(*(b.close() for b in backends))
-    async with opened(durable(postgres_db.dsn, schema)) as again:
-        await again.write_keys(ADDR, [KeyWrite("session", "a", b"1")])
-    assert await fetch(admin, f"SELECT name, value FROM {schema}.meta ORDER BY 1") == [
-        ("schema_version", str(SCHEMA_VERSION)),
-        ("store_id", again.store_id),
-    ]
-    assert {b.store_id for b in backends} == {again.store_id}  # the racing openers agree
-    tables = await fetch(
-        admin, "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", schema
-    )
-    assert tables == [("keys",), ("leases",), ("meta",), ("sessions",)]
-    await admin.execute(
-        f"UPDATE {schema}.meta SET value = '{SCHEMA_VERSION + 1}' "
-        "WHERE name = 'schema_version'".encode()
-    )
-    with pytest.raises(errors.UnavailableError, match="newer than this baileys-store"):
-        await durable(postgres_db.dsn, schema).open()
-
-
-async def test_hash_partitioned_keys_table(
-    postgres_db: PostgresDatabase, admin: Admin, schema: str
-) -> None:
-    """The README recipe: keys hash-partitioned by (namespace, session_id) before first open."""
-    await admin.execute(
-        sql.SQL(
-            "CREATE SCHEMA {s}; CREATE TABLE {s}.keys ("
-            ' namespace text COLLATE "C" NOT NULL, session_id text COLLATE "C" NOT NULL,'
-            ' type text COLLATE "C" NOT NULL, id text COLLATE "C" NOT NULL,'
-            " value bytea NOT NULL, PRIMARY KEY (namespace, session_id, type, id)"
-            ") PARTITION BY HASH (namespace, session_id);"
-        ).format(s=sql.Identifier(schema))
-    )
-    for r in range(4):
-        await admin.execute(
-            sql.SQL(
-                "CREATE TABLE {p} PARTITION OF {s}.keys FOR VALUES WITH (MODULUS 4, REMAINDER {r})"
-            ).format(
-                p=sql.Identifier(schema, f"keys_p{r}"), s=sql.Identifier(schema), r=sql.Literal(r)
-            )
-        )
-    async with opened(durable(postgres_db.dsn, schema)) as store:
-        addrs = [SessionAddr("ns", f"s{i}") for i in range(12)]
-        first = [KeyWrite("session", "x", b"1"), *(KeyWrite("pre-key", i, b"p") for i in "12")]
-        second = [KeyWrite("session", "x", b"3"), KeyWrite("pre-key", "2", None)]
-        for a in addrs:
-            await store.write_keys(a, first)
-            await store.write_keys(a, second)
-            assert await store.get_keys(a, "session", ["x"]) == {"x": b"3"}
-            assert await store.get_keys(a, "pre-key", ["1", "2"]) == {"1": b"p"}
-        assert await store.clear_keys(addrs[0]) == 2
-        assert await store.delete_session(addrs[1]) is True
-    per_partition = await fetch(
-        admin, f"SELECT tableoid::regclass::text, count(*) FROM {schema}.keys GROUP BY 1"
-    )
-    assert len(per_partition) > 1
-    assert sum(n for _, n in per_partition) == 20
-    # schema v3's fillfactor went to each partition (a partitioned parent refuses it)
-    options = await fetch(
-        admin,
-        "SELECT relname, reloptions FROM pg_class c JOIN pg_namespace n "
-        f"ON n.oid = c.relnamespace WHERE n.nspname = '{schema}' "
-        "AND relname LIKE 'keys%' AND relkind IN ('r', 'p') ORDER BY 1",
-    )
-    assert options == [("keys", None), *((f"keys_p{r}", ["fillfactor=80"]) for r in range(4))]
-
-
-async def test_list_sessions_pages_in_byte_order(
-    store: pg.PostgresDurable, admin: Admin, schema: str
-) -> None:
-    await admin.execute(
-        f"INSERT INTO {schema}.sessions (namespace, session_id) "
-        "SELECT 'ns', 's' || lpad(g::text, 5, '0') FROM generate_series(1, 1234) g".encode()
-    )
-    for sid in ("a", "B", "Z-1"):
-        await store.save_creds(SessionAddr("ns", sid), b"c")
-    await store.write_keys(SessionAddr("other", "x"), [KeyWrite("session", "1", b"1")])
-    listed = [i async for i in store.list_sessions("ns")]
-    ids = [i.session_id for i in listed]
-    assert len(ids) == 1237
-    assert ids[:3] == ["B", "Z-1", "a"]
-    assert ids == sorted(ids)
-    assert [i.creds_version for i in listed[:3]] == [1, 1, 1]
-    everything = [(i.namespace, i.session_id) async for i in store.list_sessions()]
-    assert everything == sorted(everything)
-    assert everything[-1] == ("other", "x")
-    assert len(everything) == 1238
-
-
-# --- URLs and options --------------------------------------------------------------------------
-
-
-def test_url_options_parsed() -> None:
-    s = pg.parse_postgres_url(
-        "postgresql://u:s3cretpw@h:5433/db?schema=my_s&min_size=0&max_size=3&timeout=2.5"
-        "&prepare_threshold=5&retries=1&sslmode=prefer&options=-c%20statement_timeout%3D5000",
-        op_timeout=7,
-    )
-    assert (s.schema, s.min_size, s.max_size, s.timeout, s.prepare_threshold, s.retries) == (
-        "my_s",
-        0,
-        3,
-        2.5,
-        5,
-        1,
-    )
-    # Our parameters are stripped; libpq's are passed on byte for byte.
-    assert s.conninfo == (
-        "postgresql://u:s3cretpw@h:5433/db?sslmode=prefer&options=-c%20statement_timeout%3D5000"
-    )
-    assert "s3cretpw" not in repr(s)
-    assert s.connect_kwargs == {"connect_timeout": "7", "application_name": "baileys-store"}
-    d = pg.parse_postgres_url("postgres://h/db?connect_timeout=3", op_timeout=10)
-    assert (d.schema, d.min_size, d.max_size, d.timeout, d.prepare_threshold, d.retries) == (
-        "baileys_store",
-        1,
-        10,
-        10.0,
-        None,
-        3,
-    )
-    assert d.connect_kwargs == {"application_name": "baileys-store"}
-
-
-@pytest.mark.parametrize(
-    ("query", "match"),
-    [
-        ("pool_size=3", '"pool_size"'),
-        ("schema=bad-name", "invalid schema"),
-        ("schema=" + "x" * 64, "invalid schema"),
-        ("min_size=5&max_size=2", "min_size 5 > max_size 2"),
-        ("max_size=0", "max_size must be >= 1"),
-        ("timeout=soon", "timeout='soon' is not a number"),
-        ("timeout=0", "timeout must be"),
-        ("prepare_threshold=-1", "prepare_threshold must be"),
-        ("retries=1&retries=2", "'retries' is given twice"),
-        ("justaname", "NAME=VALUE"),
-    ],
-)
-def test_bad_urls_raise_config_error_without_the_password(query: str, match: str) -> None:
-    with pytest.raises(errors.ConfigError, match=match) as info:
-        pg.parse_postgres_url(f"postgresql://user:s3cr%21t@h/db?{query}", op_timeout=5)
-    assert "s3cr" not in str(info.value)
-
-
-def test_postgres_cannot_be_the_cache() -> None:
-    cfg = StoreConfig(durable="postgresql://h/db", cache=None)
-    with pytest.raises(errors.ConfigError, match="durable tier"):
-        pg.from_config(cfg, "cache")
-
-
-async def test_libpq_options_and_prepared_statements_reach_the_server(
-    postgres_db: PostgresDatabase, schema: str
-) -> None:
-    backend = durable(
-        postgres_db.dsn,
-        schema,
-        prepare_threshold=0,
-        options="-c%20statement_timeout%3D4321",
-    )
-    async with opened(backend) as store:
-        for n in range(3):  # prepare_threshold=0: prepared on first use, reused after
-            await store.write_keys(ADDR, [KeyWrite("session", "a", bytes([n]))])
-            assert await store.get_keys(ADDR, "session", ["a"]) == {"a": bytes([n])}
-        assert store._pool is not None
-        async with store._pool.connection() as conn:
-            timeout = await (await conn.execute("SHOW statement_timeout")).fetchone()
-            cur = await conn.execute("SELECT count(*) FROM pg_prepared_statements")
-            prepared = await cur.fetchone()
-        assert timeout == ("4321ms",)
-        assert prepared is not None
-        assert prepared[0] > 0
 
 
 # --- outages -----------------------------------------------------------------------------------
@@ -664,62 +490,7 @@ async def test_terminated_connections_are_retried(
             assert await store.get_keys(ADDR, "session", ["a"]) == {"a": bytes([n])}
 
 
-async def test_closed_backend_raises(postgres_db: PostgresDatabase, schema: str) -> None:
-    backend = durable(postgres_db.dsn, schema)
-    with pytest.raises(errors.StoreClosedError):
-        await backend.get_keys(ADDR, "session", ["a"])
-    assert (await backend.check()).ok is False
-    async with opened(backend):
-        assert (await backend.check()).ok is True
-    await backend.close()  # idempotent
-    with pytest.raises(errors.StoreClosedError):
-        await backend.save_creds(ADDR, b"x")
-
-
-# --- schema version 2: outbox sequence and leases ---------------------------------------------
-
-
-async def test_version_1_schema_upgrades_in_place(
-    postgres_db: PostgresDatabase, admin: Admin, schema: str
-) -> None:
-    from baileys_store.backends import _pg_schema as q  # noqa: PLC0415 - test-only reach-in
-
-    ident = sql.Identifier(schema)
-    await admin.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
-    await admin.execute(
-        sql.SQL("CREATE TABLE {}.meta (name text PRIMARY KEY, value text NOT NULL)").format(ident)
-    )
-    await admin.execute(sql.SQL(q.MIGRATIONS[1]).format(s=ident))  # a store at version 1
-    await admin.execute(sql.SQL("INSERT INTO {}.meta VALUES ('schema_version', '1')").format(ident))
-    await admin.execute(
-        sql.SQL(
-            "INSERT INTO {}.sessions (namespace, session_id, creds, version, fence) "
-            "VALUES (%s, %s, %s, 3, %s)"
-        ).format(ident),
-        (ADDR.namespace, ADDR.session_id, b"c3", 7 << FENCE_SHIFT),
-    )
-    async with opened(durable(postgres_db.dsn, schema)) as store:
-        assert await store.load_creds(ADDR) == CredsRecord(b"c3", 3)  # data kept
-        fence = 7 << FENCE_SHIFT
-        assert await store.apply_batch(
-            ADDR, [KeyWrite("session", "a", b"1")], None, seq=1, fence=fence
-        )
-        assert not await store.apply_batch(ADDR, [], None, seq=1, fence=fence)
-        with pytest.raises(errors.FencedError):
-            await store.advance_fence(ADDR, fence - 1)
-        assert await store.acquire_lease(ADDR, "p1", 1000) == 8  # above the recorded fence
-    assert await fetch(admin, f"SELECT value FROM {schema}.meta WHERE name = 'schema_version'") == [
-        (str(SCHEMA_VERSION),)
-    ]
-    rows = await fetch(admin, f"SELECT outbox_seq, fence FROM {schema}.sessions")
-    assert rows == [(1, 7 << FENCE_SHIFT)]
-    # version 3: the keys table leaves room for HOT updates
-    assert await fetch(
-        admin,
-        "SELECT reloptions FROM pg_class c JOIN pg_namespace n ON "
-        f"n.oid = c.relnamespace WHERE n.nspname = '{schema}' AND "
-        "c.relname = 'keys'",
-    ) == [(["fillfactor=80"],)]
+# --- leases --------------------------------------------------------------------------------
 
 
 async def test_lease_expiry_is_the_servers_clock(
@@ -733,23 +504,3 @@ async def test_lease_expiry_is_the_servers_clock(
     await admin.execute(f"UPDATE {schema}.leases SET expires = clock_timestamp()".encode())
     assert not await store.renew_lease(ADDR, "p1", token, 1000)
     assert await store.acquire_lease(ADDR, "p2", 1000) == token + 1
-
-
-async def test_concurrent_batches_and_acquirers_on_one_new_session(
-    store: pg.PostgresDurable,
-) -> None:
-    a = SessionAddr("clinic-1/race", "new")
-    batches = await asyncio.gather(
-        *(
-            store.apply_batch(a, [KeyWrite("session", "x", b"%d" % n)], None, seq=1, fence=n)
-            for n in range(1, 9)
-        ),
-        return_exceptions=True,
-    )
-    applied = [r for r in batches if r is True]
-    assert len(applied) == 1, batches
-    # The others: a redelivery (False) or fenced by a higher token that won first.
-    assert all(r is False or isinstance(r, errors.FencedError) for r in batches if r is not True)
-    b = SessionAddr("clinic-1/race", "lease")
-    tokens = await asyncio.gather(*(store.acquire_lease(b, f"p{n}", 5000) for n in range(20)))
-    assert [t for t in tokens if t is not None] == [1]

@@ -1,8 +1,11 @@
-"""Redis backend on real servers: fencing, CAS, Lua atomicity, slots, TTLs, URLs, outages."""
+"""Redis backend on real servers: Lua atomicity, slots, TTLs, paging, URLs, TLS, outages.
+
+The durable contract itself (fencing, CAS, batches, listings) runs on the Redis-only tier,
+standalone and Cluster, in ``tests/contract/test_durable_*.py``.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +17,7 @@ from redis.crc import key_slot
 from baileys_store import StoreConfig, errors
 from baileys_store._model import CredsRecord, KeyWrite, SessionAddr
 from baileys_store.backends import redis as rb
-from baileys_store.backends._redis_base import RedisBase
+from baileys_store.backends.redis import _index as redis_index
 from tests._services.redis import (
     RedisClusterServers,
     RedisServer,
@@ -73,8 +76,8 @@ async def raw(redis_server: RedisServer) -> AsyncIterator[aredis.Redis]:
     await client.aclose()
 
 
-async def _all_keys(backend: RedisBase, pattern: str) -> list[bytes]:
-    client = backend._c()
+async def _all_keys(backend: rb.RedisDurable | rb.RedisCache, pattern: str) -> list[bytes]:
+    client = backend.runner.client
     if isinstance(client, aredis.RedisCluster):
         found: list[bytes] = []
         for node in client.get_primaries():
@@ -83,98 +86,7 @@ async def _all_keys(backend: RedisBase, pattern: str) -> list[bytes]:
     return [k async for k in client.scan_iter(match=pattern)]
 
 
-# -- fencing and compare-and-set ---------------------------------------------------------------
-
-
-async def test_stale_fence_rejected_for_every_write(store: rb.RedisDurable) -> None:
-    await store.write_keys(ADDR, [KeyWrite("session", "a", b"v5")], fence=5)
-    with pytest.raises(errors.FencedError) as info:
-        await store.write_keys(ADDR, [KeyWrite("session", "a", b"v4")], fence=4)
-    assert (info.value.token, info.value.current) == (4, 5)
-    with pytest.raises(errors.FencedError):
-        await store.save_creds(ADDR, b"c", fence=4)
-    with pytest.raises(errors.FencedError):
-        await store.clear_keys(ADDR, fence=4)
-    with pytest.raises(errors.FencedError):
-        await store.delete_session(ADDR, fence=1)
-    assert await store.get_keys(ADDR, "session", ["a"]) == {"a": b"v5"}
-    assert await store.load_creds(ADDR) is None
-    # Unfenced writes pass and keep the recorded fence; an equal or higher token passes.
-    await store.write_keys(ADDR, [KeyWrite("session", "a", b"none")])
-    await store.write_keys(ADDR, [KeyWrite("session", "a", b"v5b")], fence=5)
-    with pytest.raises(errors.FencedError):
-        await store.write_keys(ADDR, [KeyWrite("session", "a", b"v4")], fence=4)
-    assert await store.save_creds(ADDR, b"c", fence=9) == 1
-    assert await store.delete_session(ADDR, fence=9) is True
-    # The fence outlives the session (a tombstone): a stale holder cannot resurrect it.
-    with pytest.raises(errors.FencedError) as info:
-        await store.write_keys(ADDR, [KeyWrite("session", "a", b"again")], fence=1)
-    assert (info.value.token, info.value.current) == (1, 9)
-    await store.write_keys(ADDR, [KeyWrite("session", "a", b"again")], fence=9)
-
-
-async def test_fencing_is_atomic_under_concurrency(server_url: str, prefix: str) -> None:
-    """Writers with tokens 1..N race through separate pools: the highest token always wins."""
-    backends = [durable(server_url, prefix) for _ in range(4)]
-    for b in backends:
-        await b.open()
-    try:
-        for rnd in range(15):
-            addr = SessionAddr("fence", f"s{rnd}")
-            tokens = list(range(1, 25))
-            order = tokens[rnd % 7 :] + tokens[: rnd % 7]  # vary who starts first
-
-            fenced: list[bool] = []
-
-            async def write(
-                tok: int, addr: SessionAddr = addr, fenced: list[bool] = fenced
-            ) -> int | None:
-                blob = str(tok).encode()
-                b = backends[tok % len(backends)]
-                writes = [KeyWrite("session", "x", blob), KeyWrite("sender-key", "y", blob)]
-                try:
-                    await b.write_keys(addr, writes, fence=tok)
-                except errors.FencedError as exc:
-                    fenced.append(exc.current > tok)
-                    return None
-                return tok
-
-            done = await asyncio.gather(*(write(t) for t in order))
-            assert max(tokens) in done
-            assert all(fenced)
-            b = backends[0]
-            assert await b.get_keys(addr, "session", ["x"]) == {"x": b"24"}
-            assert await b.get_keys(addr, "sender-key", ["y"]) == {"y": b"24"}
-            with pytest.raises(errors.FencedError):
-                await b.save_creds(addr, b"late", fence=23)
-    finally:
-        for b in backends:
-            await b.close()
-
-
-async def test_cas_race_exactly_one_winner(server_url: str, prefix: str) -> None:
-    backends = [durable(server_url, prefix) for _ in range(4)]
-    for b in backends:
-        await b.open()
-    try:
-        assert await backends[0].save_creds(ADDR, b"v1", expected_version=0) == 1
-
-        async def save(n: int) -> int | str:
-            try:
-                return await backends[n % 4].save_creds(ADDR, b"w%d" % n, expected_version=1)
-            except errors.ConflictError as exc:
-                return f"conflict {exc.expected}->{exc.actual}"
-
-        results = await asyncio.gather(*(save(n) for n in range(20)))
-        assert results.count(2) == 1
-        assert results.count("conflict 1->2") == 19
-        winner = results.index(2)
-        assert await backends[1].load_creds(ADDR) == CredsRecord(b"w%d" % winner, 2)
-        # expected=None writes always land; versions never go back.
-        assert await backends[2].save_creds(ADDR, b"any") == 3
-    finally:
-        for b in backends:
-            await b.close()
+# -- compare-and-set ---------------------------------------------------------------------------
 
 
 async def test_retried_save_that_was_applied_reports_success(store: rb.RedisDurable) -> None:
@@ -193,8 +105,8 @@ async def test_multi_type_write_failing_midway_leaves_nothing(
     store: rb.RedisDurable, prefix: str
 ) -> None:
     await store.write_keys(ADDR, [KeyWrite("pre-key", "1", b"old")], fence=2)
-    base = store._base(ADDR)
-    client = store._c()
+    base = store.runner.base(ADDR)
+    client = store.runner.client
     await client.set(base + "k:session", b"foreign string")  # the 3rd of 4 types will fail
     writes = [
         KeyWrite("pre-key", "1", b"new"),
@@ -220,29 +132,17 @@ async def test_multi_type_write_failing_midway_leaves_nothing(
     assert await store.clear_keys(ADDR) == 1
 
 
-async def test_large_multi_type_write_is_one_unit(store: rb.RedisDurable) -> None:
-    """812 pre-keys + other types in one script (chunked HSET inside), deletes in the same call."""
-    writes = [KeyWrite("pre-key", str(i), b"p%d" % i) for i in range(1, 813)]
-    writes += [KeyWrite("session", f"{i}.0", b"s") for i in range(30)]
-    await store.write_keys(ADDR, writes)
-    ids = [str(i) for i in range(1, 813)]
-    assert len(await store.get_keys(ADDR, "pre-key", ids)) == 812
-    dels = [KeyWrite("pre-key", str(i), None) for i in range(1, 1201)]
-    await store.write_keys(ADDR, [*dels, KeyWrite("session", "0.0", b"new")])
-    assert await store.get_keys(ADDR, "pre-key", ids) == {}
-    assert await store.get_keys(ADDR, "session", ["0.0", "1.0"]) == {"0.0": b"new", "1.0": b"s"}
-    assert await store.clear_keys(ADDR) == 30
-
-
 async def test_cache_put_failing_midway_leaves_nothing(redis_server: RedisServer) -> None:
     c = cache(redis_server.url, unique_prefix())
     await c.open()
     try:
-        base = c._base(ADDR)
-        await c._c().set(base + "k:session", b"foreign")
+        base = c.runner.base(ADDR)
+        await c.runner.client.set(base + "k:session", b"foreign")
         with pytest.raises(errors.CorruptDataError):
-            await c.put_keys(ADDR, [KeyWrite("pre-key", "1", b"x"), KeyWrite("session", "a", b"y")])
-        assert await c.get_keys(ADDR, "pre-key", ["1"]) == {}
+            await c.update_keys(
+                ADDR, [KeyWrite("pre-key", "1", b"x"), KeyWrite("session", "a", b"y")], token=None
+            )
+        assert (await c.read_keys(ADDR, "pre-key", ["1"])).found == {}
     finally:
         await c.close()
 
@@ -261,14 +161,6 @@ async def test_every_key_of_a_session_maps_to_one_slot(store: rb.RedisDurable, p
     assert all(k.startswith(tag) for k in keys)
 
 
-async def test_sessions_with_colons_never_share_keys(store: rb.RedisDurable) -> None:
-    a, b = SessionAddr("a:b", "c"), SessionAddr("a", "b:c")
-    await store.write_keys(a, [KeyWrite("session", "1", b"A")])
-    await store.write_keys(b, [KeyWrite("session", "1", b"B")])
-    assert await store.get_keys(a, "session", ["1"]) == {"1": b"A"}
-    assert await store.get_keys(b, "session", ["1"]) == {"1": b"B"}
-
-
 async def test_durable_keys_never_expire_and_cache_keys_do(server_url: str, prefix: str) -> None:
     d = durable(server_url, prefix)
     c = cache(server_url, prefix, ttl=120)
@@ -278,24 +170,28 @@ async def test_durable_keys_never_expire_and_cache_keys_do(server_url: str, pref
         writes = [KeyWrite("pre-key", "1", b"x"), KeyWrite("session", "a", b"y")]
         await d.write_keys(ADDR, writes)
         await d.save_creds(ADDR, b"creds")
-        await c.put_keys(ADDR, writes)
-        await c.put_creds(ADDR, CredsRecord(b"creds", 1))
+        await c.update_keys(ADDR, writes, token=None)
+        await c.put_creds_guarded(ADDR, CredsRecord(b"creds", 1), token=None)
         dkeys = await _all_keys(d, f"{prefix}:*")
         ckeys = await _all_keys(c, f"{prefix}c:*")
         # meta, types, 2 hashes, session index, schema version, role marker, store metadata
         assert len(dkeys) == 8
-        assert len(ckeys) == 4  # meta, types, 2 hashes
+        assert len(ckeys) == 5  # meta, types, 2 hashes, the write stamp
         for k in dkeys:
-            assert await d._c().pttl(k) == -1, k
+            assert await d.runner.client.pttl(k) == -1, k
         for k in ckeys:
-            assert 0 < await c._c().pttl(k) <= 120_000, k
-        # put_keys with None evicts; drop_session evicts everything.
-        await c.put_keys(ADDR, [KeyWrite("pre-key", "1", None)])
-        assert await c.get_keys(ADDR, "pre-key", ["1"]) == {}
-        assert await c.get_keys(ADDR, "session", ["a"]) == {"a": b"y"}
-        assert await c.get_creds(ADDR) == CredsRecord(b"creds", 1)
-        await c.drop_session(ADDR)
-        assert await _all_keys(c, f"{prefix}c:*") == []
+            # The write stamp ("b") has no TTL, as before the caches merged (it guards fills).
+            expected = (-1, -1) if k.endswith(b":b") else (1, 120_000)
+            ttl = await c.runner.client.pttl(k)
+            assert expected[0] <= ttl <= expected[1], k
+        # update_keys with None evicts; drop evicts everything.
+        await c.update_keys(ADDR, [KeyWrite("pre-key", "1", None)], token=None)
+        assert (await c.read_keys(ADDR, "pre-key", ["1"])).found == {}
+        assert (await c.read_keys(ADDR, "session", ["a"])).found == {"a": b"y"}
+        assert (await c.read_creds(ADDR)).record == CredsRecord(b"creds", 1)
+        await c.drop(ADDR, token=None)
+        # Only the write stamp stays: it moves on, so a fill read before the drop is refused.
+        assert await _all_keys(c, f"{prefix}c:*") == [c.runner.base(ADDR).encode() + b"b"]
         assert await d.get_keys(ADDR, "session", ["a"]) == {"a": b"y"}
     finally:
         await d.close()
@@ -319,37 +215,21 @@ async def test_schema_version_recorded_once_and_newer_refused(
 # -- list_sessions -------------------------------------------------------------------------------
 
 
-async def test_list_sessions_order_pages_and_dead_entries(
+async def test_list_sessions_pages_and_skips_dead_entries(
     store: rb.RedisDurable, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rb, "_PAGE", 3)
+    monkeypatch.setattr(redis_index, "_PAGE", 3)  # the byte order itself: the contract suite
     names = [("a", "1"), ("a", "2"), ("a-b", "1"), ("a.b", "x"), ("a/b", "y"), ("ab", "z")]
     names.append(("b", "0"))
     for ns, sid in reversed(names):
         await store.write_keys(SessionAddr(ns, sid), [KeyWrite("session", "1", b"v")])
-    await store.save_creds(SessionAddr("a", "2"), b"c")
-    listed = [(s.namespace, s.session_id) async for s in store.list_sessions()]
-    assert listed == sorted(names)
+    assert [(s.namespace, s.session_id) async for s in store.list_sessions()] == sorted(names)
     assert [s.session_id async for s in store.list_sessions("a")] == ["1", "2"]
-    versions = {s.session_id: s.creds_version async for s in store.list_sessions("a")}
-    assert versions == {"1": 0, "2": 1}
     # An index entry whose session is gone (a crash between two steps) is skipped.
-    await store._c().zadd(f"{prefix}:sessions", {"a\0ghost": 0})
+    await store.runner.client.zadd(f"{prefix}:sessions", {"a\0ghost": 0})
     assert [s.session_id async for s in store.list_sessions("a")] == ["1", "2"]
     assert await store.delete_session(SessionAddr("a", "1")) is True
     assert [s.session_id async for s in store.list_sessions("a")] == ["2"]
-
-
-async def test_delete_racing_recreate_keeps_the_session_listed(store: rb.RedisDurable) -> None:
-    addr = SessionAddr("race", "s")
-    for _ in range(20):
-        await store.write_keys(addr, [KeyWrite("session", "1", b"v")])
-        await asyncio.gather(
-            store.delete_session(addr), store.save_creds(addr, b"c"), store.delete_session(addr)
-        )
-        exists = bool(await store._c().exists(store._base(addr) + "m"))
-        listed = [s.session_id async for s in store.list_sessions("race")]
-        assert listed == (["s"] if exists else [])
 
 
 # -- URL options -------------------------------------------------------------------------------
@@ -464,7 +344,7 @@ async def test_server_killed_then_restarted(tmp_path: Path) -> None:
         with pytest.raises(errors.UnavailableError):
             _ = [s async for s in b.list_sessions()]
         with pytest.raises(errors.UnavailableError):
-            await c.get_creds(ADDR)
+            await c.read_creds(ADDR)
         health = await b.check()
         assert not health.ok
         server.start()  # empty again (no persistence): the client reconnects by itself
@@ -488,7 +368,7 @@ async def test_killed_connection_is_retried(server_url: str, prefix: str) -> Non
     await b.open()
     try:
         await b.write_keys(ADDR, [KeyWrite("session", "1", b"v")])
-        client = b._c()
+        client = b.runner.client
         killed = 0
         if isinstance(client, aredis.RedisCluster):
             for node in client.get_primaries():
@@ -506,16 +386,6 @@ async def test_killed_connection_is_retried(server_url: str, prefix: str) -> Non
         await b.write_keys(ADDR, [KeyWrite("session", "1", b"w")])
     finally:
         await b.close()
-
-
-async def test_closed_backend_raises(redis_server: RedisServer) -> None:
-    b = durable(redis_server.url, unique_prefix())
-    await b.open()
-    await b.close()
-    await b.close()
-    with pytest.raises(errors.StoreClosedError):
-        await b.get_keys(ADDR, "session", ["1"])
-    assert not (await b.check()).ok
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
