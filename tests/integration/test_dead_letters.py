@@ -25,7 +25,7 @@ from tests.integration.test_hybrid import (
 
 
 async def _dead_letter_index(store: AuthStore) -> list[object]:
-    return [a async for a in redis_cache(store).dlq_sessions()]
+    return [a async for a in redis_cache(store).outbox.dlq_sessions()]
 
 
 def _wb_store(server: RedisServer, tmp_path: Path) -> tuple[AuthStore, FlakySQLite, StoreConfig]:
@@ -53,7 +53,7 @@ async def test_retry_requeues_current_records_and_drops_superseded(
         # One entry: a new record, one a later write replaces, a delete.
         await keys.set({"session": {"a": b"a1", "b": b"b1", "c": None}})
         await _kill_next_apply(store, durable, errors.CorruptDataError("rejected"))
-        assert len(await redis_cache(store).dead_letters(ADDR)) == 1
+        assert len(await redis_cache(store).outbox.dead_letters(ADDR)) == 1
         await keys.set({"session": {"b": b"b2"}})  # applied past the dead letter
         assert await store.drain_outbox() == 1
         assert await durable_value(store, "session", "b") == b"b2"
@@ -61,8 +61,8 @@ async def test_retry_requeues_current_records_and_drops_superseded(
         # The cache keeps serving the acknowledged values, tombstone included, with no TTL.
         got = await keys.get("session", ["a", "b", "c"])
         assert got == {"a": b"a1", "b": b"b2"}
-        client = redis_cache(store)._c()
-        assert await client.pttl(redis_cache(store)._base(ADDR) + "k:session") == -1
+        client = redis_cache(store).runner.client
+        assert await client.pttl(redis_cache(store).runner.base(ADDR) + "k:session") == -1
 
         done = await store.retry_dead_letters(SID)
         assert (done.letters, done.records, done.superseded) == (1, 2, 1)
@@ -70,10 +70,10 @@ async def test_retry_requeues_current_records_and_drops_superseded(
         assert await durable_value(store, "session", "a") == b"a1"
         assert await durable_value(store, "session", "b") == b"b2"  # not rolled back to b1
         assert await durable_value(store, "session", "c") is None
-        assert await redis_cache(store).dead_letters(ADDR) == []
+        assert await redis_cache(store).outbox.dead_letters(ADDR) == []
         assert await _dead_letter_index(store) == []
         # Nothing left: the session's cache gets its TTLs back.
-        assert await client.pttl(redis_cache(store)._base(ADDR) + "k:session") > 0
+        assert await client.pttl(redis_cache(store).runner.base(ADDR) + "k:session") > 0
         again = await store.retry_dead_letters(SID)
         assert (again.letters, again.records, again.seq) == (0, 0, 0)
 
@@ -92,7 +92,7 @@ async def test_retry_of_a_creds_save_and_a_poison_that_fails_again(
         assert (done.letters, done.records, done.superseded) == (1, 1, 0)
         # Still poison: it goes back to the dead letters, nothing is lost.
         await _kill_next_apply(store, durable, errors.CorruptDataError("still rejected"))
-        letters = await redis_cache(store).dead_letters(ADDR)
+        letters = await redis_cache(store).outbox.dead_letters(ADDR)
         assert len(letters) == 1
         assert "still rejected" in letters[0].error
         await store.retry_dead_letters(SID)
@@ -117,7 +117,7 @@ async def test_dead_letters_survive_a_takeover_and_go_with_a_delete(
         await other.session(SID).keys.set({"session": {"z": b"z"}})  # takes the lease
         assert await other.session(SID).keys.get("session", ["a"]) == {"a": b"a1"}
         assert await other.session(SID).delete()
-        assert await redis_cache(other).dead_letters(ADDR) == []
+        assert await redis_cache(other).outbox.dead_letters(ADDR) == []
         assert await _dead_letter_index(other) == []
         assert await other.session(SID).keys.get("session", ["a", "z"]) == {}
 

@@ -14,8 +14,8 @@ import pytest
 from baileys_store import AuthStore, StoreConfig, errors
 from baileys_store._model import KeyWrite, SessionAddr
 from baileys_store._session import _key_aad
-from baileys_store.backends._redis_hybrid import RedisHybridCache
 from baileys_store.backends._registry import make_cache
+from baileys_store.backends.redis import RedisCache
 from baileys_store.backends.sqlite import SQLiteDurable
 from tests._services.redis import RedisServer, unique_prefix, with_query
 from tests.integration._flaky import FlakySQLite
@@ -64,8 +64,8 @@ async def durable_value(store: AuthStore, key_type: str, key_id: str) -> object:
     return None if blob is None else store.codec.decode(blob, _key_aad(ADDR, key_type, key_id))
 
 
-def redis_cache(store: AuthStore) -> RedisHybridCache:
-    assert isinstance(store.cache, RedisHybridCache)
+def redis_cache(store: AuthStore) -> RedisCache:
+    assert isinstance(store.cache, RedisCache)
     return store.cache
 
 
@@ -148,8 +148,8 @@ async def test_write_behind_serves_from_cache_then_drains(make: Callable[..., Au
         record = await durable.load_creds(ADDR)
         assert record is not None
         assert record.version == version
-        client = redis_cache(store)._c()
-        base = redis_cache(store)._base(ADDR)
+        client = redis_cache(store).runner.client
+        base = redis_cache(store).runner.base(ADDR)
         assert await client.pttl(base + "k:session") > 0  # expires again once drained
         assert await client.hget(base + "k:session", "2.0") is None  # tombstone removed
         assert await keys.get("session", ["1.0", "2.0"]) == {"1.0": b"s1"}
@@ -163,7 +163,8 @@ async def test_write_behind_redelivery_is_applied_once(make: Callable[..., AuthS
         for n in range(5):
             await keys.set({"sender-key": {"g::u::0": bytes([n])}})
         cache = redis_cache(store)
-        dead = await cache.claim(ADDR, "dead-worker", 1000, 10)  # a worker that dies holding it
+        # a worker that dies holding the claim
+        dead = await cache.outbox.claim(ADDR, "dead-worker", 1000, 10)
         assert dead is not None
         assert len(dead.entries) == 5
         start = time.monotonic()
@@ -176,7 +177,7 @@ async def test_write_behind_redelivery_is_applied_once(make: Callable[..., AuthS
         assert not await durable.apply_batch(
             ADDR, [KeyWrite("sender-key", "g::u::0", b"\0")], None, seq=dead.entries[-1].seq
         )
-        assert await cache.ack(ADDR, "dead-worker", 5, dead.entries[-1].seq) is None
+        assert await cache.outbox.ack(ADDR, "dead-worker", 5, dead.entries[-1].seq) is None
 
 
 async def test_poison_entry_goes_to_dead_letters_outage_does_not(
@@ -191,13 +192,13 @@ async def test_poison_entry_goes_to_dead_letters_outage_does_not(
         for _ in range(5):
             with pytest.raises(errors.UnavailableError):
                 await store.drain_outbox()
-        assert await redis_cache(store).dead_letters(ADDR) == []  # an outage never poisons
+        assert await redis_cache(store).outbox.dead_letters(ADDR) == []  # an outage never poisons
         durable.fail_with = errors.CorruptDataError("rejected")
         for _ in range(2):  # drain_outbox is a barrier: it says the entry is not applied
             with pytest.raises(errors.UnavailableError):
                 await store.drain_outbox()
         await store.drain_outbox()  # the third failure moves it to the dead letters
-        letters = await redis_cache(store).dead_letters(ADDR)
+        letters = await redis_cache(store).outbox.dead_letters(ADDR)
         assert len(letters) == 1
         assert "CorruptDataError" in letters[0].error
         assert [(w.type, w.id) for w in letters[0].entry.writes] == [("session", "1.0")]

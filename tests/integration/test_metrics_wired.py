@@ -82,7 +82,9 @@ async def test_every_metric_is_updated(redis_server: RedisServer, tmp_path: Path
     # A corrupt record in the Redis cache: evicted, the durable copy served.
     s1 = SessionAddr(NS, "s1")
     redis_cache: Any = a.cache
-    await redis_cache._c().hset(redis_cache._base(s1) + "k:session", "1.0", b"\xb5garbage")
+    await redis_cache.runner.client.hset(
+        redis_cache.runner.base(s1) + "k:session", "1.0", b"\xb5garbage"
+    )
     assert a._engine.l1 is not None
     a._engine.l1.forget(s1)
     assert await keys.get("session", ["1.0"]) == {"1.0": b"v1"}
@@ -91,7 +93,7 @@ async def test_every_metric_is_updated(redis_server: RedisServer, tmp_path: Path
     # connections with CLIENT KILL is noticed by redis-py when it checks a connection out, and
     # reconnected there, so it no longer reaches the retry layer.)
     admin = aredis.Redis.from_url(redis_server.url)
-    client: Any = redis_cache._c()
+    client: Any = redis_cache.runner.client
     real, resets = client.execute_command, [rex.ConnectionError("reset by the test")]
 
     async def reset_once(*args: Any, **kwargs: Any) -> Any:

@@ -123,7 +123,7 @@ async def test_bombs_in_redis(hybrid: Backend, bombs: dict[str, tuple[int, bytes
     async with v.open() as store:
         sess = store.session("s", namespace=v.namespace)
         addr = v.addr("s")
-        client, base = store.cache._c(), store.cache._base(addr)  # type: ignore[union-attr]
+        client, base = store.cache.runner.client, store.cache.runner.base(addr)  # type: ignore[union-attr]
         for name, (comp, payload) in bombs.items():
             await sess.keys.set({"session": {name: b"good"}})
             await client.hset(

@@ -19,9 +19,7 @@ import redis
 
 from baileys_store import AuthStore, StoreConfig
 from baileys_store._model import KeyWrite, SessionAddr
-from baileys_store.backends._redis_hybrid import RedisHybridCache
-from baileys_store.backends._redis_url import RedisOptions
-from baileys_store.backends.redis import RedisDurable
+from baileys_store.backends.redis import RedisCache, RedisDurable, RedisOptions
 from tests._services.redis import RedisServer, start_redis, unique_prefix, with_query
 from tests.conftest import Backend
 from tests.creds_data import key_pair
@@ -132,7 +130,7 @@ async def test_reads_fills_and_updates_are_chunked(servers: dict[str, RedisServe
         assert widest_command(server) <= CHUNK + 3
     finally:
         await durable.close()
-    cache = RedisHybridCache(
+    cache = RedisCache(
         RedisOptions(with_query(server.url, prefix=unique_prefix()), role="cache", op_timeout=10)
     )
     await cache.open()

@@ -23,8 +23,8 @@ import pytest
 
 from baileys_store import AuthStore, StoreConfig, errors
 from baileys_store._model import SessionAddr
-from baileys_store.backends._redis_hybrid import RedisHybridCache
 from baileys_store.backends._registry import make_cache
+from baileys_store.backends.redis import RedisCache
 from baileys_store.backends.sqlite import SQLiteDurable
 from tests.creds_data import node_creds
 
@@ -117,7 +117,7 @@ async def assert_nothing_anywhere(make: Callable[[], AuthStore], addr: SessionAd
             assert await fresh.durable.get_keys(addr, key_type, ids) == {}, key_type
         assert await fresh.durable.load_creds(addr) is None
         assert [i async for i in fresh.list_sessions(addr.namespace)] == []
-        if isinstance(fresh.cache, RedisHybridCache):
+        if isinstance(fresh.cache, RedisCache):
             for key_type, ids in STALE_IDS.items():
                 assert (await fresh.cache.read_keys(addr, key_type, ids)).found == {}, key_type
             assert (await fresh.cache.read_creds(addr)).record is None

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import RedisCluster
 
-from .. import errors
+from ... import errors
 
 if TYPE_CHECKING:
-    from ._redis_base import RedisBase
+    from ._client import ScriptRunner
 
 log = logging.getLogger("baileys_store")
 
@@ -43,18 +43,10 @@ _LEGACY = {
     CACHE: (":durable", ":outbox:ready", ":outbox:dlq"),
 }
 
-# KEYS: role key. ARGV: role. Reply: the role the prefix has (ARGV[1] when it had none).
-_CLAIM = """
-local r = redis.call('GET', KEYS[1])
-if r then return r end
-redis.call('SET', KEYS[1], ARGV[1])
-return ARGV[1]
-"""
 
-
-async def claim_role(backend: RedisBase, role: str) -> None:
-    """Mark the backend's prefix as used by ``role``; ConfigError if the other role has it."""
-    prefix, client = backend.options.prefix, backend._c()
+async def claim_role(runner: ScriptRunner, role: str) -> None:
+    """Mark the runner's prefix as used by ``role``; ConfigError if the other role has it."""
+    prefix, client = runner.prefix, runner.client
     other = CACHE if role == DURABLE else DURABLE
     legacy = [prefix + suffix for suffix in _LEGACY[other]]
     marker = prefix + ":role"
@@ -62,12 +54,12 @@ async def claim_role(backend: RedisBase, role: str) -> None:
     async def legacy_data() -> int:
         return int(await client.exists(*legacy))
 
-    found: Any = await backend._run("open", lambda: client.get(marker))
+    found: Any = await runner.run("open", lambda: client.get(marker))
     if found is None:
-        older: int = await backend._run("open", legacy_data)
+        older: int = await runner.run("open", legacy_data)
         if older:
             raise _refused(prefix, role, other)
-    claimed = await backend._eval("open", _CLAIM, [marker], [role])
+    claimed = await runner.eval("open", "claim_role", [marker], [role])
     have = claimed.decode() if isinstance(claimed, bytes) else str(claimed)
     if have != role:
         raise _refused(prefix, role, have)
@@ -81,9 +73,9 @@ def _refused(prefix: str, role: str, other: str) -> errors.ConfigError:
     )
 
 
-async def eviction_policy(backend: RedisBase) -> str:
+async def eviction_policy(runner: ScriptRunner) -> str:
     """The server's ``maxmemory-policy`` (a Cluster's worst node's), or ``unknown``."""
-    client = backend._c()
+    client = runner.client
     try:
         if isinstance(client, RedisCluster):
             per_node: Any = await client.config_get(
@@ -112,15 +104,15 @@ def policy_warning(tier: str, policy: str) -> str:
     )
 
 
-async def warn_policy(backend: RedisBase) -> str:
+async def warn_policy(runner: ScriptRunner) -> str:
     """Probe the policy at open and log a warning when it can evict our state; the detail."""
-    policy = await eviction_policy(backend)
-    warning = policy_warning(backend.tier, policy)
+    policy = await eviction_policy(runner)
+    warning = policy_warning(runner.tier, policy)
     if warning:
         log.warning(
             "redis %s tier: %s",
-            backend.tier,
+            runner.tier,
             warning,
-            extra={"event": "redis_eviction_policy", "tier": backend.tier, "policy": policy},
+            extra={"event": "redis_eviction_policy", "tier": runner.tier, "policy": policy},
         )
     return policy

@@ -1,4 +1,4 @@
-"""Parse and validate a ``redis://`` / ``rediss://`` URL (options: see :mod:`.redis`)."""
+"""Parse and validate a ``redis://`` / ``rediss://`` URL (options: see the package doc)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from redis.asyncio.connection import Connection, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .. import errors
+from ... import errors
 
 T = TypeVar("T")
 
