@@ -232,7 +232,7 @@ async def _prove(backend: Backend, stores: list[AuthStore]) -> Workload:
 async def test_baileys_write_pattern_loses_nothing(backend: Backend) -> None:
     async with backend.open() as store:
         work = await _prove(backend, [store])
-        assert len(store._engine.states) == 0  # per-session state released once idle
+        assert len(store._engine.tiers.states) == 0  # per-session state released once idle
     async with backend.open() as store:  # what the durable tier kept
         diff = await work.compare(store.session("s1", namespace=backend.namespace).keys)
     assert diff == {"lost": [], "rolled_back": [], "resurrected": []}

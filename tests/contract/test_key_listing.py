@@ -6,7 +6,7 @@ from itertools import groupby
 
 from baileys_store import AuthStore
 from baileys_store._model import SessionAddr
-from baileys_store.integrations._key_listing import KeyListing
+from baileys_store.contracts import DurableBackend as KeyListing
 from tests.conftest import Backend
 
 

@@ -13,10 +13,10 @@ import pytest
 
 from baileys_store import AuthStore, StoreConfig, errors
 from baileys_store._model import KeyWrite, SessionAddr
-from baileys_store._session import _key_aad
 from baileys_store.backends._registry import make_cache
 from baileys_store.backends.redis import RedisCache
 from baileys_store.backends.sqlite import SQLiteDurable
+from baileys_store.codec import key_aad
 from tests._services.redis import RedisServer, unique_prefix, with_query
 from tests.integration._flaky import FlakySQLite
 
@@ -61,7 +61,7 @@ def flaky_store(
 async def durable_value(store: AuthStore, key_type: str, key_id: str) -> object:
     """What the durable tier holds for one key (decoded), bypassing every cache."""
     blob = (await store.durable.get_keys(ADDR, key_type, [key_id])).get(key_id)
-    return None if blob is None else store.codec.decode(blob, _key_aad(ADDR, key_type, key_id))
+    return None if blob is None else store.codec.decode(blob, key_aad(*ADDR, key_type, key_id))
 
 
 def redis_cache(store: AuthStore) -> RedisCache:
@@ -172,7 +172,7 @@ async def test_write_behind_redelivery_is_applied_once(make: Callable[..., AuthS
         assert time.monotonic() - start >= 0.9
         durable: SQLiteDurable = store.durable  # type: ignore[assignment]
         blob = (await durable.get_keys(ADDR, "sender-key", ["g::u::0"]))["g::u::0"]
-        assert store.codec.decode(blob, _key_aad(ADDR, "sender-key", "g::u::0")) == bytes([4])
+        assert store.codec.decode(blob, key_aad(*ADDR, "sender-key", "g::u::0")) == bytes([4])
         # the dead worker wakes up and applies its old batch: the sequence guard skips it
         assert not await durable.apply_batch(
             ADDR, [KeyWrite("sender-key", "g::u::0", b"\0")], None, seq=dead.entries[-1].seq
@@ -214,13 +214,13 @@ async def test_durable_outage_buffers_then_drains(
         durable.fail_with = errors.UnavailableError("durable down")
         await keys.set({"session": {"1.0": b"during"}})  # buffered in the outbox: acknowledged
         await keys.set({"pre-key": {"1": b"p"}})
-        assert ADDR in store._engine.behind
+        assert ADDR in store._engine.tiers.behind
         assert await keys.get("session", ["1.0"]) == {"1.0": b"during"}
         with pytest.raises(errors.UnavailableError):  # a miss cannot be served: never "absent"
             await keys.get("session", ["9.9"])
         durable.fail_with = None
         assert await store.drain_outbox() == 2
-        assert ADDR not in store._engine.behind
+        assert ADDR not in store._engine.tiers.behind
         assert await durable_value(store, "session", "1.0") == b"during"
         await keys.set({"session": {"1.0": b"after"}})  # write-through again
         assert await durable_value(store, "session", "1.0") == b"after"
@@ -306,10 +306,10 @@ async def test_write_through_resumes_by_itself_after_an_outage(
         durable.fail_with = errors.UnavailableError("down")
         for n in range(5):
             await keys.set({"session": {"1.0": str(n).encode()}})
-        assert ADDR in store._engine.behind
+        assert ADDR in store._engine.tiers.behind
         durable.fail_with = None
         await keys.set({"session": {"1.0": b"after"}, "pre-key": {"9": b"p"}})
-        assert ADDR not in store._engine.behind
+        assert ADDR not in store._engine.tiers.behind
         assert await durable_value(store, "session", "1.0") == b"after"
         assert await durable_value(store, "pre-key", "9") == b"p"
 

@@ -18,8 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from baileys_store import AuthStore, StoreConfig, errors
 from baileys_store._model import KeyWrite
-from baileys_store._session import _creds_aad, _key_aad
-from baileys_store.codec import Codec, Compression
+from baileys_store.codec import Codec, Compression, creds_aad, key_aad
 from tests.conftest import Backend
 from tests.security._forge import (
     HYBRID,
@@ -95,10 +94,10 @@ async def test_bombs_in_the_durable_tier(
     registry = CollectorRegistry()
     async with v.open() as store:
         for name, (comp, payload) in bombs.items():
-            blob = envelope(payload, _key_aad(addr, "session", name), comp)
+            blob = envelope(payload, key_aad(*addr, "session", name), comp)
             await store.durable.write_keys(addr, [KeyWrite("session", name, blob)])
         await store.durable.save_creds(
-            addr, envelope(bombs["zstd"][1], _creds_aad(addr), Compression.ZSTD)
+            addr, envelope(bombs["zstd"][1], creds_aad(*addr), Compression.ZSTD)
         )
     async with v.open(registry) as store:
         sess = store.session("bombed", namespace=v.namespace)
@@ -127,7 +126,7 @@ async def test_bombs_in_redis(hybrid: Backend, bombs: dict[str, tuple[int, bytes
         for name, (comp, payload) in bombs.items():
             await sess.keys.set({"session": {name: b"good"}})
             await client.hset(
-                base + "k:session", name, envelope(payload, _key_aad(addr, "session", name), comp)
+                base + "k:session", name, envelope(payload, key_aad(*addr, "session", name), comp)
             )
             before, start = peak_rss(), time.monotonic()
             if store.config.write_mode == "write-behind":

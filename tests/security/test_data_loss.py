@@ -20,9 +20,9 @@ import pytest
 
 from baileys_store import AuthStore, StoreConfig, errors
 from baileys_store._model import SessionAddr
-from baileys_store._session import _key_aad
 from baileys_store.backends._registry import make_cache
 from baileys_store.backends.sqlite import SQLiteDurable
+from baileys_store.codec import key_aad
 from baileys_store.observability._metrics import NullMetrics
 from tests._services.redis import RedisServer, start_redis, unique_prefix, with_query
 
@@ -68,7 +68,7 @@ async def opened(store: AuthStore) -> AsyncIterator[AuthStore]:
 async def durable_value(store: AuthStore, sid: str, key_id: str) -> object:
     addr = SessionAddr("default", sid)
     blob = (await store.durable.get_keys(addr, "session", [key_id])).get(key_id)
-    return None if blob is None else store.codec.decode(blob, _key_aad(addr, "session", key_id))
+    return None if blob is None else store.codec.decode(blob, key_aad(*addr, "session", key_id))
 
 
 async def test_flushall_after_acknowledged_writes(own_redis: RedisServer, tmp_path: Path) -> None:

@@ -71,6 +71,10 @@ async def retrying(policy: RetryPolicy, fn: Callable[[], Awaitable[T]]) -> T:
     stop = stop_after_attempt(policy.attempts - 1)
     if policy.deadline is not None:
         stop = stop | stop_after_delay(policy.deadline)  # type: ignore[assignment]
+
+    async def attempt() -> T:  # tenacity awaits only coroutine functions: not a lambda's result
+        return await fn()
+
     runner = AsyncRetrying(
         wait=wait_random_exponential(multiplier=policy.base, max=policy.cap),
         stop=stop,
@@ -78,4 +82,4 @@ async def retrying(policy: RetryPolicy, fn: Callable[[], Awaitable[T]]) -> T:
         before_sleep=before_sleep,
         reraise=True,
     )
-    return await runner(fn)
+    return await runner(attempt)

@@ -51,15 +51,6 @@ def index_member(addr: SessionAddr) -> str:
     return f"{addr.namespace}\0{addr.session_id}"
 
 
-def _coroutine_fn(fn: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
-    """``fn`` as a coroutine function (tenacity awaits only those, not a lambda's result)."""
-
-    async def call() -> T:
-        return await fn()
-
-    return call
-
-
 class ScriptRunner:
     """The redis-py client of one tier, and how every command and script of it is run.
 
@@ -124,7 +115,7 @@ class ScriptRunner:
         """``fn()`` with transient errors retried (full jitter) and errors made typed."""
         try:
             async with self._slots or contextlib.nullcontext():
-                return await retrying(self._retry, _coroutine_fn(fn))
+                return await retrying(self._retry, fn)
         except (rex.RedisError, rex.RedisClusterException) as exc:
             raise self._error(op, exc) from exc
 
