@@ -671,7 +671,7 @@ def test_a_backend_that_cannot_list_keys_is_refused_at_construction(tmp_path: Pa
 
     asyncio.run(main())
     nolist: Any = _NoListing()
-    with pytest.raises(ConfigError, match="does not implement baileys_store.contracts.Durable"):
+    with pytest.raises(ConfigError, match=r"does not implement baileys_store\.contracts\.Durable"):
         AuthStore(StoreConfig(durable="memory://"), durable=nolist)
 
 

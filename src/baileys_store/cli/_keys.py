@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from ..results import RotationReport
 from .._store import AuthStore
+from ..results import RotationReport
 from ._sessions import run_with_store, store_option
 
 

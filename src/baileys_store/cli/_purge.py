@@ -6,8 +6,8 @@ import re
 
 import click
 
-from ..results import PurgeReport
 from .._store import AuthStore
+from ..results import PurgeReport
 from ._sessions import run_with_store, store_option
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
