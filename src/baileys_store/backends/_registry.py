@@ -15,14 +15,14 @@ from .sqlite import SQLiteDurable, sqlite_path
 if TYPE_CHECKING:
     from .._config import StoreConfig
 
-# scheme -> (module, factory function, pip extra). Each factory takes (config, role, on_retry=).
-_SERVER_BACKENDS: dict[str, tuple[str, str, str]] = {
-    "postgresql": ("baileys_store.backends.postgres", "from_config", "postgres"),
-    "postgres": ("baileys_store.backends.postgres", "from_config", "postgres"),
-    "mongodb": ("baileys_store.backends.mongodb", "from_config", "mongo"),
-    "mongodb+srv": ("baileys_store.backends.mongodb", "from_config", "mongo"),
-    "redis": ("baileys_store.backends.redis", "from_config", "redis"),
-    "rediss": ("baileys_store.backends.redis", "from_config", "redis"),
+# scheme -> (subpackage, pip extra). Each subpackage exports from_config(config, role, on_retry=).
+_SERVER_BACKENDS: dict[str, tuple[str, str]] = {
+    "postgresql": ("baileys_store.backends.postgres", "postgres"),
+    "postgres": ("baileys_store.backends.postgres", "postgres"),
+    "mongodb": ("baileys_store.backends.mongodb", "mongo"),
+    "mongodb+srv": ("baileys_store.backends.mongodb", "mongo"),
+    "redis": ("baileys_store.backends.redis", "redis"),
+    "rediss": ("baileys_store.backends.redis", "redis"),
 }
 
 
@@ -31,7 +31,7 @@ def _server(config: StoreConfig, url: str, role: str, on_retry: Callable[[], Non
     entry = _SERVER_BACKENDS.get(scheme)
     if entry is None:
         raise ConfigError(f"{role}: no backend for scheme {scheme!r}")
-    module_name, factory, extra = entry
+    module_name, extra = entry
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -41,7 +41,7 @@ def _server(config: StoreConfig, url: str, role: str, on_retry: Callable[[], Non
             f"{role}: the {scheme} backend needs `pip install baileys-store[{extra}]` "
             f"(missing module {exc.name})"
         ) from None
-    return getattr(module, factory)(config, role, on_retry=on_retry)
+    return module.from_config(config, role, on_retry=on_retry)
 
 
 def make_durable(
