@@ -344,7 +344,3 @@ class SharedCache(CacheBackend, Protocol):
     async def current_epoch(self) -> str | None:
         """The prefix's epoch now (``None``: gone); notes a change like a write would."""
 
-
-def is_shared(cache: CacheBackend | None) -> bool:
-    """True for a cache other processes see (which must then be a :class:`SharedCache`)."""
-    return cache is not None and cache.shared
