@@ -21,6 +21,7 @@ from baileys_store import StoreConfig, errors
 from baileys_store._model import CredsRecord, KeyWrite, SessionAddr
 from baileys_store.backends import postgres as pg
 from tests._services.postgres import PostgresDatabase, free_port
+from tests.integration._backend_cases import assert_not_leaked, opened
 
 Admin = psycopg.AsyncConnection[tuple[Any, ...]]
 ADDR = SessionAddr("clinic-1/channel:2", "5511@s.whatsapp.net")
@@ -31,30 +32,16 @@ def with_params(dsn: str, **params: object) -> str:
     return dsn + ("&" if "?" in dsn else "?") + query
 
 
-def new_schema() -> str:
-    return f"t_{uuid.uuid4().hex[:12]}"
-
-
 def durable(
     dsn: str, schema: str, op_timeout: float = 10.0, **params: object
 ) -> pg.PostgresDurable:
     url = with_params(dsn, schema=schema, **params)
-    cfg = StoreConfig(durable=url, cache=None, op_timeout=op_timeout)
-    return pg.from_config(cfg, "durable")
-
-
-@contextlib.asynccontextmanager
-async def opened(backend: pg.PostgresDurable) -> AsyncIterator[pg.PostgresDurable]:
-    await backend.open()
-    try:
-        yield backend
-    finally:
-        await backend.close()
+    return pg.from_config(StoreConfig(durable=url, cache=None, op_timeout=op_timeout), "durable")
 
 
 @pytest.fixture
 def schema() -> str:
-    return new_schema()
+    return f"t_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
@@ -146,36 +133,36 @@ async def _fenced_writer(
 # --- URLs and options --------------------------------------------------------------------------
 
 
-def test_url_options_parsed() -> None:
-    s = pg.parse_postgres_url(
-        "postgresql://u:s3cretpw@h:5433/db?schema=my_s&min_size=0&max_size=3&timeout=2.5"
-        "&prepare_threshold=5&retries=1&sslmode=prefer&options=-c%20statement_timeout%3D5000",
-        op_timeout=7,
-    )
-    assert (s.schema, s.min_size, s.max_size, s.timeout, s.prepare_threshold, s.retries) == (
-        "my_s",
-        0,
-        3,
-        2.5,
-        5,
-        1,
-    )
-    # Our parameters are stripped; libpq's are passed on byte for byte.
-    assert s.conninfo == (
-        "postgresql://u:s3cretpw@h:5433/db?sslmode=prefer&options=-c%20statement_timeout%3D5000"
-    )
+@pytest.mark.parametrize(
+    ("url", "op_timeout", "pool", "conninfo", "connect_kwargs"),
+    [
+        (
+            "postgresql://u:s3cretpw@h:5433/db?schema=my_s&min_size=0&max_size=3&timeout=2.5"
+            "&prepare_threshold=5&retries=1&sslmode=prefer&options=-c%20statement_timeout%3D5000",
+            7,
+            ("my_s", 0, 3, 2.5, 5, 1),
+            # Our parameters are stripped; libpq's are passed on byte for byte.
+            "postgresql://u:s3cretpw@h:5433/db?sslmode=prefer&options=-c%20statement_timeout%3D5000",
+            {"connect_timeout": "7", "application_name": "baileys-store"},
+        ),
+        (
+            "postgres://h/db?connect_timeout=3",
+            10,
+            ("baileys_store", 1, 10, 10.0, None, 3),
+            "postgres://h/db?connect_timeout=3",
+            {"application_name": "baileys-store"},  # the URL's connect_timeout wins
+        ),
+    ],
+    ids=["every-option", "defaults"],
+)
+def test_url_options_parsed(
+    url: str, op_timeout: float, pool: tuple[object, ...], conninfo: str, connect_kwargs: object
+) -> None:
+    s = pg.parse_postgres_url(url, op_timeout=op_timeout)
+    assert (s.schema, s.min_size, s.max_size, s.timeout, s.prepare_threshold, s.retries) == pool
+    assert s.conninfo == conninfo
     assert "s3cretpw" not in repr(s)
-    assert s.connect_kwargs == {"connect_timeout": "7", "application_name": "baileys-store"}
-    d = pg.parse_postgres_url("postgres://h/db?connect_timeout=3", op_timeout=10)
-    assert (d.schema, d.min_size, d.max_size, d.timeout, d.prepare_threshold, d.retries) == (
-        "baileys_store",
-        1,
-        10,
-        10.0,
-        None,
-        3,
-    )
-    assert d.connect_kwargs == {"application_name": "baileys-store"}
+    assert s.connect_kwargs == connect_kwargs
 
 
 @pytest.mark.parametrize(
@@ -208,13 +195,8 @@ def test_postgres_cannot_be_the_cache() -> None:
 async def test_libpq_options_and_prepared_statements_reach_the_server(
     postgres_db: PostgresDatabase, schema: str
 ) -> None:
-    backend = durable(
-        postgres_db.dsn,
-        schema,
-        prepare_threshold=0,
-        options="-c%20statement_timeout%3D4321",
-    )
-    async with opened(backend) as store:
+    opts = "-c%20statement_timeout%3D4321"
+    async with opened(durable(postgres_db.dsn, schema, prepare_threshold=0, options=opts)) as store:
         for n in range(3):  # prepare_threshold=0: prepared on first use, reused after
             await store.write_keys(ADDR, [KeyWrite("session", "a", bytes([n]))])
             assert await store.get_keys(ADDR, "session", ["a"]) == {"a": bytes([n])}
@@ -380,87 +362,81 @@ def upstream(dsn: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or 5432
 
 
+@pytest.fixture
+async def proxy(postgres_db: PostgresDatabase) -> AsyncIterator[Proxy]:
+    """A started proxy to the test server, cut at the end of the test."""
+    started = Proxy(*upstream(postgres_db.dsn))
+    await started.start()
+    yield started
+    await started.cut()
+
+
 async def test_outage_raises_unavailable_never_empty_and_recovers(
-    postgres_db: PostgresDatabase, schema: str
+    postgres_db: PostgresDatabase, schema: str, proxy: Proxy
 ) -> None:
-    proxy = Proxy(*upstream(postgres_db.dsn))
-    await proxy.start()
     url, secret = via(postgres_db.dsn, proxy.listen)
-    store = durable(url, schema, op_timeout=3, timeout=0.3, retries=1)
-    try:
-        async with opened(store):
-            await store.write_keys(ADDR, [KeyWrite("session", "a", b"1")])
-            await store.save_creds(ADDR, b"c")
-            await proxy.cut()
-            for call in (
-                store.get_keys(ADDR, "session", ["a"]),
-                store.load_creds(ADDR),
-                store.write_keys(ADDR, [KeyWrite("session", "a", b"2")]),
-            ):
-                with pytest.raises(errors.UnavailableError) as info:
-                    await call
-                assert secret not in str(info.value)
-                assert info.value.__cause__ is None
-                assert info.value.__suppress_context__
-            with pytest.raises(errors.UnavailableError):
-                async for _ in store.list_sessions():
-                    pass
-            health = await store.check()
-            assert health.ok is False
-            assert secret not in health.detail
-            await proxy.start()  # same port: the pool reconnects by itself
-            deadline = asyncio.get_running_loop().time() + 20
-            while True:
-                try:
-                    assert await store.get_keys(ADDR, "session", ["a"]) == {"a": b"1"}
-                    break
-                except errors.UnavailableError:
-                    assert asyncio.get_running_loop().time() < deadline
-                    await asyncio.sleep(0.2)
-            assert (await store.check()).ok is True
-    finally:
+    async with opened(durable(url, schema, op_timeout=3, timeout=0.3, retries=1)) as store:
+        await store.write_keys(ADDR, [KeyWrite("session", "a", b"1")])
+        await store.save_creds(ADDR, b"c")
         await proxy.cut()
+        for call in (
+            store.get_keys(ADDR, "session", ["a"]),
+            store.load_creds(ADDR),
+            store.write_keys(ADDR, [KeyWrite("session", "a", b"2")]),
+        ):
+            with pytest.raises(errors.UnavailableError) as info:
+                await call
+            assert secret not in str(info.value)
+            assert info.value.__cause__ is None
+            assert info.value.__suppress_context__
+        with pytest.raises(errors.UnavailableError):
+            async for _ in store.list_sessions():
+                pass
+        health = await store.check()
+        assert health.ok is False
+        assert secret not in health.detail
+        await proxy.start()  # same port: the pool reconnects by itself
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:
+            try:
+                assert await store.get_keys(ADDR, "session", ["a"]) == {"a": b"1"}
+                break
+            except errors.UnavailableError:
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.2)
+        assert (await store.check()).ok is True
 
 
 async def test_save_whose_commit_reply_was_lost_is_not_a_conflict(
-    postgres_db: PostgresDatabase, schema: str
+    postgres_db: PostgresDatabase, schema: str, proxy: Proxy
 ) -> None:
     """The retry of a CAS save that did commit finds its own creds: success, not a conflict."""
-    proxy = Proxy(*upstream(postgres_db.dsn))
-    await proxy.start()
-    store = durable(via(postgres_db.dsn, proxy.listen)[0], schema, op_timeout=5)
-    try:
-        async with opened(store):
-            assert await store.save_creds(ADDR, b"first", expected_version=0) == 1
-            proxy.lose_commit_reply = True
-            assert await store.save_creds(ADDR, b"second", expected_version=1) == 2
-            assert proxy.lose_commit_reply is False  # the reply really was lost
-            creds = await store.load_creds(ADDR)
-            assert creds == CredsRecord(b"second", 2)
-            proxy.lose_commit_reply = True  # someone else's creds at that version: a conflict
-            with pytest.raises(errors.ConflictError):
-                await store.save_creds(ADDR, b"third", expected_version=1)
-    finally:
-        await proxy.cut()
+    async with opened(
+        durable(via(postgres_db.dsn, proxy.listen)[0], schema, op_timeout=5)
+    ) as store:
+        assert await store.save_creds(ADDR, b"first", expected_version=0) == 1
+        proxy.lose_commit_reply = True
+        assert await store.save_creds(ADDR, b"second", expected_version=1) == 2
+        assert proxy.lose_commit_reply is False  # the reply really was lost
+        assert await store.load_creds(ADDR) == CredsRecord(b"second", 2)
+        proxy.lose_commit_reply = True  # someone else's creds at that version: a conflict
+        with pytest.raises(errors.ConflictError):
+            await store.save_creds(ADDR, b"third", expected_version=1)
 
 
 async def test_nothing_listening_or_no_such_database(postgres_db: PostgresDatabase) -> None:
-    url, secret = via(postgres_db.dsn, free_port())
-    with pytest.raises(errors.UnavailableError, match="postgres") as info:
-        await pg.from_config(StoreConfig(durable=url, cache=None), "durable").open()
-    assert secret not in str(info.value)
-    url, secret = via(postgres_db.dsn, upstream(postgres_db.dsn)[1])
-    missing = urlunsplit(urlsplit(url)._replace(path="/bs_missing_db"))
-    with pytest.raises(errors.UnavailableError, match="does not exist") as info:
-        await pg.from_config(StoreConfig(durable=missing, cache=None), "durable").open()
-    assert secret not in str(info.value)
-    query_secret = with_params(
-        postgres_db.dsn.replace(f":{upstream(postgres_db.dsn)[1]}/", f":{free_port()}/"),
-        password="qu3ry-pw",
-    )
-    with pytest.raises(errors.UnavailableError) as info:
-        await pg.from_config(StoreConfig(durable=query_secret, cache=None), "durable").open()
-    assert "qu3ry-pw" not in str(info.value)
+    dsn, port = postgres_db.dsn, upstream(postgres_db.dsn)[1]
+    refused, secret = via(dsn, free_port())
+    missing = urlunsplit(urlsplit(via(dsn, port)[0])._replace(path="/bs_missing_db"))
+    in_query = with_params(dsn.replace(f":{port}/", f":{free_port()}/"), password="qu3ry-pw")
+    for url, match, hidden in [
+        (refused, "postgres", secret),
+        (missing, "does not exist", secret),
+        (in_query, None, "qu3ry-pw"),
+    ]:
+        with pytest.raises(errors.UnavailableError, match=match) as info:
+            await pg.from_config(StoreConfig(durable=url, cache=None), "durable").open()
+        assert_not_leaked(info.value, hidden)
 
 
 async def _terminate_ours(admin: Admin) -> None:

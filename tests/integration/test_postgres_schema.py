@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import pytest
@@ -14,23 +13,11 @@ from baileys_store._model import FENCE_SHIFT, CredsRecord, KeyWrite, SessionAddr
 from baileys_store.backends import postgres as pg
 from baileys_store.backends.postgres import _schema as q
 from tests._services.postgres import PostgresDatabase
-from tests.integration.test_postgres import (
-    ADDR,
-    Admin,
-    admin,
-    durable,
-    fetch,
-    opened,
-    schema,
-    store,
-)
+from tests.integration._backend_cases import assert_meta_names_reserved, fresh, opened
+from tests.integration.test_postgres import ADDR, Admin, admin, durable, fetch, schema, store
 
 __all__ = ["admin", "schema", "store"]  # fixtures, imported for pytest
 NS = "clinic-1/tomb"
-
-
-def fresh() -> SessionAddr:
-    return SessionAddr(NS, f"s-{uuid.uuid4().hex[:8]}")
 
 
 async def rows_of(conn: Admin, schema: str, a: SessionAddr) -> list[tuple[Any, ...]]:
@@ -41,6 +28,41 @@ async def rows_of(conn: Admin, schema: str, a: SessionAddr) -> list[tuple[Any, .
         a.namespace,
         a.session_id,
     )
+
+
+async def at_version(conn: Admin, schema: str, version: int, *addrs: SessionAddr) -> None:
+    """A schema as release ``version`` left it, with creds v3 at fence 7 for each of ``addrs``."""
+    ident = sql.Identifier(schema)
+    await conn.execute(
+        sql.SQL(
+            "CREATE SCHEMA {s}; CREATE TABLE {s}.meta (name text PRIMARY KEY, value text NOT NULL);"
+            "INSERT INTO {s}.meta VALUES ('schema_version', {v})"
+        ).format(s=ident, v=sql.Literal(str(version)))
+    )
+    for step in range(1, version + 1):
+        await conn.execute(sql.SQL(q.MIGRATIONS[step]).format(s=ident))
+    for a in addrs:
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.sessions (namespace, session_id, creds, version, fence) "
+                "VALUES (%s, %s, %s, 3, %s)"
+            ).format(ident),
+            (a.namespace, a.session_id, b"c3", 7 << FENCE_SHIFT),
+        )
+
+
+async def keys_reloptions(conn: Admin, schema: str) -> list[tuple[Any, ...]]:
+    """``(table, reloptions)`` of the keys table and its partitions."""
+    return await fetch(
+        conn,
+        "SELECT relname, reloptions FROM pg_class c JOIN pg_namespace n "
+        f"ON n.oid = c.relnamespace WHERE n.nspname = '{schema}' "
+        "AND relname LIKE 'keys%' AND relkind IN ('r', 'p') ORDER BY 1",
+    )
+
+
+async def schema_version(conn: Admin, schema: str) -> list[tuple[Any, ...]]:
+    return await fetch(conn, f"SELECT value FROM {schema}.meta WHERE name = 'schema_version'")
 
 
 # --- schema ------------------------------------------------------------------------------------
@@ -109,13 +131,8 @@ async def test_hash_partitioned_keys_table(
     assert len(per_partition) > 1
     assert sum(n for _, n in per_partition) == 20
     # schema v3's fillfactor went to each partition (a partitioned parent refuses it)
-    options = await fetch(
-        admin,
-        "SELECT relname, reloptions FROM pg_class c JOIN pg_namespace n "
-        f"ON n.oid = c.relnamespace WHERE n.nspname = '{schema}' "
-        "AND relname LIKE 'keys%' AND relkind IN ('r', 'p') ORDER BY 1",
-    )
-    assert options == [("keys", None), *((f"keys_p{r}", ["fillfactor=80"]) for r in range(4))]
+    parts = [(f"keys_p{r}", ["fillfactor=80"]) for r in range(4)]
+    assert await keys_reloptions(admin, schema) == [("keys", None), *parts]
 
 
 async def test_list_sessions_pages_in_byte_order(
@@ -146,20 +163,7 @@ async def test_list_sessions_pages_in_byte_order(
 async def test_version_1_schema_upgrades_in_place(
     postgres_db: PostgresDatabase, admin: Admin, schema: str
 ) -> None:
-    ident = sql.Identifier(schema)
-    await admin.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
-    await admin.execute(
-        sql.SQL("CREATE TABLE {}.meta (name text PRIMARY KEY, value text NOT NULL)").format(ident)
-    )
-    await admin.execute(sql.SQL(q.MIGRATIONS[1]).format(s=ident))  # a store at version 1
-    await admin.execute(sql.SQL("INSERT INTO {}.meta VALUES ('schema_version', '1')").format(ident))
-    await admin.execute(
-        sql.SQL(
-            "INSERT INTO {}.sessions (namespace, session_id, creds, version, fence) "
-            "VALUES (%s, %s, %s, 3, %s)"
-        ).format(ident),
-        (ADDR.namespace, ADDR.session_id, b"c3", 7 << FENCE_SHIFT),
-    )
+    await at_version(admin, schema, 1, ADDR)
     async with opened(durable(postgres_db.dsn, schema)) as store:
         assert await store.load_creds(ADDR) == CredsRecord(b"c3", 3)  # data kept
         fence = 7 << FENCE_SHIFT
@@ -170,18 +174,11 @@ async def test_version_1_schema_upgrades_in_place(
         with pytest.raises(errors.FencedError):
             await store.advance_fence(ADDR, fence - 1)
         assert await store.acquire_lease(ADDR, "p1", 1000) == 8  # above the recorded fence
-    assert await fetch(admin, f"SELECT value FROM {schema}.meta WHERE name = 'schema_version'") == [
-        (str(q.SCHEMA_VERSION),)
-    ]
+    assert await schema_version(admin, schema) == [(str(q.SCHEMA_VERSION),)]
     rows = await fetch(admin, f"SELECT outbox_seq, fence FROM {schema}.sessions")
     assert rows == [(1, 7 << FENCE_SHIFT)]
     # version 3: the keys table leaves room for HOT updates
-    assert await fetch(
-        admin,
-        "SELECT reloptions FROM pg_class c JOIN pg_namespace n ON "
-        f"n.oid = c.relnamespace WHERE n.nspname = '{schema}' AND "
-        "c.relname = 'keys'",
-    ) == [(["fillfactor=80"],)]
+    assert await keys_reloptions(admin, schema) == [("keys", ["fillfactor=80"])]
 
 
 # --- tombstones (schema v4) -------------------------------------------------------------------
@@ -190,7 +187,7 @@ async def test_version_1_schema_upgrades_in_place(
 async def test_tombstone_is_the_emptied_row(
     store: pg.PostgresDurable, admin: Admin, schema: str
 ) -> None:
-    a, never, plain = fresh(), fresh(), fresh()
+    a, never, plain = fresh(NS), fresh(NS), fresh(NS)
     f5, f6, f7, f9 = (n << FENCE_SHIFT for n in (5, 6, 7, 9))
     await store.write_keys(a, [KeyWrite("session", "x", b"1")], fence=f5)
     await store.save_creds(a, b"c", fence=f5)
@@ -202,7 +199,7 @@ async def test_tombstone_is_the_emptied_row(
     # A session of a store without leases (fence 0) leaves nothing behind; nor does a no-op.
     await store.write_keys(plain, [KeyWrite("session", "x", b"1")])
     assert await store.delete_session(plain)
-    assert await store.delete_session(fresh()) is False
+    assert await store.delete_session(fresh(NS)) is False
     assert await fetch(admin, f"SELECT count(*) FROM {schema}.sessions") == [(2,)]
     # Revived by the holder of the fence: the same row, a new session.
     assert await store.save_creds(a, b"c2", expected_version=0, fence=f7) == 1
@@ -212,23 +209,8 @@ async def test_tombstone_is_the_emptied_row(
 async def test_version_3_schema_upgrades_to_tombstones(
     postgres_db: PostgresDatabase, admin: Admin, schema: str
 ) -> None:
-    ident = sql.Identifier(schema)
-    await admin.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
-    await admin.execute(
-        sql.SQL("CREATE TABLE {}.meta (name text PRIMARY KEY, value text NOT NULL)").format(ident)
-    )
-    for version in (1, 2, 3):  # a store at version 3, as the previous release left it
-        await admin.execute(sql.SQL(q.MIGRATIONS[version]).format(s=ident))
-    await admin.execute(sql.SQL("INSERT INTO {}.meta VALUES ('schema_version', '3')").format(ident))
-    a, b = fresh(), fresh()
-    for addr in (a, b):
-        await admin.execute(
-            sql.SQL(
-                "INSERT INTO {}.sessions (namespace, session_id, creds, version, fence) "
-                "VALUES (%s, %s, %s, 3, %s)"
-            ).format(ident),
-            (addr.namespace, addr.session_id, b"c3", 7 << FENCE_SHIFT),
-        )
+    a, b = fresh(NS), fresh(NS)
+    await at_version(admin, schema, 3, a, b)  # as the previous release left it
     async with opened(durable(postgres_db.dsn, schema)) as store:
         assert await store.load_creds(a) == CredsRecord(b"c3", 3)  # data kept
         listed = [i.session_id async for i in store.list_sessions(NS)]
@@ -237,14 +219,9 @@ async def test_version_3_schema_upgrades_to_tombstones(
         with pytest.raises(errors.FencedError):
             await store.save_creds(a, b"stale", fence=(7 << FENCE_SHIFT) - 1)
         assert await store.bind_meta("encryption", "none") == "none"
-    assert await fetch(admin, f"SELECT value FROM {schema}.meta WHERE name = 'schema_version'") == [
-        (str(q.SCHEMA_VERSION),)
-    ]
+    assert await schema_version(admin, schema) == [(str(q.SCHEMA_VERSION),)]
     assert q.SCHEMA_VERSION == 4
 
 
 async def test_bind_meta_keeps_the_backends_own_names(store: pg.PostgresDurable) -> None:
-    for name in ("schema_version", "store_id"):
-        with pytest.raises(errors.InvalidInputError):
-            await store.bind_meta(name, "x")
-    assert await store.bind_meta("fingerprints", "a,b") == "a,b"
+    await assert_meta_names_reserved(store)
