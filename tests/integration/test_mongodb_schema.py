@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from baileys_store._model import FENCE_SHIFT, CredsRecord, KeyWrite, SessionAddr
 from baileys_store.backends.mongodb import MongoDurable
 from baileys_store.backends.mongodb._schema import SCHEMA_VERSION, session_doc_id
 from tests._services.mongo import MongoServer
+from tests.integration._backend_cases import assert_meta_names_reserved, fresh
 from tests.integration.test_mongodb import ADDR, opened, raw
 
 pytestmark = pytest.mark.timeout(120)
@@ -26,10 +26,6 @@ async def mongo(mongo_server: MongoServer) -> AsyncIterator[MongoDurable]:
         yield backend
 
 
-def fresh() -> SessionAddr:
-    return SessionAddr(NS, f"s-{uuid.uuid4().hex[:8]}")
-
-
 def session_doc(server: MongoServer, database: str, a: SessionAddr) -> dict[str, Any] | None:
     with raw(server) as client:
         fields = {"_id": 0, "fence": 1, "deleted": 1, "creds": 1, "version": 1, "outbox_seq": 1}
@@ -39,16 +35,13 @@ def session_doc(server: MongoServer, database: str, a: SessionAddr) -> dict[str,
 # -- layout, schema ---------------------------------------------------------------------------
 
 
-async def test_ids_are_values_never_field_names(mongo_server: MongoServer) -> None:
-    url = mongo_server.url()
+async def test_ids_are_values_never_field_names(
+    mongo: MongoDurable, mongo_server: MongoServer
+) -> None:
     ids = ["5511@s.whatsapp.net:3", "a.b$c|d", "120363@g.us::5511::0", "AbC+/=="]
-    async with opened(url) as b:
-        await b.write_keys(ADDR, [KeyWrite("sender-key", i, i.encode() + b"\0\xff") for i in ids])
-        client = raw(mongo_server)
-        try:
-            docs = list(client[b.database].bs_keys.find({}))
-        finally:
-            client.close()
+    await mongo.write_keys(ADDR, [KeyWrite("sender-key", i, i.encode() + b"\0\xff") for i in ids])
+    with raw(mongo_server) as client:
+        docs = list(client[mongo.database].bs_keys.find({}))
     assert len(docs) == len(ids)
     for doc in docs:
         assert set(doc) == {"_id", "namespace", "session_id", "type", "id", "value"}
@@ -63,8 +56,7 @@ async def test_schema_is_idempotent_without_ttl(mongo_server: MongoServer) -> No
         database = b.database
     async with opened(url):
         pass
-    client = raw(mongo_server)
-    try:
+    with raw(mongo_server) as client:
         db = client[database]
         assert db.bs_meta.find_one({"_id": "schema_version"}) == {
             "_id": "schema_version",
@@ -76,84 +68,67 @@ async def test_schema_is_idempotent_without_ttl(mongo_server: MongoServer) -> No
         assert {ix["name"] for ix in db.bs_keys.list_indexes()} == {"_id_", "bs_keys_session"}
         assert {ix["name"] for ix in db.bs_sessions.list_indexes()} == {"_id_", "bs_sessions_order"}
         db.bs_meta.update_one({"_id": "schema_version"}, {"$set": {"value": 99}})
-    finally:
-        client.close()
     with pytest.raises(errors.UnavailableError, match="newer"):
         await MongoDurable(url).open()
 
 
-async def test_list_sessions_pages_in_order(mongo_server: MongoServer) -> None:
-    url = mongo_server.url()
-    async with opened(url) as b:
-        await b.save_creds(SessionAddr("a", "z1"), b"c", expected_version=0)
-        client = raw(mongo_server)
-        try:  # 1,010 sessions in two namespaces: more than two pages of 500
-            client[b.database].bs_sessions.insert_many(
-                {
-                    "_id": f"{ns}|s{i:04d}",
-                    "namespace": ns,
-                    "session_id": f"s{i:04d}",
-                    "version": 0,
-                    "fence": 0,
-                    "updated_at": 1.0,
-                }
-                for ns in ("a", "b")
-                for i in range(505)
-            )
-        finally:
-            client.close()
-        every = [(s.namespace, s.session_id) async for s in b.list_sessions()]
-        only_b = [s.session_id async for s in b.list_sessions("b")]
+async def test_list_sessions_pages_in_order(mongo: MongoDurable, mongo_server: MongoServer) -> None:
+    await mongo.save_creds(SessionAddr("a", "z1"), b"c", expected_version=0)
+    with raw(mongo_server) as client:  # 1,010 sessions in two namespaces: over two pages of 500
+        client[mongo.database].bs_sessions.insert_many(
+            {"_id": f"{ns}|{sid}", "namespace": ns, "session_id": sid}
+            | {"version": 0, "fence": 0, "updated_at": 1.0}
+            for ns in ("a", "b")
+            for sid in (f"s{i:04d}" for i in range(505))
+        )
+    every = [(s.namespace, s.session_id) async for s in mongo.list_sessions()]
+    only_b = [s.session_id async for s in mongo.list_sessions("b")]
     assert every == sorted(every)
     assert len(every) == 1011
     assert only_b == [f"s{i:04d}" for i in range(505)]
 
 
-async def test_corrupt_documents_raise(mongo_server: MongoServer) -> None:
-    async with opened(mongo_server.url()) as b:
-        await b.write_keys(ADDR, [KeyWrite("session", "1", b"x")])
-        await b.save_creds(ADDR, b"creds")
-        client = raw(mongo_server)
-        try:
-            db = client[b.database]
-            db.bs_keys.update_many({}, {"$set": {"value": "not-binary"}})
-            db.bs_sessions.update_many({}, {"$set": {"creds": 42}})
-        finally:
-            client.close()
-        with pytest.raises(errors.CorruptDataError):
-            await b.get_keys(ADDR, "session", ["1"])
-        with pytest.raises(errors.CorruptDataError):
-            await b.load_creds(ADDR)
+async def test_corrupt_documents_raise(mongo: MongoDurable, mongo_server: MongoServer) -> None:
+    await mongo.write_keys(ADDR, [KeyWrite("session", "1", b"x")])
+    await mongo.save_creds(ADDR, b"creds")
+    with raw(mongo_server) as client:
+        client[mongo.database].bs_keys.update_many({}, {"$set": {"value": "not-binary"}})
+        client[mongo.database].bs_sessions.update_many({}, {"$set": {"creds": 42}})
+    with pytest.raises(errors.CorruptDataError):
+        await mongo.get_keys(ADDR, "session", ["1"])
+    with pytest.raises(errors.CorruptDataError):
+        await mongo.load_creds(ADDR)
 
 
 # -- tombstones, migrations -------------------------------------------------------------------
 
 
-async def test_tombstone_is_the_emptied_document(mongo_server: MongoServer) -> None:
-    async with opened(mongo_server.url()) as store:
-        db = store.database
-        a, never, plain = fresh(), fresh(), fresh()
-        f5, f6, f7, f9 = (n << FENCE_SHIFT for n in (5, 6, 7, 9))
-        await store.write_keys(a, [KeyWrite("session", "x", b"1")], fence=f5)
-        await store.save_creds(a, b"c", fence=f5)
-        assert await store.apply_batch(a, [], None, seq=3, fence=f5)
-        assert await store.delete_session(a, fence=f6)
-        assert session_doc(mongo_server, db, a) == {"fence": f6, "deleted": True, "version": 0}
-        await store.advance_fence(never, f9)
-        assert session_doc(mongo_server, db, never) == {"fence": f9, "deleted": True, "version": 0}
-        # A session of a store without leases (fence 0) leaves nothing behind.
-        await store.write_keys(plain, [KeyWrite("session", "x", b"1")])
-        assert await store.delete_session(plain)
-        assert session_doc(mongo_server, db, plain) is None
-        assert [i async for i in store.list_sessions()] == []  # every namespace of the database
-        # Revived by the holder of the fence: the same document, a new session.
-        assert await store.save_creds(a, b"c2", expected_version=0, fence=f7) == 1
-        assert session_doc(mongo_server, db, a) == {"fence": f7, "creds": b"c2", "version": 1}
+async def test_tombstone_is_the_emptied_document(
+    mongo: MongoDurable, mongo_server: MongoServer
+) -> None:
+    db = mongo.database
+    a, never, plain = fresh(NS), fresh(NS), fresh(NS)
+    f5, f6, f7, f9 = (n << FENCE_SHIFT for n in (5, 6, 7, 9))
+    await mongo.write_keys(a, [KeyWrite("session", "x", b"1")], fence=f5)
+    await mongo.save_creds(a, b"c", fence=f5)
+    assert await mongo.apply_batch(a, [], None, seq=3, fence=f5)
+    assert await mongo.delete_session(a, fence=f6)
+    assert session_doc(mongo_server, db, a) == {"fence": f6, "deleted": True, "version": 0}
+    await mongo.advance_fence(never, f9)
+    assert session_doc(mongo_server, db, never) == {"fence": f9, "deleted": True, "version": 0}
+    # A session of a mongo without leases (fence 0) leaves nothing behind.
+    await mongo.write_keys(plain, [KeyWrite("session", "x", b"1")])
+    assert await mongo.delete_session(plain)
+    assert session_doc(mongo_server, db, plain) is None
+    assert [i async for i in mongo.list_sessions()] == []  # every namespace of the database
+    # Revived by the holder of the fence: the same document, a new session.
+    assert await mongo.save_creds(a, b"c2", expected_version=0, fence=f7) == 1
+    assert session_doc(mongo_server, db, a) == {"fence": f7, "creds": b"c2", "version": 1}
 
 
 async def test_version_1_database_upgrades_to_tombstones(mongo_server: MongoServer) -> None:
     url = mongo_server.url()
-    a = fresh()
+    a = fresh(NS)
     async with opened(url) as first:
         database = first.database
     with raw(mongo_server) as client:  # as the previous release left it
@@ -186,10 +161,7 @@ async def test_version_1_database_upgrades_to_tombstones(mongo_server: MongoServ
 
 
 async def test_bind_meta_keeps_the_backends_own_names(mongo: MongoDurable) -> None:
-    for name in ("schema_version", "store_id"):
-        with pytest.raises(errors.InvalidInputError):
-            await mongo.bind_meta(name, "x")
-    assert await mongo.bind_meta("fingerprints", "a,b") == "a,b"
+    await assert_meta_names_reserved(mongo)
 
 
 # -- leases -------------------------------------------------------------------------------------
