@@ -6,8 +6,9 @@ standalone and Cluster, in ``tests/contract/test_durable_*.py``.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from tests._services.redis import (
     unique_prefix,
     with_query,
 )
+from tests.integration._backend_cases import opened
 
 ADDR = SessionAddr("clinic-1/channel:2", "5511@s.whatsapp.net")
 
@@ -45,10 +47,18 @@ def cache(url: str, prefix: str, ttl: int = 600) -> rb.RedisCache:
     return backend
 
 
+@contextlib.contextmanager
+def redis_on(tmp_path: Path, *args: str) -> Iterator[RedisServer]:
+    """A private redis-server started with ``args``, stopped after the block."""
+    server = start_redis(tmp_path, *args)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(params=["standalone", "cluster"])
-def server_url(
-    request: pytest.FixtureRequest,
-) -> str:
+def server_url(request: pytest.FixtureRequest) -> str:
     if request.param == "standalone":
         server: RedisServer = request.getfixturevalue("redis_server")
         return server.url
@@ -63,10 +73,8 @@ def prefix() -> str:
 
 @pytest.fixture
 async def store(server_url: str, prefix: str) -> AsyncIterator[rb.RedisDurable]:
-    backend = durable(server_url, prefix)
-    await backend.open()
-    yield backend
-    await backend.close()
+    async with opened(durable(server_url, prefix)) as backend:
+        yield backend
 
 
 @pytest.fixture
@@ -133,18 +141,12 @@ async def test_multi_type_write_failing_midway_leaves_nothing(
 
 
 async def test_cache_put_failing_midway_leaves_nothing(redis_server: RedisServer) -> None:
-    c = cache(redis_server.url, unique_prefix())
-    await c.open()
-    try:
-        base = c.runner.base(ADDR)
-        await c.runner.client.set(base + "k:session", b"foreign")
+    async with opened(cache(redis_server.url, unique_prefix())) as c:
+        await c.runner.client.set(c.runner.base(ADDR) + "k:session", b"foreign")
+        writes = [KeyWrite("pre-key", "1", b"x"), KeyWrite("session", "a", b"y")]
         with pytest.raises(errors.CorruptDataError):
-            await c.update_keys(
-                ADDR, [KeyWrite("pre-key", "1", b"x"), KeyWrite("session", "a", b"y")], token=None
-            )
+            await c.update_keys(ADDR, writes, token=None)
         assert (await c.read_keys(ADDR, "pre-key", ["1"])).found == {}
-    finally:
-        await c.close()
 
 
 # -- key layout ----------------------------------------------------------------------------------
@@ -162,11 +164,8 @@ async def test_every_key_of_a_session_maps_to_one_slot(store: rb.RedisDurable, p
 
 
 async def test_durable_keys_never_expire_and_cache_keys_do(server_url: str, prefix: str) -> None:
-    d = durable(server_url, prefix)
-    c = cache(server_url, prefix, ttl=120)
-    await d.open()
-    await c.open()
-    try:
+    d, c = durable(server_url, prefix), cache(server_url, prefix, ttl=120)
+    async with opened(d), opened(c):
         writes = [KeyWrite("pre-key", "1", b"x"), KeyWrite("session", "a", b"y")]
         await d.write_keys(ADDR, writes)
         await d.save_creds(ADDR, b"creds")
@@ -193,9 +192,6 @@ async def test_durable_keys_never_expire_and_cache_keys_do(server_url: str, pref
         # Only the write stamp stays: it moves on, so a fill read before the drop is refused.
         assert await _all_keys(c, f"{prefix}c:*") == [c.runner.base(ADDR).encode() + b"b"]
         assert await d.get_keys(ADDR, "session", ["a"]) == {"a": b"y"}
-    finally:
-        await d.close()
-        await c.close()
 
 
 async def test_schema_version_recorded_once_and_newer_refused(
@@ -203,9 +199,8 @@ async def test_schema_version_recorded_once_and_newer_refused(
 ) -> None:
     prefix = unique_prefix()
     for _ in range(2):
-        b = durable(redis_server.url, prefix)
-        await b.open()
-        await b.close()
+        async with opened(durable(redis_server.url, prefix)):
+            pass
     assert await raw.get(f"{prefix}:schema") == b"1"
     await raw.set(f"{prefix}:schema", 99)
     with pytest.raises(errors.UnavailableError, match="newer"):
@@ -259,10 +254,10 @@ def test_bad_durable_urls(url: str, match: str) -> None:
         rb.from_config(StoreConfig(durable=url, cache=None), "durable")
 
 
-def test_cache_ttl_validated() -> None:
-    for bad in ("0", "-5", "1.5", "x"):
-        with pytest.raises(errors.ConfigError, match="ttl"):
-            rb.from_config(StoreConfig(cache=f"redis://h/0?ttl={bad}"), "cache")
+@pytest.mark.parametrize("bad", ["0", "-5", "1.5", "x"])
+def test_cache_ttl_validated(bad: str) -> None:
+    with pytest.raises(errors.ConfigError, match="ttl"):
+        rb.from_config(StoreConfig(cache=f"redis://h/0?ttl={bad}"), "cache")
 
 
 def test_url_options_parsed() -> None:
@@ -273,15 +268,8 @@ def test_url_options_parsed() -> None:
     )
     c = rb.from_config(StoreConfig(cache=url, op_timeout=4), "cache")
     o = c.options
-    assert (o.host, o.port, o.max_connections, o.retries, o.ttl, o.prefix, o.cluster) == (
-        "cache.example",
-        6390,
-        7,
-        2,
-        30,
-        "app_1c",
-        False,
-    )
+    assert (o.host, o.port, o.max_connections, o.retries) == ("cache.example", 6390, 7, 2)
+    assert (o.ttl, o.prefix, o.cluster) == (30, "app_1c", False)
     kw = o.client_kwargs
     assert (kw["username"], kw["password"], kw["db"]) == ("u@x", "p/w", 2)
     assert (kw["socket_timeout"], kw["socket_connect_timeout"]) == (1.5, 0.5)
@@ -309,9 +297,8 @@ async def test_wrong_password_is_unavailable_and_not_echoed(
             await b.open()
         assert secret not in str(info.value)
         assert "authentication" in str(info.value)
-        ok = durable(url.replace(secret, "right-pw-123"), unique_prefix())
-        await ok.open()
-        await ok.close()
+        async with opened(durable(url.replace(secret, "right-pw-123"), unique_prefix())):
+            pass
     finally:
         await raw.acl_deluser(user)
 
@@ -326,47 +313,34 @@ async def test_nothing_listening_is_unavailable() -> None:
 
 
 async def test_server_killed_then_restarted(tmp_path: Path) -> None:
-    server = start_redis(tmp_path)
-    b = durable(server.url, "out", op_timeout=2)
-    c = cache(server.url, "out")
-    try:
-        await b.open()
-        await c.open()
-        await b.write_keys(ADDR, [KeyWrite("session", "1", b"v")])
-        await b.save_creds(ADDR, b"c")
-        server.stop()
-        with pytest.raises(errors.UnavailableError):
-            await b.get_keys(ADDR, "session", ["1"])
-        with pytest.raises(errors.UnavailableError):
-            await b.load_creds(ADDR)
-        with pytest.raises(errors.UnavailableError):
+    with redis_on(tmp_path) as server:
+        b, c = durable(server.url, "out", op_timeout=2), cache(server.url, "out")
+        async with opened(b), opened(c):
+            await b.write_keys(ADDR, [KeyWrite("session", "1", b"v")])
+            await b.save_creds(ADDR, b"c")
+            server.stop()
+            with pytest.raises(errors.UnavailableError):
+                await b.get_keys(ADDR, "session", ["1"])
+            with pytest.raises(errors.UnavailableError):
+                await b.load_creds(ADDR)
+            with pytest.raises(errors.UnavailableError):
+                await b.write_keys(ADDR, [KeyWrite("session", "1", b"w")])
+            with pytest.raises(errors.UnavailableError):
+                _ = [s async for s in b.list_sessions()]
+            with pytest.raises(errors.UnavailableError):
+                await c.read_creds(ADDR)
+            health = await b.check()
+            assert not health.ok
+            server.start()  # empty again (no persistence): the client reconnects by itself
+            assert (await b.check()).ok
             await b.write_keys(ADDR, [KeyWrite("session", "1", b"w")])
-        with pytest.raises(errors.UnavailableError):
-            _ = [s async for s in b.list_sessions()]
-        with pytest.raises(errors.UnavailableError):
-            await c.read_creds(ADDR)
-        health = await b.check()
-        assert not health.ok
-        server.start()  # empty again (no persistence): the client reconnects by itself
-        assert (await b.check()).ok
-        await b.write_keys(ADDR, [KeyWrite("session", "1", b"w")])
-        assert await b.get_keys(ADDR, "session", ["1"]) == {"1": b"w"}
-    finally:
-        await b.close()
-        await c.close()
-        server.stop()
+            assert await b.get_keys(ADDR, "session", ["1"]) == {"1": b"w"}
 
 
 async def test_killed_connection_is_retried(server_url: str, prefix: str) -> None:
     """The server drops our pooled connections (CLIENT KILL): the next call reconnects."""
     name = f"bs-{uuid.uuid4().hex[:8]}"
-    b = rb.from_config(
-        StoreConfig(durable=with_query(server_url, prefix=prefix, client_name=name), cache=None),
-        "durable",
-    )
-    assert isinstance(b, rb.RedisDurable)
-    await b.open()
-    try:
+    async with opened(durable(with_query(server_url, client_name=name), prefix)) as b:
         await b.write_keys(ADDR, [KeyWrite("session", "1", b"v")])
         client = b.runner.client
         killed = 0
@@ -384,8 +358,6 @@ async def test_killed_connection_is_retried(server_url: str, prefix: str) -> Non
         assert killed >= 1
         assert await b.get_keys(ADDR, "session", ["1"]) == {"1": b"v"}
         await b.write_keys(ADDR, [KeyWrite("session", "1", b"w")])
-    finally:
-        await b.close()
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
@@ -431,7 +403,7 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
 async def test_rediss_with_certificate_checks(tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path)
     tls_port = free_port()
-    server = start_redis(
+    with redis_on(
         tmp_path,
         "--tls-port",
         str(tls_port),
@@ -443,42 +415,32 @@ async def test_rediss_with_certificate_checks(tmp_path: Path) -> None:
         str(cert),
         "--tls-auth-clients",
         "no",
-    )
-    try:
+    ):
         url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}"
-        b = durable(url, "tls")
-        await b.open()
-        await b.write_keys(ADDR, [KeyWrite("session", "1", b"v")])
-        assert await b.get_keys(ADDR, "session", ["1"]) == {"1": b"v"}
-        await b.close()
+        async with opened(durable(url, "tls")) as b:
+            await b.write_keys(ADDR, [KeyWrite("session", "1", b"v")])
+            assert await b.get_keys(ADDR, "session", ["1"]) == {"1": b"v"}
         untrusted = durable(f"rediss://127.0.0.1:{tls_port}/0", "tls", op_timeout=2)
         with pytest.raises(errors.UnavailableError):
             await untrusted.open()
         plain = durable(f"redis://127.0.0.1:{tls_port}/0", "tls", op_timeout=1)
         with pytest.raises(errors.UnavailableError):
             await plain.open()
-    finally:
-        server.stop()
 
 
 async def test_out_of_memory_write_leaves_nothing(tmp_path: Path) -> None:
-    server = start_redis(tmp_path, "--maxmemory", "4mb", "--maxmemory-policy", "noeviction")
-    b = durable(server.url, "oom")
-    try:
-        await b.open()
-        await b.write_keys(ADDR, [KeyWrite("session", "1", b"old")], fence=1)
-        big = b"x" * 200_000
-        with pytest.raises(errors.UnavailableError, match="OutOfMemoryError"):  # noqa: PT012
-            for n in range(100):
-                await b.write_keys(SessionAddr("fill", "s"), [KeyWrite("pre-key", str(n), big)])
-        writes = [KeyWrite("session", "1", b"new"), KeyWrite("sender-key", "g", big)]
-        with pytest.raises(errors.UnavailableError):
-            await b.write_keys(ADDR, writes, fence=7)
-        assert await b.get_keys(ADDR, "session", ["1"]) == {"1": b"old"}
-        assert await b.get_keys(ADDR, "sender-key", ["g"]) == {}
-        assert await b.delete_session(SessionAddr("fill", "s")) is True  # frees the memory
-        await b.write_keys(ADDR, [KeyWrite("session", "1", b"ok")], fence=1)  # fence still 1
-        assert await b.get_keys(ADDR, "session", ["1"]) == {"1": b"ok"}
-    finally:
-        await b.close()
-        server.stop()
+    with redis_on(tmp_path, "--maxmemory", "4mb", "--maxmemory-policy", "noeviction") as server:
+        async with opened(durable(server.url, "oom")) as b:
+            await b.write_keys(ADDR, [KeyWrite("session", "1", b"old")], fence=1)
+            big = b"x" * 200_000
+            with pytest.raises(errors.UnavailableError, match="OutOfMemoryError"):  # noqa: PT012
+                for n in range(100):
+                    await b.write_keys(SessionAddr("fill", "s"), [KeyWrite("pre-key", str(n), big)])
+            writes = [KeyWrite("session", "1", b"new"), KeyWrite("sender-key", "g", big)]
+            with pytest.raises(errors.UnavailableError):
+                await b.write_keys(ADDR, writes, fence=7)
+            assert await b.get_keys(ADDR, "session", ["1"]) == {"1": b"old"}
+            assert await b.get_keys(ADDR, "sender-key", ["g"]) == {}
+            assert await b.delete_session(SessionAddr("fill", "s")) is True  # frees the memory
+            await b.write_keys(ADDR, [KeyWrite("session", "1", b"ok")], fence=1)  # fence still 1
+            assert await b.get_keys(ADDR, "session", ["1"]) == {"1": b"ok"}
