@@ -29,19 +29,14 @@ async def assert_all_fenced(
     durable: DurableBackend, a: SessionAddr, token: int, current: int
 ) -> None:
     """Every fenced write with ``token`` raises FencedError naming ``current``; none applies."""
+    stale = [KeyWrite("session", "x", b"stale")]
     for write in (
-        lambda: durable.write_keys(a, [KeyWrite("session", "x", b"stale")], fence=token),
+        lambda: durable.write_keys(a, stale, fence=token),
         lambda: durable.save_creds(a, b"stale", fence=token),
         lambda: durable.clear_keys(a, fence=token),
         lambda: durable.delete_session(a, fence=token),
         lambda: durable.advance_fence(a, token),
-        lambda: durable.apply_batch(
-            a,
-            [KeyWrite("session", "x", b"stale")],
-            CredsRecord(b"stale", 1),
-            seq=10**6,
-            fence=token,
-        ),
+        lambda: durable.apply_batch(a, stale, CredsRecord(b"stale", 1), seq=10**6, fence=token),
     ):
         with pytest.raises(errors.FencedError) as info:
             await write()
