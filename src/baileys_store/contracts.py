@@ -343,4 +343,3 @@ class SharedCache(CacheBackend, Protocol):
 
     async def current_epoch(self) -> str | None:
         """The prefix's epoch now (``None``: gone); notes a change like a write would."""
-
