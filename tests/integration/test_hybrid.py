@@ -155,6 +155,22 @@ async def test_write_behind_serves_from_cache_then_drains(make: Callable[..., Au
         assert await keys.get("session", ["1.0", "2.0"]) == {"1.0": b"s1"}
 
 
+async def test_write_behind_survives_a_script_flush(make: Callable[..., AuthStore]) -> None:
+    """The write-behind scripts run as a hand-queued EVALSHA (no SCRIPT EXISTS per write): a
+    server that lost its scripts (restart, SCRIPT FLUSH) answers NOSCRIPT, and the write loads
+    the script and runs again, applied once."""
+    async with opened(make(write_mode="write-behind", outbox_worker=False)) as store:
+        keys = store.session(SID).keys
+        await keys.set({"session": {"1.0": b"before"}})
+        await redis_cache(store).runner.client.script_flush()
+        await keys.set({"session": {"1.0": b"after", "2.0": b"new"}})
+        version = await store.session(SID).save_creds({"registrationId": 7})  # wb_creds too
+        assert await keys.get("session", ["1.0", "2.0"]) == {"1.0": b"after", "2.0": b"new"}
+        assert await store.drain_outbox() == 3  # every write appended exactly once
+        assert await durable_value(store, "session", "1.0") == b"after"
+        assert await store.session(SID).creds_version() == version
+
+
 async def test_write_behind_redelivery_is_applied_once(make: Callable[..., AuthStore]) -> None:
     async with opened(
         make(write_mode="write-behind", outbox_worker=False, outbox_claim_timeout=1)

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import msgpack
+from redis import exceptions as rex
 
 from ... import errors
 from ..._model import CredsRecord, KeyWrite, SessionAddr
@@ -105,15 +106,23 @@ class RedisOutbox(Outbox):
         lua_script, client = self._runner.script(script), self._runner.client
         ready, member = self.ready_key, index_member(addr)
 
-        async def run() -> tuple[list[Any], Any]:
+        async def once() -> tuple[list[Any], Any]:
             # ``async with``: a pipeline cut short by a timeout or cancel is reset, not leaked.
             async with client.pipeline(transaction=False) as pipe:
                 pipe.zadd(ready, {member: time.time()}, nx=True)
-                # queued on the pipeline (redis-py's annotation names clients only)
-                await lua_script(keys=keys, args=args, client=pipe)  # type: ignore[arg-type]
+                # EVALSHA queued by hand: a Script object in a pipeline makes redis-py send a
+                # SCRIPT EXISTS round trip before every execute.
+                pipe.evalsha(lua_script.sha, len(keys), *keys, *args)
                 pipe.get(epoch_key)
                 _, reply, found = await pipe.execute()
             return list(reply), found
+
+        async def run() -> tuple[list[Any], Any]:
+            try:
+                return await once()
+            except rex.NoScriptError:  # a restarted or flushed server: load it, run again
+                await client.script_load(lua_script.script)
+                return await once()
 
         return await self._runner.run(op, run)
 
