@@ -41,7 +41,7 @@ class Budget:
 # config name -> (set budget, get budget). Measured 2026-12-04 (3 runs each; turns: max + 2).
 BUDGETS: dict[str, tuple[Budget, Budget]] = {
     "embedded": (Budget((), 1, 6), Budget((), 0, 2)),
-    "redis-only": (Budget(("EVALSHA",), 2, 10), Budget(("HMGET",), 2, 10)),
+    "redis-only": (Budget(("EVALSHA",), 1, 7), Budget(("HMGET",), 1, 7)),
     "write-through": (Budget(("EVALSHA",), 2, 11), Budget((), 0, 2)),
     "write-through-noL1": (Budget(("EVALSHA",), 2, 11), Budget(("EVALSHA",), 1, 7)),
     "write-behind": (

@@ -36,6 +36,9 @@ class RedisDurable(DurableBackend, LeaseBackend):
 
     name = "redis"
     tier = "durable"
+    # redis-py cancels a call in place (the connection is dropped, no request to the server),
+    # so the store's deadline cancels it directly instead of abandoning it to a task.
+    cancels_promptly = True
 
     def __init__(
         self, options: RedisOptions, *, on_retry: Callable[[], None] | None = None
