@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _model
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 # value) must not stall every session of the event loop. Small reads stay inline (the hot path).
 OFFLOAD_BYTES = 256 * 1024
 INLINE_OUTPUT = 1024 * 1024
+# Ids per ``keys.get`` of ``KeyStore.items``: bounds the values held at once.
+ITEMS_CHUNK = 500
 
 Decoder = Callable[[str, bytes], Any]
 
@@ -168,6 +170,49 @@ class KeyStore:
     async def clear(self) -> None:
         """Delete every key of the session (the creds stay)."""
         await self._ops.clear_keys(self._ops.addr)
+
+    async def list_ids(self, type: str) -> AsyncIterator[str]:
+        """Every id of one key type of the session, in id order (Baileys 7's ``listIds``).
+
+        The listing is the durable tier's (as :meth:`SessionAuth.key_ids`; with an outbox,
+        pending entries are drained first, so it is complete). Only the ids are held while
+        iterating, never values; a key written or deleted meanwhile may or may not be listed.
+
+        Raises:
+            InvalidInputError: a bad type.
+            UnavailableError: the durable tier could not answer.
+        """
+        key_type = _model.check_type(type)
+        listing = await self._ops.key_ids(self._ops.addr)
+        for key_id in sorted(listing.get(key_type, ())):
+            yield key_id
+
+    async def items(self, type: str) -> AsyncIterator[tuple[str, Any]]:
+        """Every ``(id, value)`` of one key type of the session, in id order (``list``).
+
+        Ids come from :meth:`list_ids`; values are read with :meth:`get` in chunks of at most
+        500 ids, so memory holds one chunk of values at a time. A key deleted between the
+        listing and its chunk's read is skipped.
+
+        Raises:
+            InvalidInputError: a bad type.
+            UnavailableError: a tier could not answer.
+            DecryptError, CorruptDataError: a stored value cannot be read back.
+        """
+        chunk: list[str] = []
+        async for key_id in self.list_ids(type):
+            chunk.append(key_id)
+            if len(chunk) >= ITEMS_CHUNK:
+                for item in await self._chunk(type, chunk):
+                    yield item
+                chunk = []
+        if chunk:
+            for item in await self._chunk(type, chunk):
+                yield item
+
+    async def _chunk(self, type: str, ids: list[str]) -> list[tuple[str, Any]]:
+        values = await self.get(type, ids)
+        return [(i, values[i]) for i in ids if i in values]
 
 
 def _rewrap(exc: StoreError) -> type[StoreError]:

@@ -165,3 +165,72 @@ class DeadLetter:
     entry: OutboxEntry
     error: str
     time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCopy:
+    """What ``copy_sessions`` did with one session.
+
+    Attributes:
+        namespace: The tenant namespace.
+        session_id: The session id.
+        status: ``copied``; ``replaced`` (copied over a different destination session that
+            ``replace`` deleted first); ``identical`` (already the same at the destination:
+            skipped);
+            ``conflict`` (the destination holds a different complete session: refused, pass
+            ``replace``); ``in_use`` (another process holds the destination session's lease:
+            skipped); ``changed`` (the source's creds kept changing while it was read: skipped);
+            ``failed`` (an error, or the destination did not read back equal: see ``detail``).
+            With ``dry_run``: ``would_copy``, ``would_replace`` or ``would_finish`` (the
+            destination copy lacks its creds: an interrupted copy) instead of writing.
+        keys: Keys of the session at the source (as read for the copy or comparison).
+        digest: SHA-256 (hex) of the session's content (see ``copy_sessions``); "" if unread.
+        detail: One line on a refusal or failure ("" otherwise).
+    """
+
+    namespace: str
+    session_id: str
+    status: str
+    keys: int = 0
+    digest: str = ""
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class CopyReport:
+    """What ``copy_sessions`` did (``baileys-store copy``): counts per outcome.
+
+    ``ok`` is False when any session was refused, skipped or failed: rerun (with ``replace``
+    for conflicts) to finish. ``sessions`` lists only those sessions (copied and identical ones
+    are counted, not listed), so a large copy's report stays small.
+
+    Attributes:
+        seen: Sessions listed at the source.
+        copied: Sessions written and verified (with ``dry_run``: that would be written).
+        replaced: Of ``copied``, destination sessions deleted first (``replace``).
+        identical: Sessions already the same at the destination (skipped).
+        conflicts: Different complete sessions at the destination, refused.
+        in_use: Sessions whose destination lease another process holds (skipped).
+        changed: Sessions whose source creds changed during every read attempt (skipped).
+        failed: Sessions that failed (an error, or verification).
+        keys: Keys copied (with ``dry_run``: that would be).
+        seconds: Wall time of the copy.
+        sessions: The sessions not copied or identical, with their status and detail.
+    """
+
+    seen: int = 0
+    copied: int = 0
+    replaced: int = 0
+    identical: int = 0
+    conflicts: int = 0
+    in_use: int = 0
+    changed: int = 0
+    failed: int = 0
+    keys: int = 0
+    seconds: float = 0.0
+    sessions: list[SessionCopy] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every session is at the destination, copied or already identical."""
+        return not (self.conflicts or self.in_use or self.changed or self.failed)
