@@ -234,3 +234,76 @@ class CopyReport:
     def ok(self) -> bool:
         """True when every session is at the destination, copied or already identical."""
         return not (self.conflicts or self.in_use or self.changed or self.failed)
+
+
+@dataclass(frozen=True, slots=True)
+class BackupReport:
+    """What ``backup`` wrote (``baileys-store backup``).
+
+    Attributes:
+        path: The backup file.
+        sessions: Sessions written.
+        keys: Key records written.
+        creds: Creds records written (sessions without creds have none).
+        bytes: Size of the file.
+        sha256: SHA-256 (hex) of the file up to its footer (the one the footer holds).
+        encryption: The source store's encryption mode (``none``, ``aes-256-gcm``...).
+        key_ids: Master key ids the records are encrypted with (restoring needs them).
+        seconds: Wall time.
+    """
+
+    path: str
+    sessions: int
+    keys: int
+    creds: int
+    bytes: int
+    sha256: str
+    encryption: str
+    key_ids: tuple[int, ...]
+    seconds: float
+
+
+@dataclass(slots=True)
+class RestoreReport:
+    """What ``restore`` verified and wrote (``baileys-store restore``).
+
+    The whole file was verified when a report is returned (a damaged file raises instead).
+    ``ok`` is False when sessions were refused (``existing`` without ``replace``) or skipped
+    (``in_use``); with ``existing`` and no ``replace`` nothing at all is written.
+
+    Attributes:
+        path: The backup file.
+        format_version: Its format version.
+        created_at: When it was written (ISO 8601, UTC).
+        encryption: The source store's encryption mode.
+        key_ids: Master key ids its records need.
+        sessions: Sessions in the file.
+        keys: Key records in the file.
+        creds: Creds records in the file.
+        dry_run: Only verified; nothing written.
+        existing: Sessions (``namespace/session``) of the file the destination already holds.
+        restored: Sessions written (with ``dry_run``: that would be).
+        replaced: Of ``restored``, existing sessions deleted first (``replace``).
+        in_use: Sessions skipped because another process holds their lease.
+        seconds: Wall time.
+    """
+
+    path: str
+    format_version: int
+    created_at: str
+    encryption: str
+    key_ids: tuple[int, ...]
+    sessions: int
+    keys: int
+    creds: int
+    dry_run: bool = False
+    existing: tuple[str, ...] = ()
+    restored: int = 0
+    replaced: int = 0
+    in_use: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every session of the file is (or, with ``dry_run``, would be) restored."""
+        return self.restored == self.sessions and not self.in_use
