@@ -307,3 +307,72 @@ class RestoreReport:
     def ok(self) -> bool:
         """True when every session of the file is (or, with ``dry_run``, would be) restored."""
         return self.restored == self.sessions and not self.in_use
+
+
+@dataclass(frozen=True, slots=True)
+class PrunedSession:
+    """What ``prune_prekeys`` did (or, with ``dry_run``, would do) with one session.
+
+    Attributes:
+        namespace: The tenant namespace.
+        session_id: The session id.
+        status: ``pruned`` (pre-keys removed), ``clean`` (nothing below the cutoff),
+            ``no_creds`` (no creds stored: skipped), ``no_mark`` (creds without a usable
+            ``firstUnuploadedPreKeyId``: skipped), ``in_use`` (another process holds the
+            session's lease: skipped).
+        upload_mark: The first pre-key id never uploaded (the creds' ``firstUnuploadedPreKeyId``,
+            or ``nextPreKeyId`` when lower); ``None`` when skipped before it was read.
+        removed: Pre-keys removed (with ``dry_run``: that would be).
+        kept: Pre-keys kept (at or above ``upload_mark - keep``, the signed pre-key's id, or
+            an id that is not a canonical decimal number).
+    """
+
+    namespace: str
+    session_id: str
+    status: str
+    upload_mark: int | None = None
+    removed: int = 0
+    kept: int = 0
+
+
+@dataclass(slots=True)
+class PruneReport:
+    """What ``prune_prekeys`` did (``baileys-store keys prune-prekeys``).
+
+    Attributes:
+        keep: The safety margin used: ids at or above ``upload_mark - keep`` stay.
+        dry_run: Nothing was written; the counts are what would be removed.
+        sessions: The outcome of every session examined, in listing order.
+    """
+
+    keep: int
+    dry_run: bool = False
+    sessions: list[PrunedSession] = field(default_factory=list)
+
+    def _count(self, status: str) -> int:
+        return sum(1 for s in self.sessions if s.status == status)
+
+    @property
+    def removed(self) -> int:
+        """Pre-keys removed over every session (with ``dry_run``: that would be)."""
+        return sum(s.removed for s in self.sessions)
+
+    @property
+    def kept(self) -> int:
+        """Pre-keys kept over every session examined."""
+        return sum(s.kept for s in self.sessions)
+
+    @property
+    def no_creds(self) -> int:
+        """Sessions skipped: no creds."""
+        return self._count("no_creds")
+
+    @property
+    def no_mark(self) -> int:
+        """Sessions skipped: creds without a usable ``firstUnuploadedPreKeyId``."""
+        return self._count("no_mark")
+
+    @property
+    def in_use(self) -> int:
+        """Sessions skipped: leased by another process (run again)."""
+        return self._count("in_use")
