@@ -1,11 +1,11 @@
-"""``baileys-store import`` and ``export``: Baileys multi-file auth folders in and out."""
+"""``baileys-store import`` (one folder or a tree) and ``export``: Baileys auth folders."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import click
 from rich.console import Console
@@ -13,6 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .._store import AuthStore
+from ..errors import InvalidInputError
+from ..integrations._tree import TreeTemplate, import_tree
 from ..integrations.baileys_folder import (
     ExportReport,
     Flavour,
@@ -57,8 +59,20 @@ def _counts_table(counts: dict[str, int], verb: str) -> Table:
 @click.argument(
     "folder", type=click.Path(exists=True, file_okay=False, readable=True, path_type=Path)
 )
-@click.option("--session", "session_id", required=True, help="Session to import into.")
-@namespace_option
+@click.option("--session", "session_id", default=None, help="Session to import into.")
+@click.option(
+    "--tree",
+    "tree",
+    metavar="TEMPLATE",
+    default=None,
+    help="Import every auth folder below FOLDER, named by its path: '{namespace}/{session}' "
+    "or '{session}' (a part may add literal text, e.g. 'wa-{session}').",
+)
+@click.option(
+    "--namespace",
+    default=None,
+    help="Tenant namespace [default: default; with --tree, not with a {namespace} template].",
+)
 @click.option(
     "--flavour",
     type=click.Choice(["auto", "node", "pyaileys"]),
@@ -93,8 +107,9 @@ def _counts_table(counts: dict[str, int], verb: str) -> Table:
 def import_command(
     *,
     folder: Path,
-    session_id: str,
-    namespace: str,
+    session_id: str | None,
+    tree: str | None,
+    namespace: str | None,
     flavour: str,
     replace: bool,
     extra_types: tuple[str, ...],
@@ -107,22 +122,34 @@ def import_command(
     Reads creds.json and every {type}-{id}.json (Node Baileys or pyaileys format, Buffers in
     any BufferJSON form). Keys are written first, one atomic write per batch, then the creds.
     Running it again gives the same result, and finishes an import that was interrupted.
+
+    With --tree, every folder below FOLDER that holds creds.json is imported, its namespace
+    and session taken from its path (auth_data/clinic_1/channel_3 with '{namespace}/{session}'
+    is clinic_1/channel_3): one line per folder, a folder that fails (a path that does not
+    match, an invalid name, a bad file, other creds already stored) does not stop the others;
+    the exit status is 1 when any failed.
     """
     wanted = None if flavour == "auto" else cast("Flavour", flavour)
+    options: dict[str, Any] = {
+        "flavour": wanted,
+        "replace": replace,
+        "skip_unknown": skip_unknown,
+        "extra_types": extra_types,
+        "batch_size": batch_size,
+    }
+    if tree is not None:
+        if session_id is not None:
+            raise click.UsageError("--session and --tree exclude each other")
+        _import_tree(folder, tree, namespace, options, store_url)
+        return
+    if session_id is None:
+        raise click.UsageError("give --session (or --tree to import a tree of folders)")
+    namespace = namespace or "default"
 
     async def run(store: AuthStore) -> ImportReport:
         with _progress("importing") as progress:
             return await import_folder(
-                store,
-                folder,
-                session_id,
-                namespace=namespace,
-                flavour=wanted,
-                replace=replace,
-                skip_unknown=skip_unknown,
-                extra_types=extra_types,
-                batch_size=batch_size,
-                progress=progress,
+                store, folder, session_id, namespace=namespace, progress=progress, **options
             )
 
     report = run_with_store(store_url, run, create=True)
@@ -135,6 +162,47 @@ def import_command(
         if names:
             shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
             click.secho(f"{len(names)} file(s) {what}: {shown}", fg="yellow", err=True)
+
+
+def _import_tree(
+    root: Path, template: str, namespace: str | None, options: dict[str, Any], store_url: str | None
+) -> None:
+    """``import ROOT --tree TEMPLATE``: one line per folder as it is done; exit 1 on a failure."""
+    try:
+        parsed = TreeTemplate(template)
+    except InvalidInputError as exc:
+        raise click.UsageError(str(exc)) from None
+    if parsed.has_namespace and namespace is not None:
+        raise click.UsageError(f"--namespace and a {{namespace}} template ({template!r}) conflict")
+
+    async def run(store: AuthStore) -> tuple[int, int]:
+        ok = failed = 0
+        async for result in import_tree(
+            store, root, parsed, namespace=namespace or "default", **options
+        ):
+            if result.report is None:
+                failed += 1
+                click.secho(f"FAILED {result.folder}: {result.error}", fg="red", err=True)
+                continue
+            ok += 1
+            click.echo(f"{result.namespace}/{result.session_id}: {_summary(result.report)}")
+        return ok, failed
+
+    ok, failed = run_with_store(store_url, run, create=True)
+    click.echo(f"{ok} session(s) imported, {failed} folder(s) failed.")
+    if failed:
+        click.get_current_context().exit(1)
+
+
+def _summary(report: ImportReport) -> str:
+    total = sum(report.counts.values())
+    creds = "creds saved" if report.creds_saved else "creds unchanged"
+    extra = "".join(
+        f", {len(names)} {what}"
+        for what, names in (("skipped", report.skipped), ("empty", report.empty))
+        if names
+    )
+    return f"{total} key(s) ({report.flavour}), {creds}, version {report.creds_version}{extra}"
 
 
 @click.command("export")

@@ -17,7 +17,15 @@ from .._model import session_addr
 from .._store import AuthStore
 from ..contracts import Outbox
 from ..errors import LeaseHeldError, StoreError, UnavailableError
-from ._sessions import cli_config, namespace_option, one_line, run_with_store, store_option
+from ._sessions import (
+    cli_config,
+    json_option,
+    namespace_option,
+    one_line,
+    print_json,
+    run_with_store,
+    store_option,
+)
 
 
 def _outbox(store: AuthStore) -> Outbox:
@@ -32,9 +40,17 @@ def outbox_group() -> None:
 
 @outbox_group.command("status")
 @click.option("--limit", default=20, show_default=True, help="Sessions to list.")
+@json_option
 @store_option
-def status_command(*, limit: int, store_url: str | None) -> None:
-    """Sessions with pending entries, the lag, and the dead letters."""
+def status_command(*, limit: int, as_json: bool, store_url: str | None) -> None:
+    """Sessions with pending entries, the lag, and the dead letters.
+
+    --json keys: "ready_sessions" (sessions in the ready index), "oldest_pending_at" (unix
+    seconds, null if none), "lag_seconds" (null if none), "dead_letter_sessions", and
+    "sessions" (the first --limit of the ready index, oldest first: {"namespace",
+    "session_id", "pending" (entries appended, not applied), "oldest_at" (unix seconds or
+    null)}).
+    """
 
     async def fetch(store: AuthStore) -> tuple[Any, list[Any], int]:
         outbox = _outbox(store)
@@ -47,8 +63,24 @@ def status_command(*, limit: int, store_url: str | None) -> None:
         return summary, rows, len(dead)
 
     (count, oldest), rows, dead = run_with_store(store_url, fetch)
+    lag_s = max(time.time() - oldest, 0.0) if oldest is not None else None
+    if as_json:
+        sessions = [
+            {"namespace": a.namespace, "session_id": a.session_id, "pending": n, "oldest_at": t}
+            for a, n, t in rows
+        ]
+        print_json(
+            {
+                "ready_sessions": count,
+                "oldest_pending_at": oldest,
+                "lag_seconds": round(lag_s, 3) if lag_s is not None else None,
+                "dead_letter_sessions": dead,
+                "sessions": sessions,
+            }
+        )
+        return
     out = Console(highlight=False, soft_wrap=True, markup=False)
-    lag = f"{max(time.time() - oldest, 0.0):.1f} s" if oldest is not None else "-"
+    lag = f"{lag_s:.1f} s" if lag_s is not None else "-"
     out.print(f"Sessions in the ready index: {count}; lag: {lag}; with dead letters: {dead}")
     if rows:
         table = Table("Namespace", "Session", "Pending", "Oldest entry")

@@ -1,10 +1,10 @@
-"""``baileys-store sessions list|inspect|delete|touch``, and the plumbing of one-shot commands."""
+"""``baileys-store sessions list|inspect|stats|delete|touch``; the plumbing of one-shot commands."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -18,6 +18,7 @@ from .._store import AuthStore
 from ..backends.sqlite import SQLiteDurable
 from ..errors import StoreError
 from ..results import SessionInfo
+from . import _report
 from ._context import CliContext
 
 T = TypeVar("T")
@@ -42,6 +43,18 @@ def namespace_option(f: F) -> F:
     return click.option(
         "--namespace", default="default", show_default=True, help="Tenant namespace."
     )(f)
+
+
+def json_option(f: F) -> F:
+    """``--json``: print one JSON document on stdout instead of tables."""
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document (keys: see above)."
+    )(f)
+
+
+def print_json(document: Mapping[str, Any]) -> None:
+    """``document`` on stdout as one JSON document (keys in the order built: stable)."""
+    click.echo(json.dumps(document, ensure_ascii=False, indent=2))
 
 
 def cli_config(store_url: str | None) -> StoreConfig:
@@ -92,25 +105,38 @@ def run_with_store(
         raise click.ClickException(one_line(exc)) from None
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ts else "-"
-
-
 @click.group("sessions")
 def sessions_group() -> None:
-    """List, inspect, touch and delete stored sessions."""
+    """List, inspect, measure, touch and delete stored sessions."""
 
 
 @sessions_group.command("list")
 @click.option("--namespace", default=None, help="Only this namespace [default: all].")
+@json_option
 @store_option
-def list_command(*, namespace: str | None, store_url: str | None) -> None:
-    """List sessions with their creds version and last write."""
+def list_command(*, namespace: str | None, as_json: bool, store_url: str | None) -> None:
+    """List sessions with their creds version and last write.
+
+    --json keys: "sessions" (a list of {"namespace", "session_id", "creds_version" (0: no
+    creds), "updated_at" (unix seconds of the last write, null if unknown)}) and "count".
+    """
 
     async def fetch(store: AuthStore) -> list[SessionInfo]:
         return [info async for info in store.list_sessions(namespace)]
 
     infos = run_with_store(store_url, fetch)
+    if as_json:
+        rows = [
+            {
+                "namespace": info.namespace,
+                "session_id": info.session_id,
+                "creds_version": info.creds_version,
+                "updated_at": info.updated_at or None,
+            }
+            for info in infos
+        ]
+        print_json({"sessions": rows, "count": len(rows)})
+        return
     out = Console(highlight=False, soft_wrap=True, markup=False)
     if not infos:
         out.print("No sessions" + (f" in namespace {namespace}." if namespace else "."))
@@ -118,35 +144,27 @@ def list_command(*, namespace: str | None, store_url: str | None) -> None:
     table = Table("Namespace", "Session", "Creds version", "Last write")
     table.columns[0].overflow = table.columns[1].overflow = "fold"
     for info in infos:
-        version, when = str(info.creds_version), _when(info.updated_at)
+        version, when = str(info.creds_version), _report.when(info.updated_at)
         table.add_row(info.namespace, info.session_id, version, when)
     out.print(table)
     out.print(f"{len(infos)} session(s)")
 
 
-def _pick(creds: Mapping[str, Any], *names: str) -> Any:
-    return next((creds[n] for n in names if n in creds), None)
-
-
-def _creds_rows(creds: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Non-secret facts about creds: flavour, pairing state, account JID, pre-key counter."""
-    flavour = "node (camelCase)" if "noiseKey" in creds else "pyaileys (snake_case)"
-    me = _pick(creds, "me")
-    me_id = me.get("id") if isinstance(me, Mapping) else None
-    return [
-        ("creds flavour", flavour if {"noiseKey", "noise_key"} & creds.keys() else "unknown"),
-        ("registered", str(bool(_pick(creds, "registered")))),
-        ("account", str(me_id) if me_id else "- (not paired)"),
-        ("next pre-key id", str(_pick(creds, "nextPreKeyId", "next_pre_key_id"))),
-    ]
-
-
 @sessions_group.command("inspect")
 @click.argument("session_id", metavar="SESSION")
 @namespace_option
+@json_option
 @store_option
-def inspect_command(*, session_id: str, namespace: str, store_url: str | None) -> None:
-    """Show a session's creds version, account and key counts per type (no key material)."""
+def inspect_command(
+    *, session_id: str, namespace: str, as_json: bool, store_url: str | None
+) -> None:
+    """Show a session's creds version, account and key counts per type (no key material).
+
+    --json keys: "namespace", "session_id", "creds_version" (0: no creds), "creds" (null
+    without creds, else {"flavour": "node"|"pyaileys"|"unknown", "registered", "account" (the
+    JID, null if not paired), "next_pre_key_id"}), "key_counts" ({type: keys}) and
+    "total_keys" (both null when the backend cannot count).
+    """
 
     async def fetch(
         store: AuthStore,
@@ -160,10 +178,23 @@ def inspect_command(*, session_id: str, namespace: str, store_url: str | None) -
     version, creds, counts, backend = run_with_store(store_url, fetch)
     if version == 0 and counts == {}:
         raise click.ClickException(f"no session {namespace}/{session_id}")
+    facts = _report.creds_facts(creds) if creds else None
+    if as_json:
+        print_json(
+            {
+                "namespace": namespace,
+                "session_id": session_id,
+                "creds_version": version,
+                "creds": facts,
+                "key_counts": dict(sorted(counts.items())) if counts is not None else None,
+                "total_keys": sum(counts.values()) if counts is not None else None,
+            }
+        )
+        return
     out = Console(highlight=False, soft_wrap=True, markup=False)
     info = Table("Session", f"{namespace}/{session_id}", show_header=True)
     info.add_row("creds version", str(version) if version else "0 (no creds)")
-    for row in _creds_rows(creds) if creds else []:
+    for row in _report.creds_rows(facts) if facts else []:
         info.add_row(*row)
     out.print(info)
     if counts is None:
@@ -174,6 +205,32 @@ def inspect_command(*, session_id: str, namespace: str, store_url: str | None) -
         keys.add_row(key_type, str(n))
     keys.add_row("total", str(sum(counts.values())), style="bold")
     out.print(keys)
+
+
+@sessions_group.command("stats")
+@click.option("--namespace", default=None, help="Only this namespace [default: all].")
+@json_option
+@store_option
+def stats_command(*, namespace: str | None, as_json: bool, store_url: str | None) -> None:
+    """Keys and stored bytes per key type, and per session (keys, bytes, last write).
+
+    Reads every record of every session (in chunks of 500 from the durable tier): expect it to
+    take as long as an export of the whole store. Bytes are the blobs as stored (compressed,
+    encrypted). With a write-behind cache, entries not drained yet are not counted.
+
+    --json keys: "namespace" (null: all), "types" ({type: {"count", "bytes"}}), "sessions"
+    (a list of {"namespace", "session_id", "updated_at" (unix seconds, null if unknown),
+    "keys", "bytes"}) and "totals" ({"sessions", "keys", "bytes"}).
+    """
+
+    async def fetch(store: AuthStore) -> _report.StoreStats:
+        return await _report.gather_stats(store, namespace)
+
+    stats = run_with_store(store_url, fetch)
+    if as_json:
+        print_json(_report.stats_json(stats))
+        return
+    _report.print_stats(Console(highlight=False, soft_wrap=True, markup=False), stats)
 
 
 @sessions_group.command("delete")

@@ -261,8 +261,10 @@ class RedisCache(SharedCache, LeaseBackend):
         if found != store_id:
             raise errors.ConfigError(
                 f"redis prefix {self.runner.prefix!r} belongs to another durable tier (database "
-                f"id {found}, this one is {store_id}); give each database its own prefix "
-                "(?prefix= in the cache URL)"
+                f"id {found}, this one is {store_id}). If that database is gone (deleted or "
+                "recreated), drop the cache with `baileys-store cache reset` (it refuses while "
+                "write-behind entries are pending); if both databases are in use, give each its "
+                "own prefix (?prefix= in the cache URL)"
             )
 
     async def bind_epoch(self, candidate: str) -> str:
