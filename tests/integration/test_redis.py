@@ -278,7 +278,10 @@ def test_url_options_parsed() -> None:
     d = rb.from_config(StoreConfig(durable="redis://h?cluster=true", op_timeout=4), "durable")
     assert d.options.cluster
     assert d.options.prefix == "bs"
-    assert d.options.client_kwargs["socket_timeout"] == 4
+    # No socket timeout by default: every call runs under the runner's op_timeout deadline.
+    assert d.options.client_kwargs["socket_timeout"] is None
+    assert d.options.client_kwargs["socket_connect_timeout"] == 4
+    assert d.options.op_timeout == 4
     assert d.options.ttl == 86_400  # unused by the durable tier
 
 

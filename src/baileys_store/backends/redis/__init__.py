@@ -5,7 +5,8 @@ else is a :class:`ConfigError`):
 
 - ``cluster=true``: Redis Cluster; ``host:port`` is any node (``db`` must be 0).
 - ``max_connections=N`` (32): pool size; callers wait for a free connection, never fail.
-- ``socket_timeout=S``, ``socket_connect_timeout=S``: seconds (default: ``op_timeout``).
+- ``socket_connect_timeout=S`` (default: ``op_timeout``), ``socket_timeout=S`` (default: none:
+  every call runs under the ``op_timeout`` deadline, and a socket timeout costs a task a call).
 - ``retries=N`` (3): attempts for transient errors (connection reset, failover); 1 disables.
   redis-py's own client retries are switched off so the two never multiply.
 - ``prefix=NAME`` (``bs``): key prefix; the cache tier adds ``c`` (``bsc``), so both tiers may

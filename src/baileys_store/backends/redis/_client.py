@@ -112,12 +112,21 @@ class ScriptRunner:
         return script
 
     async def run(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
-        """``fn()`` with transient errors retried (full jitter) and errors made typed."""
+        """``fn()`` with transient errors retried (full jitter) and errors made typed.
+
+        Bounded by ``op_timeout`` in all (the client has no socket timeout by default): a
+        caller outside the store's guard (the CLI) never waits on a hung server either.
+        """
         try:
-            async with self._slots or contextlib.nullcontext():
-                return await retrying(self._retry, fn)
+            async with asyncio.timeout(self.options.op_timeout):
+                async with self._slots or contextlib.nullcontext():
+                    return await retrying(self._retry, fn)
         except (rex.RedisError, rex.RedisClusterException) as exc:
             raise self._error(op, exc) from exc
+        except TimeoutError:
+            raise errors.UnavailableError(
+                f"redis {op}: no answer within {self.options.op_timeout}s"
+            ) from None
 
     async def eval(self, op: str, name: str, keys: list[str], args: list[Any]) -> Any:
         """Run the script ``name`` (see :meth:`run`); its raw reply."""

@@ -37,6 +37,7 @@ class RedisOptions:
         "cluster",
         "host",
         "max_connections",
+        "op_timeout",
         "port",
         "prefix",
         "retries",
@@ -73,10 +74,17 @@ class RedisOptions:
         if not (prefix.replace("_", "").replace("-", "").isalnum() and len(prefix) <= 32):
             raise errors.ConfigError(f"{role}: prefix must be 1-32 letters, digits, '-' or '_'")
         self.prefix = prefix + ("c" if role == "cache" else "")
+        self.op_timeout = op_timeout
         kw: dict[str, Any] = {
             "username": unquote(parts.username) if parts.username else None,
             "password": unquote(parts.password) if parts.password else None,
-            "socket_timeout": _num(role, opt, "socket_timeout", float, op_timeout, lo=0.001),
+            # None by default: every call already runs under a deadline (the runner's and the
+            # store's), and redis-py puts a socket timeout's sends in a task of their own.
+            "socket_timeout": (
+                _num(role, opt, "socket_timeout", float, op_timeout, lo=0.001)
+                if "socket_timeout" in opt
+                else None
+            ),
             "socket_connect_timeout": _num(
                 role, opt, "socket_connect_timeout", float, op_timeout, lo=0.001
             ),
@@ -106,7 +114,7 @@ class RedisOptions:
             host=self.host,
             port=self.port,
             max_connections=self.max_connections,
-            timeout=kw["socket_timeout"],
+            timeout=self.op_timeout,  # waiting for a free connection
             **kw,
         )
         return Redis.from_pool(pool)
