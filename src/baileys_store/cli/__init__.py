@@ -18,13 +18,18 @@ __all__ = ["main"]
 
 # command name -> (module, attribute)
 _COMMANDS: dict[str, tuple[str, str]] = {
+    "backup": ("._backup", "backup_command"),
     "bench": ("._bench", "bench_command"),
+    "cache": ("._cache", "cache_group"),
+    "copy": ("._copy", "copy_command"),
     "demo": ("._demo", "demo_command"),
     "export": ("._folder", "export_command"),
     "import": ("._folder", "import_command"),
+    "import-store": ("._import_store", "import_store_command"),
     "keys": ("._keys", "keys_group"),
     "outbox": ("._outbox", "outbox_group"),
     "purge": ("._purge", "purge_command"),
+    "restore": ("._backup", "restore_command"),
     "serve": ("._serve", "serve_command"),
     "sessions": ("._sessions", "sessions_group"),
 }

@@ -16,14 +16,19 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Literal
 from urllib.parse import urlsplit
 
 from ...errors import InvalidInputError
-from ._core import ForeignSession, SessionResult, Source, import_sessions, write_session
+from ._core import (
+    LAYOUTS,
+    ForeignSession,
+    Layout,
+    SessionResult,
+    Source,
+    import_sessions,
+    write_session,
+)
 
-Layout = Literal["hset", "keys"]
-LAYOUTS: tuple[Layout, ...] = ("hset", "keys")
 FORMATS: tuple[str, ...] = ("baileys-redis-auth", "mongo-baileys", "store-core")
 
 

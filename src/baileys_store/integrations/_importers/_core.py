@@ -10,7 +10,7 @@ the same result; a session holding *different* creds is refused unless ``replace
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from ..._store import AuthStore
 from ...errors import ConflictError, InvalidInputError, StoreError
@@ -20,6 +20,9 @@ from ..baileys_folder import detect_flavour
 _BATCH = 500
 # Longest first, so "sender-key-memory-x" is not read as a sender-key "memory-x".
 _TYPES_LONGEST_FIRST = sorted(KNOWN_KEY_TYPES, key=len, reverse=True)
+
+Layout = Literal["hset", "keys"]  # baileys-redis-auth: one hash per session, or a key per item
+LAYOUTS: tuple[Layout, ...] = ("hset", "keys")
 
 
 @dataclass(frozen=True, slots=True)

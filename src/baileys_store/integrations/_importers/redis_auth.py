@@ -28,9 +28,8 @@ from redis.exceptions import RedisError
 from ...errors import InvalidInputError, UnavailableError
 from .._bufferjson import loads
 from .._folder_names import KeyNameParser
-from . import LAYOUTS, Layout
 from ._clients import as_bytes, open_redis
-from ._core import ForeignSession, check_creds, unknown_names_error
+from ._core import LAYOUTS, ForeignSession, Layout, check_creds, unknown_names_error
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
