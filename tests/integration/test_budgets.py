@@ -6,10 +6,11 @@ asyncio tasks it creates and the event-loop iterations it takes, and fails when 
 past its budget — so a change cannot quietly add a round trip or a task (issue 14, item 6).
 
 The budgets are today's measured figures (loop iterations with a little room: a thread's
-completion can land one turn later); issue 14's targets tighten them, e.g. write-behind to one
-command, at most one task and five iterations per ``set``. Background work is switched off for
-the measurement (no outbox worker, leases far from their renewal), and each call is measured
-after warm-up, with the session's lease held.
+completion can land one turn later). Issue 14's write-behind target (one round trip, at most
+one task and five iterations per ``set``) is met; its "one command" is not yet (on standalone
+Redis the ready-index ``ZADD`` and the epoch ``GET`` could move into the script). Background
+work is switched off for the measurement (no outbox worker, leases far from their renewal), and
+each call is measured after warm-up, with the session's lease held.
 """
 
 from __future__ import annotations
@@ -38,16 +39,14 @@ class Budget:
     turns: int
 
 
-# config name -> (set budget, get budget). Measured 2026-12-04 (3 runs each; turns: max + 2).
+# config name -> (set budget, get budget). Measured 2026-12-04 (6 runs each; turns: max + 2).
 BUDGETS: dict[str, tuple[Budget, Budget]] = {
     "embedded": (Budget((), 1, 6), Budget((), 0, 2)),
-    "redis-only": (Budget(("EVALSHA",), 1, 7), Budget(("HMGET",), 1, 7)),
-    "write-through": (Budget(("EVALSHA",), 2, 11), Budget((), 0, 2)),
-    "write-through-noL1": (Budget(("EVALSHA",), 2, 11), Budget(("EVALSHA",), 1, 7)),
-    "write-behind": (
-        Budget(("ZADD", "EVALSHA", "GET"), 2, 12),
-        Budget((), 0, 2),
-    ),
+    "redis-only": (Budget(("EVALSHA",), 0, 4), Budget(("HMGET",), 0, 4)),
+    "write-through": (Budget(("EVALSHA",), 1, 8), Budget((), 0, 2)),
+    "write-through-noL1": (Budget(("EVALSHA",), 1, 8), Budget(("EVALSHA",), 0, 4)),
+    # One round trip: the ready index (another Cluster slot), the script, the epoch read.
+    "write-behind": (Budget(("ZADD", "EVALSHA", "GET"), 0, 4), Budget((), 0, 2)),
 }
 
 
