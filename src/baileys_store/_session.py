@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -174,18 +175,24 @@ class KeyStore:
     async def list_ids(self, type: str) -> AsyncIterator[str]:
         """Every id of one key type of the session, in id order (Baileys 7's ``listIds``).
 
-        The listing is the durable tier's (as :meth:`SessionAuth.key_ids`; with an outbox,
-        pending entries are drained first, so it is complete). Only the ids are held while
-        iterating, never values; a key written or deleted meanwhile may or may not be listed.
+        The listing is the durable tier's, read page by page (as :meth:`SessionAuth.key_ids`;
+        with an outbox, pending entries are drained first, so it is complete): memory holds one
+        page, never the whole listing or any value. A key written or deleted meanwhile may or
+        may not be listed.
 
         Raises:
             InvalidInputError: a bad type.
             UnavailableError: the durable tier could not answer.
         """
         key_type = _model.check_type(type)
-        listing = await self._ops.key_ids(self._ops.addr)
-        for key_id in sorted(listing.get(key_type, ())):
-            yield key_id
+        # The listing is in (type, id) order: stream this type's ids, stop past them (closing
+        # the listing at once, so a backend's cursor or connection is not held until GC).
+        async with contextlib.aclosing(self._ops.iter_key_ids(self._ops.addr)) as listing:
+            async for listed_type, key_id in listing:
+                if listed_type == key_type:
+                    yield key_id
+                elif listed_type > key_type:
+                    break
 
     async def items(self, type: str) -> AsyncIterator[tuple[str, Any]]:
         """Every ``(id, value)`` of one key type of the session, in id order (``list``).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import click
@@ -79,6 +80,12 @@ def _csv(value: str | None) -> tuple[str, ...]:
     "--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."
 )
 @click.option("--list-stores", is_flag=True, help="List the stores and exit.")
+@click.option(
+    "--mobility",
+    is_flag=True,
+    help="Measure data mobility instead: copy SQLite -> PostgreSQL, backup, restore, peak RSS "
+    "(needs --postgres-dsn; --sessions default 1000, 20 with --quick). Writes mobility.json/.md.",
+)
 def bench_command(
     *,
     out: Path,
@@ -95,6 +102,7 @@ def bench_command(
     plots: bool,
     progress: bool,
     list_stores: bool,
+    mobility: bool,
 ) -> None:
     """Benchmark every store side by side and write results.json, results.md and plots.
 
@@ -107,6 +115,9 @@ def bench_command(
         raise click.ClickException(
             f"the bench needs `pip install baileys-store[bench]` (missing module {exc.name})"
         ) from None
+    if mobility:
+        _mobility(postgres_dsn, sessions or (20 if quick else 1000), out, seed)
+        return
     if list_stores:
         for spec in SPECS:
             click.echo(f"{spec.name:<20} {spec.group:<9} {spec.description}")
@@ -146,3 +157,12 @@ def bench_command(
     )
     if failed:
         raise SystemExit(1)
+
+
+def _mobility(postgres_dsn: str | None, sessions: int, out: Path, seed: int) -> None:
+    if not postgres_dsn:
+        raise click.UsageError("--mobility needs --postgres-dsn (or POSTGRES_DSN)")
+    from ..bench._mobility import run_mobility  # noqa: PLC0415 - needs the bench extras
+
+    asyncio.run(run_mobility(postgres_dsn, sessions, out, seed))
+    click.echo((out / "mobility.md").read_text(), nl=False)

@@ -11,7 +11,7 @@ operations, bound to the paths (no hop through the store object on the hot path)
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -61,6 +61,7 @@ class SessionOps:
     evict: Callable[[SessionAddr], Awaitable[None]]
     key_ids: Callable[[SessionAddr], Awaitable[dict[str, list[str]]]]
     key_counts: Callable[[SessionAddr], Awaitable[dict[str, int]]]
+    iter_key_ids: Callable[[SessionAddr], AsyncGenerator[tuple[str, str], None]]
 
 
 class Engine:
@@ -195,6 +196,7 @@ class Engine:
             reads.evict,
             self.key_ids,
             self.key_counts,
+            self.iter_key_ids,
         )
 
     async def drain_outbox(self) -> int:
@@ -204,13 +206,22 @@ class Engine:
         extra = list(self.tiers.behind)  # this process's pending sessions, even if unindexed
         return await self.worker.barrier(extra, wait=self.config.op_timeout)
 
-    async def key_ids(self, addr: SessionAddr) -> dict[str, list[str]]:
-        """``{type: [ids]}`` of every key the session holds, from the durable tier."""
+    async def iter_key_ids(self, addr: SessionAddr) -> AsyncGenerator[tuple[str, str], None]:
+        """Every ``(type, id)`` of the session in ``(type, id)`` order, page by page.
+
+        The durable tier's listing, after draining the outbox (write-behind entries not drained
+        yet belong in it).
+        """
         if not self.tiers.open:
             raise closed()
-        await self.drain_outbox()  # write-behind entries not drained yet belong in the listing
+        await self.drain_outbox()
+        async for pair in self.durable.iter_key_ids(addr):
+            yield pair
+
+    async def key_ids(self, addr: SessionAddr) -> dict[str, list[str]]:
+        """``{type: [ids]}`` of every key the session holds (see :meth:`iter_key_ids`)."""
         out: dict[str, list[str]] = {}
-        async for key_type, key_id in self.durable.iter_key_ids(addr):
+        async for key_type, key_id in self.iter_key_ids(addr):
             out.setdefault(key_type, []).append(key_id)
         return out
 
