@@ -15,6 +15,7 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .._model import SessionAddr, check_namespace
+from .._model import KeyWrite, SessionAddr, check_namespace
 from .._store import AuthStore
 from ..errors import LeaseHeldError
 from ..results import BackupReport, RestoreReport
@@ -31,6 +32,9 @@ from ._backup_check import Pass, Plan, check_destination
 from ._backup_file import CHUNK_BYTES, CHUNK_IDS, VERSION, BackupReader, BackupWriter
 
 __all__ = ["BackupReport", "Progress", "RestoreReport", "backup", "restore"]
+
+PARALLEL = 4  # sessions a restore writes at once (round trips overlap; memory: 4 sessions)
+WRITE_IDS = 5_000  # key records per durable write of a restore (one transaction each)
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(phase, sessions_done, sessions_total)``; phase ``backup``, ``verify``
@@ -244,44 +248,77 @@ async def _write(
     report: RestoreReport,
     progress: Progress | None,
 ) -> None:
-    """The second pass: write each session (checked again against the manifest as it goes)."""
-    durable, codec = store.durable, store.codec
+    """The second pass: each session is checked again against the manifest, then written.
+
+    Sessions are written ``PARALLEL`` at a time (each one's records held until its digest is
+    checked: memory grows with the largest sessions, not with the file), every one keys first,
+    creds last; the first failure cancels the others and is raised.
+    """
+    codec = store.codec
     again = Pass(reader, plan)
-    skip = False
     in_use: list[str] = []
+    slots = asyncio.Semaphore(PARALLEL)
+    chunks: list[list[KeyWrite]] = []
 
-    async def complete() -> None:
-        again.end(codec)  # the file changed since it was verified: stop before its creds
-        if again.index < 0 or skip:
-            return
-        addr = again.addr
-        if again.creds is not None:
-            await durable.save_creds(addr, again.creds[0])
-        await store.release(addr.session_id, namespace=addr.namespace)
-        report.restored += 1
-        report.replaced += addr in existing
-
-    for obj, raw in reader.frames():
-        if isinstance(obj, list) and obj and obj[0] == "session":
-            await complete()
-            again.begin(obj)
-            addr = again.addr
-            try:
-                # Through the store: drops every cached copy, and takes the lease if leased.
-                await store.session(addr.session_id, namespace=addr.namespace).delete()
-                skip = False
-            except LeaseHeldError:
-                skip = True
+    async def write(addr: SessionAddr, parts: list[list[KeyWrite]], creds: bytes | None) -> None:
+        try:
+            if await _write_session(store, addr, parts, creds):
+                report.restored += 1
+                report.replaced += addr in existing
+            else:
                 in_use.append(str(addr))
-            if progress is not None:
-                progress("restore", again.index, len(plan.sessions))
-        else:
-            writes = again.record(obj)
-            if writes and not skip:
-                await durable.write_keys(again.addr, writes)
-        again.sha.update(raw)
-    await complete()
-    again.finish(codec)
+        finally:
+            slots.release()
+
+    async def complete(group: asyncio.TaskGroup) -> None:
+        again.end(codec)  # the file changed since it was verified: write none of this session
+        if again.index < 0:
+            return
+        creds = again.creds[0] if again.creds is not None else None
+        await slots.acquire()
+        group.create_task(write(again.addr, list(chunks), creds))
+        chunks.clear()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for obj, raw in reader.frames():
+                if isinstance(obj, list) and obj and obj[0] == "session":
+                    await complete(group)
+                    again.begin(obj)
+                    if progress is not None:
+                        progress("restore", again.index, len(plan.sessions))
+                else:
+                    writes = again.record(obj)
+                    if writes:
+                        chunks.append(writes)
+                again.sha.update(raw)
+            await complete(group)
+            again.finish(codec)
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
     report.in_use = tuple(in_use)
     if progress is not None:
         progress("restore", len(plan.sessions), len(plan.sessions))
+
+
+async def _write_session(
+    store: AuthStore, addr: SessionAddr, parts: list[list[KeyWrite]], creds: bytes | None
+) -> bool:
+    """Write one verified session: keys first, creds last; False when another process holds it."""
+    try:
+        # Through the store: drops every cached copy, and takes the lease if leased.
+        await store.session(addr.session_id, namespace=addr.namespace).delete()
+    except LeaseHeldError:
+        return False
+    durable, batch = store.durable, []
+    for writes in parts:  # fewer, larger transactions: up to WRITE_IDS records each
+        batch += writes
+        if len(batch) >= WRITE_IDS:
+            await durable.write_keys(addr, batch)
+            batch = []
+    if batch:
+        await durable.write_keys(addr, batch)
+    if creds is not None:
+        await durable.save_creds(addr, creds)
+    await store.release(addr.session_id, namespace=addr.namespace)
+    return True
