@@ -49,11 +49,15 @@ def last_writes(writes: Iterable[KeyWrite]) -> list[KeyWrite]:
     """The net effect of ``writes``: the last write of each record wins (the one coalescer).
 
     Every tier applies a ``set`` with this rule: a batch, an outbox drain or a group commit
-    that names a record twice keeps only its last value (or delete).
+    that names a record twice keeps only its last value (or delete). When no record is named
+    twice the writes are returned as they are (as a list): treat the result as read-only.
     """
+    writes = writes if isinstance(writes, list) else list(writes)
     last: dict[tuple[str, str], bytes | None] = {}
     for w in writes:
         last[(w.type, w.id)] = w.blob
+    if len(last) == len(writes):  # no record named twice (the usual case): nothing to build
+        return writes
     return [KeyWrite(t, i, b) for (t, i), b in last.items()]
 
 
