@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .._store import AuthStore
@@ -19,22 +18,14 @@ from ..integrations._backup import Progress as ProgressFn
 from ..integrations._backup import backup, restore
 from ..integrations._backup_file import BackupReader
 from ..results import BackupReport, RestoreReport
+from ._bar import progress_bar
 from ._sessions import one_line, run_with_store, store_option
 
 
 @contextmanager
 def _progress() -> Iterator[ProgressFn]:
     """A transient rich bar on stderr (sessions done), one task per phase."""
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description:<10}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,  # no stray output in pipes and logs
-    ) as bar:
+    with progress_bar() as bar:
         tasks: dict[str, Any] = {}
 
         def update(phase: str, done: int, total: int) -> None:

@@ -9,7 +9,6 @@ from typing import Any, cast
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .._store import AuthStore
@@ -23,22 +22,14 @@ from ..integrations.baileys_folder import (
     import_folder,
 )
 from ..integrations.baileys_folder import Progress as ProgressFn
+from ._bar import progress_bar
 from ._sessions import namespace_option, run_with_store, store_option
 
 
 @contextmanager
 def _progress(label: str) -> Iterator[ProgressFn]:
     """A transient rich bar on stderr, fed through a ``progress(done, total)`` callback."""
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn(f"{label:<10}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,  # no stray output in pipes and logs
-    ) as bar:
+    with progress_bar(f"{label:<10}") as bar:
         task = bar.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:
