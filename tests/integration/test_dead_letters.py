@@ -13,13 +13,13 @@ from baileys_store import AuthStore, StoreConfig, errors
 from baileys_store._creds import creds_to_dict
 from baileys_store.cli import main
 from tests._services.redis import RedisServer
+from tests.integration._backend_cases import opened
 from tests.integration._flaky import FlakySQLite
 from tests.integration.test_hybrid import (
     ADDR,
     SID,
     durable_value,
     flaky_store,
-    opened,
     redis_cache,
 )
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from baileys_store.backends.redis import RedisCache
 from baileys_store.backends.sqlite import SQLiteDurable
 from baileys_store.codec import key_aad
 from tests._services.redis import RedisServer, unique_prefix, with_query
+from tests.integration._backend_cases import opened
 from tests.integration._flaky import FlakySQLite
 
 SID = "5511@s.whatsapp.net"
@@ -34,15 +34,6 @@ def make(redis_server: RedisServer, tmp_path: Path) -> Callable[..., AuthStore]:
         return AuthStore(StoreConfig(durable=db, cache=cache, op_timeout=5.0, **cfg))
 
     return build
-
-
-@asynccontextmanager
-async def opened(store: AuthStore) -> AsyncIterator[AuthStore]:
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def flaky_store(

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from baileys_store.backends.sqlite import SQLiteDurable
 from baileys_store.codec import key_aad
 from baileys_store.observability._metrics import NullMetrics
 from tests._services.redis import RedisServer, start_redis, unique_prefix, with_query
+from tests.integration._backend_cases import opened
 
 
 class LossMetrics(NullMetrics):
@@ -54,15 +54,6 @@ def _config(server: RedisServer, tmp_path: Path, **extra: Any) -> StoreConfig:
         op_timeout=5.0,
         **{"outbox_worker": False, **extra},
     )
-
-
-@asynccontextmanager
-async def opened(store: AuthStore) -> AsyncIterator[AuthStore]:
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def durable_value(store: AuthStore, sid: str, key_id: str) -> object:

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from baileys_store.backends._registry import make_cache
 from baileys_store.backends.redis import RedisCache
 from baileys_store.backends.sqlite import SQLiteDurable
 from tests.creds_data import node_creds
+from tests.integration._backend_cases import opened
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -64,15 +64,6 @@ def make(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], AuthSto
         durable=durable, cache=cache, write_mode=mode, lease="on", lease_ttl=TTL, op_timeout=5.0
     )
     return lambda: AuthStore(config)
-
-
-@asynccontextmanager
-async def opened(store: AuthStore) -> AsyncIterator[AuthStore]:
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def fresh_addr() -> SessionAddr:

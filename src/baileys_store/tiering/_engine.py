@@ -100,8 +100,9 @@ class Engine:
             local_cache=cache is not None and cache.in_process,
             observe=metrics.observe_op,
         )
-        l1 = MemoryCache(config.l1_max_entries) if shared and config.l1_max_entries else None
-        self.l1 = l1 if config.leases else None
+        # L1 only over a shared cache, and only with leases (it is trusted while one is fresh).
+        keep_l1 = shared is not None and config.leases and config.l1_max_entries > 0
+        self.l1 = MemoryCache(config.l1_max_entries) if keep_l1 else None
         self.leases = self._leases(config, durable, shared)
         behind: dict[SessionAddr, int] = {}
         self.watch = (

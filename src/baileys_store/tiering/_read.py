@@ -105,8 +105,8 @@ class Reads:
                 addr, "read_keys", lambda: reader.read_keys(addr, key_type, rest)
             )
             if hit is not None:
-                if reader.shared:
-                    self._saw(addr, hit.stamp, reader)
+                if t.watch is not None:  # a watch exists only with the shared cache
+                    t.watch.saw_stamp(addr, hit.stamp)
                 found.update(hit.found)
                 absent, stamp = hit.absent, hit.stamp
                 known = len(hit.found) + len(hit.absent)
@@ -135,10 +135,6 @@ class Reads:
                 )
             found.update(loaded)
         return found
-
-    def _saw(self, addr: SessionAddr, stamp: int, cache: CacheBackend) -> None:
-        if cache.shared and self.t.watch is not None:
-            self.t.watch.saw_stamp(addr, stamp)
 
     def _why(self, addr: SessionAddr, reader: CacheBackend | None) -> str:
         if reader is not None:
@@ -209,7 +205,8 @@ class Reads:
             if reader is not None and (t.primary(addr) or state.cached(CREDS[0], [CREDS[1]])):
                 hit = await self._cache(addr, "read_creds", lambda: reader.read_creds(addr))
                 if hit is not None:
-                    self._saw(addr, hit.stamp, reader)
+                    if t.watch is not None:
+                        t.watch.saw_stamp(addr, hit.stamp)
                     if hit.known:
                         return hit.record
                     stamp = hit.stamp
