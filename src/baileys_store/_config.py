@@ -12,10 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from .codec import Cipher, Codec, Compression, KeyRing, _ciphers, _compress, parse_master_key
 from .errors import ConfigError
 
+REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+sentinel", "rediss+sentinel"})
 DURABLE_SCHEMES = frozenset(
-    {"sqlite", "memory", "postgresql", "postgres", "mongodb", "mongodb+srv", "redis", "rediss"}
+    {"sqlite", "memory", "postgresql", "postgres", "mongodb", "mongodb+srv", *REDIS_SCHEMES}
 )
-CACHE_SCHEMES = frozenset({"memory", "redis", "rediss"})
+CACHE_SCHEMES = frozenset({"memory", *REDIS_SCHEMES})
+OUTBOX_SCHEMES = frozenset({"nats", "tls"})
 ENV_PREFIX = "BAILEYS_STORE_"
 
 
@@ -101,6 +103,14 @@ class StoreConfig(BaseModel):
         outbox_claim_timeout: Seconds after which a worker's claim on a session's outbox
             expires and another worker redelivers its entries.
         outbox_batch: Most outbox entries one worker applies in one durable transaction.
+        outbox: The write-behind outbox transport: ``redis`` (in the Redis cache, atomic with
+            the cache write: the default) or a NATS JetStream URL
+            ``nats://host:port[,host:port...][?options]`` (acknowledged once the stream stored
+            the entry).
+        cache_replica_acks: With a Redis cache: replicas that must acknowledge each
+            write-behind step and each lease or fence change (``WAIT n``) before it is
+            acknowledged; past ``op_timeout`` the write raises ``UnavailableError``. 0 (the
+            default): Redis' asynchronous replication, no wait.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -133,6 +143,8 @@ class StoreConfig(BaseModel):
     outbox_max_attempts: int = Field(default=10, ge=1)
     outbox_claim_timeout: float = Field(default=30.0, ge=1)
     outbox_batch: int = Field(default=256, ge=1, le=10_000)
+    outbox: str = "redis"
+    cache_replica_acks: int = Field(default=0, ge=0, le=16)
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -158,6 +170,16 @@ class StoreConfig(BaseModel):
         scheme = urlsplit(v).scheme
         if scheme not in CACHE_SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r}; expected one of {sorted(CACHE_SCHEMES)}")
+        return v
+
+    @field_validator("outbox")
+    @classmethod
+    def _check_outbox(cls, v: str) -> str:
+        if v == "redis":
+            return v
+        scheme = urlsplit(v).scheme
+        if scheme not in OUTBOX_SCHEMES:
+            raise ValueError(f"unknown outbox {scheme or v!r}; expected 'redis' or a nats:// URL")
         return v
 
     @field_validator("master_keys", mode="before")
@@ -194,6 +216,10 @@ class StoreConfig(BaseModel):
             raise ConfigError(f"active_key_id {self.active_key_id} is not in master_keys")
         if self.write_mode == "write-behind" and not self.redis_cache:
             raise ConfigError("write_mode 'write-behind' needs a redis:// cache")
+        if self.cache_replica_acks and not self.redis_cache:
+            raise ConfigError("cache_replica_acks needs a redis:// cache")
+        if self.outbox != "redis" and self.write_mode != "write-behind":
+            raise ConfigError("outbox: a broker outbox is used only with write_mode 'write-behind'")
 
     @classmethod
     def development(cls, **overrides: Any) -> StoreConfig:
@@ -243,7 +269,7 @@ class StoreConfig(BaseModel):
     @property
     def redis_cache(self) -> bool:
         """True when the cache tier is Redis (the hybrid store)."""
-        return self.cache is not None and urlsplit(self.cache).scheme in ("redis", "rediss")
+        return self.cache is not None and urlsplit(self.cache).scheme in REDIS_SCHEMES
 
     @property
     def leases(self) -> bool:
@@ -292,7 +318,7 @@ class StoreConfig(BaseModel):
         # SecretStr already masks master keys; URLs may carry a server password (for example
         # ``postgresql://app:PASSWORD@db/x``), which must not reach logs through repr() either.
         for name, value in super().__repr_args__():
-            masked = name in ("durable", "cache") and isinstance(value, str)
+            masked = name in ("durable", "cache", "outbox") and isinstance(value, str)
             yield name, (redact_url(value) if masked else value)
 
 

@@ -86,6 +86,8 @@ ALL_FIELDS: dict[str, Any] = {
     "outbox_max_attempts": 4,
     "outbox_claim_timeout": 9.0,
     "outbox_batch": 64,
+    "outbox": "nats://127.0.0.1:4222",
+    "cache_replica_acks": 1,
 }
 
 
@@ -292,6 +294,8 @@ def test_from_env_reads_every_field() -> None:
         "BAILEYS_STORE_OUTBOX_MAX_ATTEMPTS": "2",
         "BAILEYS_STORE_OUTBOX_CLAIM_TIMEOUT": "4",
         "BAILEYS_STORE_OUTBOX_BATCH": "10",
+        "BAILEYS_STORE_OUTBOX": "nats://127.0.0.1:4222",
+        "BAILEYS_STORE_CACHE_REPLICA_ACKS": "1",
         "HOME": "/root",
         "BAILEYS_STOREX": "not ours",
         "baileys_store_durable": "ignored: lower case",
@@ -329,6 +333,21 @@ def test_from_env_reads_every_field() -> None:
         cfg.outbox_claim_timeout,
         cfg.outbox_batch,
     ) == (False, 2, 4.0, 10)
+    assert (cfg.outbox, cfg.cache_replica_acks) == ("nats://127.0.0.1:4222", 1)
+
+
+def test_outbox_and_replica_acks_are_checked() -> None:
+    with pytest.raises(errors.ConfigError, match="unknown outbox"):
+        StoreConfig(cache="redis://h", write_mode="write-behind", outbox="kafka://h")
+    with pytest.raises(errors.ConfigError, match="only with write_mode"):
+        StoreConfig(cache="redis://h", outbox="nats://h:4222")
+    with pytest.raises(errors.ConfigError, match="cache_replica_acks needs"):
+        StoreConfig(cache_replica_acks=1)
+    with pytest.raises(errors.ConfigError, match="cache_replica_acks"):
+        StoreConfig(cache="redis://h", cache_replica_acks=-1)
+    assert StoreConfig(cache="redis+sentinel://h:26379/m", cache_replica_acks=2).redis_cache
+    masked = repr(StoreConfig(cache="redis://h", write_mode="write-behind", outbox="nats://u:pw@h"))
+    assert "pw" not in masked
 
 
 def test_write_behind_needs_a_redis_cache() -> None:

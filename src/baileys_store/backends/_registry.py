@@ -23,6 +23,8 @@ _SERVER_BACKENDS: dict[str, tuple[str, str]] = {
     "mongodb+srv": ("baileys_store.backends.mongodb", "mongo"),
     "redis": ("baileys_store.backends.redis", "redis"),
     "rediss": ("baileys_store.backends.redis", "redis"),
+    "redis+sentinel": ("baileys_store.backends.redis", "redis"),
+    "rediss+sentinel": ("baileys_store.backends.redis", "redis"),
 }
 
 
