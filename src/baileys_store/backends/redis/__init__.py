@@ -88,6 +88,7 @@ def from_config(
         return RedisDurable(options, on_retry=on_retry)
     if role == "cache" and config.cache is not None:
         options = RedisOptions(config.cache, role=role, op_timeout=config.op_timeout)
+        options.replica_acks = config.cache_replica_acks
         return RedisCache(options, on_retry=on_retry)
     raise errors.ConfigError(f"no redis backend for role {role!r}")
 

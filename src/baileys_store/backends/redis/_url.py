@@ -40,6 +40,7 @@ class RedisOptions:
         "op_timeout",
         "port",
         "prefix",
+        "replica_acks",
         "retries",
         "ttl",
     )
@@ -75,6 +76,7 @@ class RedisOptions:
             raise errors.ConfigError(f"{role}: prefix must be 1-32 letters, digits, '-' or '_'")
         self.prefix = prefix + ("c" if role == "cache" else "")
         self.op_timeout = op_timeout
+        self.replica_acks = 0  # cache only: set by from_config (StoreConfig.cache_replica_acks)
         kw: dict[str, Any] = {
             "username": unquote(parts.username) if parts.username else None,
             "password": unquote(parts.password) if parts.password else None,
