@@ -16,18 +16,15 @@ each call is measured after warm-up, with the session's lease held.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from redis.asyncio.connection import AbstractConnection
 
-from baileys_store import AuthStore, StoreConfig
+from baileys_store import AuthStore
+from baileys_store.bench._costs import config_for, counting
 from baileys_store.observability import NullMetrics
-from tests._services.redis import RedisServer, unique_prefix, with_query
+from tests._services.redis import RedisServer
 
 
 @dataclass(frozen=True)
@@ -50,71 +47,13 @@ BUDGETS: dict[str, tuple[Budget, Budget]] = {
 }
 
 
-def _config(name: str, tmp_path: Path, redis_url: str) -> StoreConfig:
-    sqlite = f"sqlite:///{tmp_path / 'b.db'}"
-    cache = with_query(redis_url, prefix=unique_prefix())
-    quiet: dict[str, Any] = {"lease_ttl": 60.0, "outbox_worker": False}
-    if name == "embedded":
-        return StoreConfig(durable=sqlite)
-    if name == "redis-only":
-        return StoreConfig(durable=cache, cache=None, **quiet)
-    if name == "write-through":
-        return StoreConfig(durable=sqlite, cache=cache, **quiet)
-    if name == "write-through-noL1":
-        return StoreConfig(durable=sqlite, cache=cache, l1_max_entries=0, **quiet)
-    return StoreConfig(durable=sqlite, cache=cache, write_mode="write-behind", **quiet)
-
-
-@dataclass
-class Counts:
-    """What ran between two marks: commands packed by redis-py, tasks made, loop turns."""
-
-    commands: list[str] = field(default_factory=list)
-    tasks: int = 0
-    turns: int = 0
-
-
-@contextmanager
-def counting(loop: asyncio.AbstractEventLoop) -> Iterator[Counts]:
-    """Count commands, tasks and loop iterations while the block runs (then restore all)."""
-    counts = Counts()
-    pack = AbstractConnection.pack_command
-
-    def packing(self: AbstractConnection, *args: Any) -> Any:
-        name = args[0]
-        counts.commands.append(name if isinstance(name, str) else bytes(name).decode())
-        return pack(self, *args)
-
-    def factory(
-        lp: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
-    ) -> asyncio.Task[Any]:
-        counts.tasks += 1
-        return asyncio.Task(coro, loop=lp, **kwargs)
-
-    run_once = loop._run_once  # type: ignore[attr-defined]
-
-    def turn() -> None:
-        counts.turns += 1
-        run_once()
-
-    AbstractConnection.pack_command = packing  # type: ignore[method-assign]
-    loop.set_task_factory(factory)  # type: ignore[arg-type]
-    loop._run_once = turn  # type: ignore[attr-defined]
-    try:
-        yield counts
-    finally:
-        AbstractConnection.pack_command = pack  # type: ignore[method-assign]
-        loop.set_task_factory(None)
-        loop._run_once = run_once  # type: ignore[attr-defined]
-
-
 @pytest.mark.parametrize("name", list(BUDGETS))
 async def test_one_set_and_one_get_stay_within_budget(
     name: str, tmp_path: Path, redis_server: RedisServer
 ) -> None:
     set_budget, get_budget = BUDGETS[name]
     loop = asyncio.get_running_loop()
-    async with AuthStore(_config(name, tmp_path, redis_server.url), metrics=NullMetrics()) as st:
+    async with AuthStore(config_for(name, tmp_path, redis_server.url), metrics=NullMetrics()) as st:
         keys = st.session("budget").keys
         for _ in range(20):  # warm: lease, scripts loaded, prepared statements, encoders
             await keys.set({"session": {"1": b"x" * 1500}})

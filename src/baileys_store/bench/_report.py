@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
+from ._goals import evaluate_goals
+from ._md import fmt, table
 from ._ops import OPS
+from ._report_goals import costs_section, goals_section
 from ._targets import evaluate, fsync_cost, ok_stores, ratios, stat
-
-
-def fmt(value: float | None, digits: int = 3) -> str:
-    """A number with ``digits`` significant digits (``-`` when missing)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if value == 0:
-        return "0"
-    if abs(value) >= 10**digits:
-        return f"{value:,.0f}"
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
-    return f"{value:.{decimals}f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return [*lines, ""]
 
 
 def _size(value: float | None) -> str:
@@ -62,7 +46,7 @@ def markdown(results: dict[str, Any]) -> str:
     """The whole report as Markdown."""
     lines = _header(results)
     lines += ["## Stores", ""]
-    lines += _table(
+    lines += table(
         ["store", "kind", "what", "durability", "status"],
         [
             [
@@ -78,23 +62,23 @@ def markdown(results: dict[str, Any]) -> str:
     stores = list(ok_stores(results))
     ops = [op.name for op in OPS]
     lines += ["## Latency per operation (ms)", ""]
-    lines += _table(["op", "what"], [[f"`{op.name}`", op.doc] for op in OPS])
+    lines += table(["op", "what"], [[f"`{op.name}`", op.doc] for op in OPS])
     for key in ("p50", "p95", "p99"):
         lines += [f"### {key}", ""]
-        lines += _table(
+        lines += table(
             ["store", *ops], [[s["name"], *(fmt(stat(s, op, key)) for op in ops)] for s in stores]
         )
     for base in ("pyaileys-folder", "session-blob"):
-        table = ratios(results, base)
-        if table:
+        faster = ratios(results, base)
+        if faster:
             lines += [f"## Times faster than `{base}` (its p50 / store p50, same run)", ""]
-            lines += _table(
-                ["store", *ops], [[n, *(fmt(r.get(op)) for op in ops)] for n, r in table.items()]
+            lines += table(
+                ["store", *ops], [[n, *(fmt(r.get(op)) for op in ops)] for n, r in faster.items()]
             )
     cost = fsync_cost(results)
     if cost:
         lines += ["## Cost of fsync-on-commit (SQLite FULL vs NORMAL, p50)", ""]
-        lines += _table(
+        lines += table(
             ["pair", "op", "NORMAL ms", "FULL ms", "fsync adds ms", "ratio"],
             [
                 [
@@ -110,7 +94,7 @@ def markdown(results: dict[str, Any]) -> str:
         )
     conc = results["options"]["concurrency"]
     lines += ["## Throughput (key-ops/s, 1:1 get+set loops, one session each)", ""]
-    lines += _table(
+    lines += table(
         ["store", *(f"{c} sessions" for c in conc)],
         [
             [s["name"], *(fmt(s.get("throughput", {}).get(str(c), {}).get("median")) for c in conc)]
@@ -119,6 +103,7 @@ def markdown(results: dict[str, Any]) -> str:
     )
     lines += _scaling(stores) + _resident(stores) + _floor(results, stores)
     lines += _round_trips(stores) + _signal(stores) + _targets(results)
+    lines += costs_section(results) + goals_section(results)
     lines += [
         "## Plots",
         "",
@@ -151,7 +136,7 @@ def _scaling(stores: list[dict[str, Any]]) -> list[str]:
         for s in stores
         if s.get("scaling")
     ]
-    return ["## Scaling: per-key p50 (ms) by keys in the session", "", *_table(head, rows)]
+    return ["## Scaling: per-key p50 (ms) by keys in the session", "", *table(head, rows)]
 
 
 def _resident(stores: list[dict[str, Any]]) -> list[str]:
@@ -172,7 +157,7 @@ def _resident(stores: list[dict[str, Any]]) -> list[str]:
     return [
         "## Resident sessions (typical accounts imported one by one)",
         "",
-        *_table(
+        *table(
             [
                 "store",
                 "imported",
@@ -192,7 +177,8 @@ def _floor(results: dict[str, Any], stores: list[dict[str, Any]]) -> list[str]:
         return ["## Redis floor", "", "Not measured (no Redis URL given or it did not answer).", ""]
     benches = [floor.get(k) for k in ("redis_benchmark_c1", "redis_benchmark_c50")]
     rows = [[f"`{b['command']}`", fmt(b["p50_ms"]), "-"] for b in benches if b and "p50_ms" in b]
-    clients = [(k, floor.get(k)) for k in ("redis_py_async_get", "redis_py_sync_get")]
+    names = ("redis_py_async_get", "redis_py_sync_get", "redis_py_async_evalsha")
+    clients = [(k, floor.get(k)) for k in (*names, "redis_py_async_get_set")]
     rows += [[k.replace("_", " "), fmt(b["p50"]), fmt(b["p99"])] for k, b in clients if b]
     base = (floor.get("redis_py_async_get") or {}).get("p50")
     for s in stores:
@@ -200,7 +186,7 @@ def _floor(results: dict[str, Any], stores: list[dict[str, Any]]) -> list[str]:
             p50 = stat(s, "get")
             ratio = f" ({fmt(p50 / base)}x redis-py)" if p50 and base else ""
             rows.append([f"our `get` on {s['name']}{ratio}", fmt(p50), fmt(stat(s, "get", "p99"))])
-    return ["## Redis floor and our cache-hit get", "", *_table(["what", "p50 ms", "p99 ms"], rows)]
+    return ["## Redis floor and our cache-hit get", "", *table(["what", "p50 ms", "p99 ms"], rows)]
 
 
 def _round_trips(stores: list[dict[str, Any]]) -> list[str]:
@@ -208,7 +194,7 @@ def _round_trips(stores: list[dict[str, Any]]) -> list[str]:
     for s in stores:
         if trips := s.get("round_trips"):
             out += [f"## MongoDB commands per call ({s['name']}, pymongo command monitoring)", ""]
-            out += _table(
+            out += table(
                 ["op", "commands"],
                 [[op, ", ".join(f"{k}={v}" for k, v in c.items())] for op, c in trips.items()],
             )
@@ -232,7 +218,7 @@ def _signal(stores: list[dict[str, Any]]) -> list[str]:
     return [
         "## pyaileys' real Signal stack on each store (ms)",
         "",
-        *_table(["store", "X3DH set-up", "1:1 round trip p50", "p99", "group msg p50"], rows),
+        *table(["store", "X3DH set-up", "1:1 round trip p50", "p99", "group msg p50"], rows),
     ]
 
 
@@ -245,7 +231,7 @@ def _targets(results: dict[str, Any]) -> list[str]:
         "write-through targets on the write-through hybrid rows only.",
         "",
     ]
-    lines += _table(
+    lines += table(
         ["target", "store", "measured", "verdict", "note"],
         [
             [
@@ -267,6 +253,7 @@ def write_reports(results: dict[str, Any], out: Path) -> None:
     """Write ``results.json`` and ``results.md`` into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     results["targets"] = evaluate(results)
+    results["goals"] = evaluate_goals(results)
     results["ratios"] = {b: ratios(results, b) for b in ("pyaileys-folder", "session-blob")}
     results["fsync_cost"] = fsync_cost(results)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .._config import redact_url
+from ._costs import measure_costs
 from ._machine import machine_info
 from ._measure import (
     FULL,
@@ -64,7 +65,7 @@ class BenchOptions:
     stores: tuple[str, ...] = ()
     urls: dict[str, str | None] = field(default_factory=dict)
     sessions: int | None = None
-    concurrency: tuple[int, ...] = (1, 8, 64)
+    concurrency: tuple[int, ...] = (1, 8, 64, 256)
     seed: int = 1
     signal: bool = True
     progress: bool = True
@@ -328,6 +329,9 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
         bar.step("redis floor")
         if reachable.get("redis"):
             results["floor"] = await measure_floor(str(reachable["redis"]), budget.floor_samples)
+            results["costs"] = await measure_costs(
+                str(reachable["redis"]), min(300, budget.floor_samples)
+            )
         bar.complete()
     results["wall_seconds"] = time.perf_counter() - wall
     return results

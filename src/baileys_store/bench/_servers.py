@@ -197,8 +197,27 @@ def _redis_benchmark(url: str, clients: int, requests: int) -> dict[str, Any] | 
     return {"command": shown, "p50_ms": float(p50[-1]), "rps": float(rps[-1]) if rps else None}
 
 
+# A script of the shape of ours (one hash write, a stamp bump): what a bare EVALSHA costs.
+_FLOOR_SCRIPT = (
+    "redis.call('HSET', KEYS[1], 'v', ARGV[1]); return redis.call('HINCRBY', KEYS[1], 'w', 1)"
+)
+
+
+async def _evalsha_times(client: Any, key: str, samples: int) -> list[float]:
+    script = client.register_script(_FLOOR_SCRIPT)
+    hkey, value = key + ":h", b"x" * 1500
+    times = []
+    for n in range(samples + 50):
+        start = time.perf_counter_ns()
+        await script(keys=[hkey], args=[value])
+        if n >= 50:
+            times.append((time.perf_counter_ns() - start) / 1e6)
+    await client.delete(hkey)
+    return times
+
+
 async def measure_floor(url: str, samples: int) -> dict[str, Any]:
-    """The Redis floor on this machine: ``redis-benchmark`` GET and bare redis-py GETs."""
+    """The Redis floor: ``redis-benchmark`` GET; bare redis-py GET, EVALSHA and GET+SET."""
     import redis
     import redis.asyncio as aioredis
 
@@ -217,6 +236,15 @@ async def measure_floor(url: str, samples: int) -> dict[str, Any]:
             if n >= 50:
                 times.append((time.perf_counter_ns() - start) / 1e6)
         out["redis_py_async_get"] = summarize(times)
+        out["redis_py_async_evalsha"] = summarize(await _evalsha_times(client, key, samples))
+        times = []
+        for n in range(samples + 50):  # the loop floor: one get + one set of a session record
+            start = time.perf_counter_ns()
+            await client.get(key)
+            await client.set(key, value)
+            if n >= 50:
+                times.append((time.perf_counter_ns() - start) / 1e6)
+        out["redis_py_async_get_set"] = summarize(times)
         sync = redis.Redis.from_url(url)
         try:
             times = []

@@ -31,7 +31,7 @@ def find(results: dict[str, Any], name: str) -> dict[str, Any] | None:
     return next((s for s in ok_stores(results) if s["name"] == name), None)
 
 
-def _row(
+def row(
     target: str,
     store: str,
     value: float | None,
@@ -41,37 +41,31 @@ def _row(
     at_least: bool = False,
     note: str = "",
 ) -> dict[str, Any]:
-    if value is None:
-        return {
-            "target": target,
-            "store": store,
-            "value": None,
-            "limit": limit,
-            "unit": unit,
-            "met": None,
-            "verdict": "not measured",
-            "note": note,
-        }
-    met = value >= limit if at_least else value <= limit
-    if met:
-        verdict = "met"
-    elif at_least:
-        verdict = f"missed: {value / limit:.0%} of the minimum" if limit else "missed"
-    else:
-        verdict = f"missed by {value / limit - 1:.0%}"
+    """One judged check: ``value`` against ``limit`` (a minimum when ``at_least``)."""
+    met: bool | None = None
+    verdict = "not measured"
+    if value is not None:
+        met = value >= limit if at_least else value <= limit
+        if met:
+            verdict = "met"
+        elif at_least:
+            verdict = f"missed: {value / limit:.0%} of the minimum" if limit else "missed"
+        else:
+            verdict = f"missed by {value / limit - 1:.0%}"
     return {
         "target": target,
         "store": store,
         "value": value,
         "limit": limit,
         "unit": unit,
+        "at_least": at_least,
         "met": met,
         "verdict": verdict,
         "note": note,
     }
 
 
-def _ratio(num: float | None, den: float | None) -> float | None:
+def ratio_of(num: float | None, den: float | None) -> float | None:
     return num / den if num is not None and den else None
 
 
@@ -81,16 +75,14 @@ def _cache_rows(ours: list[dict[str, Any]], floor: dict[str, Any]) -> list[dict[
     for s in ours:
         if s["cache"] is None:
             continue
-        rows.append(_row("cache-hit get p50 <= 0.2 ms", s["name"], stat(s, "get"), 0.2, "ms"))
-        rows.append(
-            _row("cache-hit get p99 <= 0.5 ms", s["name"], stat(s, "get", "p99"), 0.5, "ms")
-        )
+        rows.append(row("cache-hit get p50 <= 0.2 ms", s["name"], stat(s, "get"), 0.2, "ms"))
+        rows.append(row("cache-hit get p99 <= 0.5 ms", s["name"], stat(s, "get", "p99"), 0.5, "ms"))
         if s["cache"] == "redis":
             rows.append(
-                _row(
+                row(
                     "cache-hit get <= 2x bare redis-py GET",
                     s["name"],
-                    _ratio(stat(s, "get"), redis_get),
+                    ratio_of(stat(s, "get"), redis_get),
                     2.0,
                     "x",
                 )
@@ -105,7 +97,7 @@ def _write_through_rows(ours: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue  # write-behind rows are reported, not judged against write-through
         if s["cache"] == "redis" and s["durable"] == "sqlite":
             rows.append(
-                _row(
+                row(
                     "write-through set over SQLite p50 <= 0.6 ms",
                     s["name"],
                     stat(s, "set"),
@@ -114,7 +106,7 @@ def _write_through_rows(ours: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 )
             )
             rows.append(
-                _row(
+                row(
                     "write-through set over SQLite p99 <= 2 ms",
                     s["name"],
                     stat(s, "set", "p99"),
@@ -124,7 +116,7 @@ def _write_through_rows(ours: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
         if s["cache"] == "redis" and s["durable"] == "postgres":
             rows.append(
-                _row(
+                row(
                     "write-through set over PostgreSQL p50 <= 1.5 ms",
                     s["name"],
                     stat(s, "set"),
@@ -160,7 +152,7 @@ def _batch_rows(ours: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 trips = s.get("round_trips", {}).get(op, {})
                 what, value = _key_commands(op, trips)
                 rows.append(
-                    _row(
+                    row(
                         f"{op}: one {what} (MongoDB)",
                         s["name"],
                         value,
@@ -170,7 +162,7 @@ def _batch_rows(ours: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     )
                 )
             rows.append(
-                _row(
+                row(
                     f"{op} p50 <= {BATCH_MS:g} ms",
                     s["name"],
                     stat(s, op),
@@ -191,11 +183,11 @@ def _scaling_rows(ours: list[dict[str, Any]]) -> list[dict[str, Any]]:
         sizes = sorted(scaling, key=int)
         small, big = scaling[sizes[0]], scaling[sizes[-1]]
         rows.extend(
-            _row(
+            row(
                 f"per-key {kind} at {int(sizes[-1]):,} keys <= {SCALE_FACTOR}x at "
                 f"{int(sizes[0]):,}",
                 s["name"],
-                _ratio(big[kind]["p50"], small[kind]["p50"]),
+                ratio_of(big[kind]["p50"], small[kind]["p50"]),
                 SCALE_FACTOR,
                 "x",
             )
@@ -211,7 +203,7 @@ def _throughput_rows(ours: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if tput:
             top = max(tput, key=int)
             rows.append(
-                _row(
+                row(
                     f">= 10k key-ops/s with {top} sessions",
                     s["name"],
                     tput[top]["median"],
@@ -231,10 +223,10 @@ def _folder_rows(results: dict[str, Any], ours: list[dict[str, Any]]) -> list[di
         if s["durable"] != "sqlite" or s["sync"] != "no-fsync":
             continue  # equal durability: the folder store never fsyncs
         rows.extend(
-            _row(
+            row(
                 f"{op}: >= {need:g}x faster than the pyaileys folder",
                 s["name"],
-                _ratio(stat(folder, op), stat(s, op)),
+                ratio_of(stat(folder, op), stat(s, op)),
                 need,
                 "x",
                 at_least=True,
@@ -270,7 +262,7 @@ def ratios(results: dict[str, Any], baseline: str) -> dict[str, dict[str, float 
     for s in ok_stores(results):
         if s["name"] != baseline:
             out[s["name"]] = {
-                op: _ratio(stat(base, op), stat(s, op)) for op in s.get("latency", {})
+                op: ratio_of(stat(base, op), stat(s, op)) for op in s.get("latency", {})
             }
     return out
 

@@ -64,7 +64,7 @@ def _csv(value: str | None) -> tuple[str, ...]:
 )
 @click.option(
     "--concurrency",
-    default="1,8,64",
+    default="1,8,64,256",
     show_default=True,
     help="Concurrent sessions for the throughput runs.",
 )
