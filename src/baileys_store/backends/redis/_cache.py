@@ -41,7 +41,7 @@ from ..._model import CredsRecord, KeyWrite, SessionAddr
 from ...contracts import LeaseBackend, SharedCache
 from ...results import CachedCreds, CachedKeys, DeadLetterRetry, TierHealth
 from . import _scripts as lua
-from ._client import ID_CHUNK, ScriptRunner
+from ._client import ID_CHUNK, ScriptRunner, era_tokens
 from ._leases import RedisLeases
 from ._outbox import RedisOutbox, entry_body
 from ._prefix import CACHE, claim_role
@@ -77,6 +77,20 @@ class RedisCache(SharedCache, LeaseBackend):
         self.epoch: str | None = None
         self.epoch_changed = False
         self._epoch_key = f"{options.prefix}:epoch"
+        if self.runner.era is not None:
+            self.runner.era.on_change.append(self._master_changed)
+
+    def _master_changed(self, old: str, new: str) -> None:
+        """A new master era (failover, restart): without replica acks, like a lost epoch.
+
+        Replication is asynchronous, so write-behind entries this process appended may be
+        missing on the new master: :mod:`baileys_store.tiering._reset` marks the sessions with
+        entries pending here as lost. With ``replica_acks >= 1`` every acknowledged step was
+        on a replica before it was acknowledged, and nothing is marked.
+        """
+        del old, new
+        if self.options.replica_acks == 0:
+            self.epoch_changed = True
 
     async def open(self) -> None:
         """Connect and check the server answers."""
@@ -100,6 +114,7 @@ class RedisCache(SharedCache, LeaseBackend):
         for lo in range(0, len(ids), ID_CHUNK):
             part = list(ids[lo : lo + ID_CHUNK])
             reply = await self.runner.eval("read_keys", "read_keys", keys, part)
+            self._suspect(addr, reply[2])
             if stamp < 0:
                 stamp = int(reply[0])
             for i, v in zip(part, reply[1], strict=True):
@@ -110,6 +125,22 @@ class RedisCache(SharedCache, LeaseBackend):
                 else:
                     found[i] = bytes(v)
         return CachedKeys(found, frozenset(absent), max(stamp, 0))
+
+    def _suspect(self, addr: SessionAddr, flag: Any) -> None:
+        """Refuse another era's write-behind data unless replica acks vouch for it.
+
+        The session's cache holds data written before the master changed that the outbox has
+        not drained yet (so it is kept: it may be the only copy). Without replica acks the new
+        master may lack later writes the old one acknowledged, some of them possibly drained to
+        the durable tier already: serving it could go back in time, so the read is refused
+        (:class:`UnavailableError`, retried by the caller) until the worker drained the session.
+        """
+        if int(flag) and self.options.replica_acks == 0:
+            raise errors.UnavailableError(
+                f"session {addr}: its cached write-behind data predates a change of the Redis "
+                "master (failover or restart) and may be older than acknowledged writes; it "
+                "is served again once the outbox has drained it"
+            )
 
     def _type_keys(self, addr: SessionAddr, writes: Sequence[KeyWrite]) -> tuple[list[str], Groups]:
         base, groups = self.runner.base(addr), groups_of(writes)
@@ -149,9 +180,10 @@ class RedisCache(SharedCache, LeaseBackend):
     async def read_creds(self, addr: SessionAddr) -> CachedCreds:
         """The cached creds (if the cache knows them) and the stamp."""
         base = self.runner.base(addr)
-        stamp, blob, version = await self.runner.eval(
+        stamp, blob, version, suspect = await self.runner.eval(
             "read_creds", "read_creds", [base + "m", base + "b"], []
         )
+        self._suspect(addr, suspect)
         if version is None:
             return CachedCreds(None, False, int(stamp))
         record = CredsRecord(bytes(blob), int(version)) if blob is not None else None
@@ -287,7 +319,12 @@ class RedisCache(SharedCache, LeaseBackend):
     async def acquire_lease(
         self, addr: SessionAddr, owner: str, ttl_ms: int, *, floor: int = 0
     ) -> int | None:
-        """Take the lease; a new token drops what the session has cached (see ``_leases``)."""
+        """Take the lease; a new token drops what the session has cached (see ``_leases``).
+
+        The first acquisition in a new master era raises the session's tokens first (see
+        ``lua/era_tokens.lua``).
+        """
+        await era_tokens(self.runner, addr)
         return await self._leases.acquire_lease(addr, owner, ttl_ms, floor=floor)
 
     async def renew_lease(self, addr: SessionAddr, owner: str, token: int, ttl_ms: int) -> bool:

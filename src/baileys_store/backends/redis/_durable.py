@@ -16,7 +16,7 @@ from ..._model import CredsRecord, KeyWrite, SessionAddr
 from ...contracts import DurableBackend, LeaseBackend
 from ...results import SessionInfo, TierHealth
 from . import _scripts as lua
-from ._client import ID_CHUNK, ScriptRunner
+from ._client import ID_CHUNK, ScriptRunner, era_tokens
 from ._index import SessionIndex
 from ._leases import RedisLeases
 from ._prefix import DURABLE, claim_role
@@ -258,7 +258,12 @@ class RedisDurable(DurableBackend, LeaseBackend):
     async def acquire_lease(
         self, addr: SessionAddr, owner: str, ttl_ms: int, *, floor: int = 0
     ) -> int | None:
-        """Take the lease (see :class:`~._leases.RedisLeases`)."""
+        """Take the lease (see :class:`~._leases.RedisLeases`).
+
+        The first acquisition in a new master era raises the session's tokens first (see
+        ``lua/era_tokens.lua``): the fence in the meta hash may have rolled back with the data.
+        """
+        await era_tokens(self.runner, addr)
         return await self._leases.acquire_lease(addr, owner, ttl_ms, floor=floor)
 
     async def renew_lease(self, addr: SessionAddr, owner: str, token: int, ttl_ms: int) -> bool:

@@ -38,3 +38,34 @@ local function evict(m, types, base)
   redis.call('UNLINK', unpack(keys))
   if redis.call('TYPE', m)['ok'] == 'hash' then redis.call('HDEL', m, 'creds', 'v') end
 end
+-- The master's era: ``ERA_KEY`` (``baileys_store.era``, named before the script by the runner: false
+-- in a Cluster) holds the era of this server, written by every client connection when it
+-- connects (see _era.py); ``e`` in ``b`` is the era the session's cache was written in. Another
+-- era means this server may lack the last writes the previous master acknowledged
+-- (asynchronous replication, or a restart from an older file): the session's cached data is
+-- evicted, and the write stamp jumps past any stamp the old master handed out, so a fill
+-- prepared there is skipped. While write-behind data is held (the only copy) nothing is
+-- evicted: ``x`` marks the data for eviction once the outbox is drained, and the caller is told
+-- (true) that it reads another era's data. ``tag`` (a write or a fill): record the era even
+-- for a session without bookkeeping (a read of such a session only evicts, never creates ``b``).
+local function enter(b, tag)
+  if not ERA_KEY then return false end
+  local era = redis.call('GET', ERA_KEY)
+  if not era then return false end
+  local r = redis.call('HMGET', b, 'e', 'x')
+  if r[1] == era and not r[2] then return false end
+  local hold = held(b)
+  if r[1] ~= era and (tag or r[1] or redis.call('EXISTS', b) == 1) then
+    redis.call('HSET', b, 'e', era)
+    redis.call('HINCRBY', b, 'w', 4294967296)
+    if hold then redis.call('HSET', b, 'x', '1') end
+  end
+  if hold then return true end
+  local base = string.sub(b, 1, -2)
+  evict(base .. 'm', base .. 't', base .. 'k:')
+  if r[2] then
+    redis.call('HDEL', b, 'x')
+    redis.call('HINCRBY', b, 'w', 1)  -- evicted now: a fill prepared before must not land
+  end
+  return false
+end

@@ -3,6 +3,7 @@
 local b, types = KEYS[1], KEYS[2]
 if stale(b, ARGV[1]) then return {1, issued(b)} end
 if pending(b) then return {7} end
+enter(b, true)
 local bad = check_types(types, 3)
 if bad then return {4, bad} end
 apply_kept(types, 3, ARGV[2], dead(b))

@@ -3,6 +3,7 @@
 -- Reply {0, version, seq, pending}, {1, issued}, {3, version}, {4, key} or {6} (no version).
 local b, m, o = KEYS[1], KEYS[2], KEYS[3]
 if stale(b, ARGV[1]) then return {1, issued(b)} end
+enter(b, true)
 if foreign(m, 'hash') then return {4, m} end
 local row = redis.call('HMGET', m, 'v', 'creds')
 if not row[1] then return {6} end

@@ -3,6 +3,7 @@
 -- Reply {0, seq, pending}, {1, issued} or {4, key}.
 local b, types, o, z = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if stale(b, ARGV[1]) then return {1, issued(b)} end
+enter(b, true)
 local bad = check_types(types, 5)
 if bad then return {4, bad} end
 seed(b, ARGV[2])
