@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from matplotlib import colormaps
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, Any
 
 from ._ops import OPS
 from ._targets import ok_stores, stat
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PLOTS = ("latency.png", "scaling.png", "throughput.png", "resident.png")
 
 
 def _colors(names: list[str]) -> dict[str, Any]:
+    from matplotlib import colormaps  # noqa: PLC0415 (~0.5 s: only when plots are drawn)
+
     cmap = colormaps["tab20"]
     return {n: cmap(i % 20) for i, n in enumerate(names)}
 
 
 def _figure(rows: int, cols: int, size: tuple[float, float]) -> tuple[Figure, Any]:
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
     # The object API renders with Agg and touches no global pyplot state.
     fig = Figure(figsize=size)
     return fig, fig.subplots(rows, cols, squeeze=False)
