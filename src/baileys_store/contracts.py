@@ -4,7 +4,9 @@ Two tiers, one contract each: :class:`DurableBackend` (the source of truth) and
 :class:`CacheBackend` (copies: the in-process cache, L1, Redis). Optional capabilities are
 small protocols of their own, checked with ``isinstance`` (:class:`LeaseBackend`: the backend
 keeps per-session leases; :class:`SharedCache`: a cache other processes see, which is also
-the transactional outbox of write-behind, drained through :class:`Outbox`), or attributes
+the transactional outbox of write-behind, drained through :class:`Outbox`; an
+:class:`OutboxTransport` makes its entries durable elsewhere before a write is acknowledged),
+or attributes
 declared here with their defaults (``cancels_promptly``, ``store_id``, ``shared``,
 ``in_process``): a backend subclasses the protocol and inherits the defaults.
 
@@ -43,6 +45,7 @@ __all__ = [
     "LeaseBackend",
     "Outbox",
     "OutboxEntry",
+    "OutboxTransport",
     "SharedCache",
 ]
 
@@ -343,3 +346,71 @@ class SharedCache(CacheBackend, Protocol):
 
     async def current_epoch(self) -> str | None:
         """The prefix's epoch now (``None``: gone); notes a change like a write would."""
+
+
+@runtime_checkable
+class OutboxTransport(Protocol):
+    """Where a write-behind entry is made durable before the write is acknowledged.
+
+    Two implementations: the Redis outbox itself (``outbox="redis"``, the default: the cache's
+    write-behind script appends the entry atomically with the cache update, so there is no
+    separate transport object and no extra round trip), and a broker log
+    (:class:`baileys_store.backends.nats.NatsTransport`: NATS JetStream). A broker transport
+    keeps, per session, the entries in append order under their outbox sequence; an entry
+    leaves it only once known applied (:meth:`remove`). How the store combines it with the
+    Redis cache (the cache keeps the values and the pending marks; the broker keeps the
+    acknowledged entries): see ``tiering/_broker.py``.
+
+    Attributes:
+        name: Short name for metrics and messages (``nats``).
+    """
+
+    name: str
+
+    async def open(self) -> None:
+        """Connect and create or check the streams."""
+
+    async def close(self) -> None:
+        """Release the connection; idempotent."""
+
+    async def check(self) -> TierHealth:
+        """A cheap round trip proving the transport answers."""
+
+    def describe(self) -> str:
+        """Where the entries go (servers, stream), never credentials."""
+
+    async def publish(self, addr: SessionAddr, entry: OutboxEntry, epoch: str) -> int:
+        """Store ``entry`` durably (deduplicated by session and ``entry.seq``); its position.
+
+        Returns only once the transport acknowledged it; ``epoch`` is the cache epoch the
+        entry was written under (recovery replays entries of an older epoch).
+        """
+
+    async def head(self, addr: SessionAddr, after: int = 0) -> tuple[int, OutboxEntry, str] | None:
+        """The session's first entry at a position above ``after``: ``(position, entry, epoch)``."""
+
+    async def last(self, addr: SessionAddr) -> tuple[int, OutboxEntry, str] | None:
+        """The session's last entry, or ``None``."""
+
+    async def remove(self, addr: SessionAddr, upto: int) -> None:
+        """Remove the session's entries at positions ``<= upto`` (applied)."""
+
+    async def sessions(self) -> dict[SessionAddr, int]:
+        """``{session: entries held}`` for every session with entries."""
+
+    async def totals(self) -> tuple[int, int]:
+        """``(entries held, dead letters held)``."""
+
+    async def dead_letter(
+        self, addr: SessionAddr, entry: OutboxEntry, error: str, epoch: str
+    ) -> None:
+        """Keep a dead entry (durably) with its last error."""
+
+    async def dead_letters(self, addr: SessionAddr) -> list[DeadLetter]:
+        """The session's dead letters, oldest first."""
+
+    async def forget_dead(self, addr: SessionAddr) -> None:
+        """Delete the session's dead letters."""
+
+    def dlq_sessions(self) -> AsyncIterator[SessionAddr]:
+        """Sessions with dead letters."""

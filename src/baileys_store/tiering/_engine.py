@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 
 from .._model import CredsRecord, KeyWrite, SessionAddr
 from ..backends.memory import MemoryCache
-from ..contracts import CacheBackend, DurableBackend, LeaseBackend, SharedCache
+from ..contracts import CacheBackend, DurableBackend, LeaseBackend, OutboxTransport, SharedCache
 from ..errors import ConfigError, UnavailableError
 from ..resilience import BreakerSettings, CircuitBreaker, TierGuard
+from ._broker import BrokerLog
 from ._lease import LeaseManager
 from ._meta import verify_store_meta
 from ._read import Reads
@@ -130,6 +131,13 @@ class Engine:
             write_behind=config.write_mode == "write-behind",
             buffer_on_outage=config.durable_outage == "buffer",
         )
+        self.transport = _transport(config) if shared is not None else None
+        self.broker = (
+            BrokerLog(self.transport, shared, durable, guard=self.guard)
+            if self.transport is not None and shared is not None
+            else None
+        )
+        self.tiers.broker = self.broker
         self.worker = (
             OutboxWorker(
                 shared.outbox,
@@ -141,6 +149,7 @@ class Engine:
                 on_drained=self.tiers.drained,
                 on_idle=self.tiers.refresh_behind,
                 on_event=self._outbox_event,
+                broker=self.broker,
             )
             if shared is not None
             else None
@@ -268,11 +277,28 @@ class Engine:
                 await cache.close()
                 await durable.close()
                 raise
+        if self.transport is not None:
+            await self._open_broker()
         if self.leases is not None:
             self.leases.start()
         if self.worker is not None and config.outbox_worker:
             self.worker.start()
         self.tiers.open = True
+
+    async def _open_broker(self) -> None:
+        """Connect the broker outbox; apply what it kept from before a cache data loss."""
+        assert self.transport is not None
+        assert self.broker is not None
+        assert self.cache is not None
+        try:
+            await self.transport.open()
+            if self.config.outbox_worker:
+                await self.broker.recover_all()
+        except BaseException:
+            await self.transport.close()
+            await self.cache.close()
+            await self.durable.close()
+            raise
 
     async def _bind(self) -> None:
         """Tie a Redis cache's prefix to this durable tier (see ``_reset.ResetWatch.bind``)."""
@@ -288,6 +314,8 @@ class Engine:
             await self.worker.stop()
         if self.leases is not None:
             await self.leases.stop()
+        if self.transport is not None:
+            await self.transport.close()
         if self.cache is not None:
             await self.cache.close()
         if self.l1 is not None:
@@ -313,6 +341,19 @@ class Engine:
             self.metrics.outbox_retry()
         elif event == "dead_letter":
             self.metrics.outbox_dead_letter()
+
+
+def _transport(config: StoreConfig) -> OutboxTransport | None:
+    """The broker outbox transport ``config.outbox`` names (``None``: the Redis outbox)."""
+    if config.outbox == "redis":
+        return None
+    try:
+        from ..backends.nats import NatsTransport  # noqa: PLC0415 - the optional [nats] extra
+    except ImportError:
+        raise ConfigError(
+            "outbox: a nats:// outbox needs nats-py (pip install 'baileys-store[nats]')"
+        ) from None
+    return NatsTransport(config.outbox, timeout=config.op_timeout)
 
 
 def _conforms(backend: object, contract: type, tier: str) -> None:

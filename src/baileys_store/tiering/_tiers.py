@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._model import SessionAddr
 from ..backends.memory import MemoryCache
@@ -34,6 +34,9 @@ from ..resilience import TierGuard
 from ._lease import Lease, LeaseManager
 from ._reset import ResetWatch
 from ._state import SessionStates
+
+if TYPE_CHECKING:
+    from ._broker import BrokerLog
 
 T = TypeVar("T")
 log = logging.getLogger("baileys_store.tiers")
@@ -72,6 +75,7 @@ class Tiers:
         # Sessions with outbox entries pending -> the last sequence known appended. While a
         # session is here its writes go through the outbox too (never overtaking an entry).
         self.behind = behind
+        self.broker: BrokerLog | None = None  # a broker outbox (set by the engine)
         self.open = False
 
     # -- one store operation: closed check, span, metrics ------------------------------------
@@ -301,6 +305,11 @@ class Tiers:
             return
         if self.watch is not None:
             await self.watch.poll()
+            broker = self.broker
+            if broker is not None and broker.resets_seen != self.watch.resets:
+                # The cache lost data: the broker's entries of the old epoch go first.
+                await broker.recover_all()
+                broker.resets_seen = self.watch.resets
         outbox = shared.outbox
         count, oldest = await self.guard("cache", "ready_summary", outbox.ready_summary)
         self.metrics.outbox(count, max(time.time() - oldest, 0.0) if oldest else 0.0)

@@ -18,11 +18,15 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from .._model import CredsRecord, KeyWrite, SessionAddr, coalesce
 from ..contracts import DurableBackend, Outbox, OutboxEntry
 from ..errors import FencedError, StoreError, UnavailableError
 from ..resilience import Guard
+
+if TYPE_CHECKING:
+    from ._broker import BrokerLog
 
 log = logging.getLogger("baileys_store.outbox")
 
@@ -42,12 +46,14 @@ class OutboxWorker:
         on_drained: Callable[[SessionAddr, int], None] = lambda addr, seq: None,
         on_idle: Callable[[], Awaitable[None]] | None = None,
         on_event: Callable[[str, int], None] = lambda event, n: None,
+        broker: BrokerLog | None = None,
     ) -> None:
         self.worker_id = secrets.token_hex(8)
         self._cache, self._durable, self._guard = cache, durable, guard
         self._batch, self._max_attempts = batch, max_attempts
         self._claim_ms = int(claim_timeout * 1000)
         self._on_drained, self._on_idle, self._event = on_drained, on_idle, on_event
+        self._broker = broker  # a broker outbox: its log is checked and trimmed per batch
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -242,10 +248,20 @@ class OutboxWorker:
         await self._guard("cache", "release", lambda: self._cache.release(addr, self.worker_id))
         self._claimed.discard(addr)
 
+    async def _settle(self, addr: SessionAddr, applied: int, *, drained: bool) -> None:
+        """Trim the broker's log up to ``applied`` (a failure leaves it for a later drain)."""
+        if self._broker is None:
+            return
+        try:
+            await self._broker.settle(addr, applied, drained=drained)
+        except StoreError:
+            log.warning("could not trim the broker's outbox log", extra={"event": "broker_trim"})
+
     async def _finish(self, addr: SessionAddr, applied_seq: int) -> None:
         await self._guard(
             "cache", "ack", lambda: self._cache.ack(addr, self.worker_id, 0, applied_seq)
         )
+        await self._settle(addr, applied_seq, drained=True)
         # The ack keeps the claim when the counters still say "pending" (an entry appended
         # meanwhile): give it back, or everyone else waits for it to expire.
         await self._release(addr)
@@ -285,6 +301,9 @@ class OutboxWorker:
         writes, creds = coalesce(entries)
         last = entries[-1].seq
         try:
+            if self._broker is not None:
+                # Entries the broker kept from before a cache data loss go first.
+                await self._broker.before_apply(addr)
             await self._apply_fenced(addr, writes, creds, last, max(e.fence for e in entries))
         except UnavailableError:
             # Not the entry's fault: keep it, let the claim go so any worker retries later.
@@ -305,6 +324,8 @@ class OutboxWorker:
             self._event("retry", 1)
             if dead:
                 self._event("dead_letter", 1)
+                if self._broker is not None:
+                    await self._dead(addr, entries, seq, reason)
                 log.error(  # noqa: TRY400 - the error is kept with the entry; no traceback
                     "outbox entry moved to the dead letters",
                     extra={"event": "outbox_dead_letter", "seq": seq},
@@ -318,4 +339,19 @@ class OutboxWorker:
         )
         if left is not None:
             self._event("applied", len(entries))
+            await self._settle(addr, last, drained=left == 0)
         return left
+
+    async def _dead(
+        self, addr: SessionAddr, entries: Sequence[OutboxEntry], seq: int, reason: str
+    ) -> None:
+        """Keep the dead entry in the broker's dead-letter stream too.
+
+        Best effort: the cache's dead letters hold it and keep its values served.
+        """
+        assert self._broker is not None
+        entry = next((e for e in entries if e.seq == seq), entries[0])
+        try:
+            await self._broker.dead(addr, entry, reason)
+        except StoreError:
+            log.warning("could not copy a dead letter to the broker", extra={"event": "broker_dlq"})

@@ -8,7 +8,8 @@ fails it may still have been applied, so the session's cache entries are evicted
 a write-behind one instead (the outbox re-applies it, idempotently).
 
 Write-behind: one Redis script updates the cache and appends the outbox entry; the write is
-acknowledged once that returns. While a session has entries pending, all its writes take this
+acknowledged once that returns (with a broker outbox, once the broker stored the entry too:
+see ``_broker.py``). While a session has entries pending, all its writes take this
 path, so no write ever overtakes an entry still waiting for the durable tier. ``clear`` and
 ``delete`` first drain the session's outbox, then run write-through.
 """
@@ -271,6 +272,8 @@ class Writes:
             ),
         )
         self.appended(addr, seq)
+        if t.broker is not None:  # acknowledged only once the broker stored it too
+            await t.broker.publish_keys(addr, seq, writes, token, fence)
         l1 = t.l1_write(addr, lease)
         if l1 is not None:
             await l1.update_keys(addr, writes, token=None)
@@ -295,6 +298,9 @@ class Writes:
             if done is not None:
                 version, seq, _ = done
                 self.appended(addr, seq)
+                if t.broker is not None:
+                    record = CredsRecord(blob, version)
+                    await t.broker.publish_creds(addr, seq, record, token, fence)
                 l1 = t.l1_write(addr, lease)
                 if l1 is not None:
                     await l1.put_creds_guarded(addr, CredsRecord(blob, version), token=None)

@@ -1,0 +1,228 @@
+"""Write-behind over a broker (NATS JetStream): the broker keeps what the cache acknowledged.
+
+With ``outbox="redis"`` an acknowledged write-behind write lives in Redis only (the documented
+RPO: Redis's replication and persistence). With a broker outbox every write-behind write is
+also published to the broker, and acknowledged only once the broker stored it, so losing Redis
+(a node, ``FLUSHALL``, a restart without AOF) loses no acknowledged write.
+
+Why the Redis outbox stays, as a mirror. The cache must never let a read fall through to the
+durable tier's older value while an entry is pending, and the only way the Redis cache keeps a
+key from expiring (and keeps a deleted key as a tombstone, and refuses to drop or take over a
+session) is a pending entry in its own outbox: the write-behind scripts, unchanged. So a write
+is: (1) the same ``wb_keys``/``wb_creds`` script as today (cache + Redis entry, one round
+trip, which also assigns the entry's per-session sequence), then (2) the broker publish of the
+same entry under that sequence (``Nats-Msg-Id`` = session + sequence, deduplicated), awaited
+until the stream acknowledged it, then (3) the acknowledgement to the caller. A failed publish
+fails the write (``UnavailableError``); its entry stays in the Redis mirror, so it may still be
+applied, like any write whose outcome the caller did not learn.
+
+Why the worker drains the Redis mirror, not a broker consumer. The mirror already gives what
+ordering needs: one claim per session across every worker (one batch in flight per session),
+batches applied with ``apply_batch`` at their last sequence, so a redelivered or older batch is
+skipped and an older version never overwrites a newer one. A shared JetStream consumer instead
+redelivers a message after later ones of the same session were delivered to other workers, and
+per-session consumers do not scale to thousands of sessions. The broker is the durable log:
+after the worker drained a session (every entry appended was applied), the broker's entries up
+to the last one applied are removed (:meth:`BrokerLog.settle`: two reads and one purge per
+drained session, not per write).
+
+Recovery. Each broker entry carries the cache epoch it was written under (see ``_reset``). An
+entry of another epoch was written before Redis lost its data, so the mirror may no longer have
+it: :meth:`BrokerLog.recover` applies those, in order, each at its own sequence (skipped when
+already applied), before the worker applies anything newer for the session (a newer batch
+applied first would make the durable tier skip them). The worker checks a session's first
+broker entry before each batch, and every session in the broker when the store opens and after
+a reset is noticed.
+
+What this does not cover (see the README): while Redis is down, writes fail and reads of
+pending sessions fail (as with the Redis outbox: the cache is the primary); right after a
+Redis data loss, the sessions this process had pending are marked lost by ``_reset`` as with
+the Redis outbox (conservative: the broker still has them and recovery applies them).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+
+from .._model import CredsRecord, KeyWrite, SessionAddr, coalesce
+from ..contracts import DurableBackend, OutboxTransport, SharedCache
+from ..errors import FencedError, StoreError
+from ..resilience import Guard
+from ..results import OutboxEntry
+
+log = logging.getLogger("baileys_store.outbox")
+
+_RECOVER_BATCH = 256  # entries of an older epoch applied per durable transaction
+
+
+class BrokerLog:
+    """The broker side of write-behind (see the module doc)."""
+
+    def __init__(
+        self,
+        transport: OutboxTransport,
+        shared: SharedCache,
+        durable: DurableBackend,
+        *,
+        guard: Guard,
+    ) -> None:
+        self.transport, self.shared, self.durable, self.guard = transport, shared, durable, guard
+        self.recovered = 0  # entries of an older epoch applied by recovery (for tests, status)
+        self.resets_seen = 0
+        # (seq, position) of the entries this process published, per session: lets the worker
+        # remove what it applied with one purge per batch (a worker elsewhere settles a session
+        # once it is fully drained instead).
+        self._positions: dict[SessionAddr, deque[tuple[int, int]]] = {}
+
+    @property
+    def epoch(self) -> str:
+        """The cache epoch new entries are written under."""
+        return self.shared.epoch or ""
+
+    # -- the write path ------------------------------------------------------------------------
+
+    async def publish_keys(
+        self,
+        addr: SessionAddr,
+        seq: int,
+        writes: Sequence[KeyWrite],
+        token: int | None,
+        fence: int | None,
+    ) -> None:
+        """Publish a key-write entry the cache appended as ``seq``; returns once stored."""
+        entry = OutboxEntry(
+            seq, "k", token or 0, int(time.time() * 1000), writes=tuple(writes), fence=fence or 0
+        )
+        self._note(addr, seq, await self.transport.publish(addr, entry, self.epoch))
+
+    def _note(self, addr: SessionAddr, seq: int, position: int) -> None:
+        known = self._positions.get(addr)
+        if known is None:
+            known = self._positions[addr] = deque(maxlen=4096)
+        known.append((seq, position))
+
+    async def publish_creds(
+        self,
+        addr: SessionAddr,
+        seq: int,
+        record: CredsRecord,
+        token: int | None,
+        fence: int | None,
+    ) -> None:
+        """Publish a creds entry (``seq`` 0: a retried save the cache had taken already)."""
+        if seq == 0:
+            # The cache took this exact save before (its earlier publish may have failed):
+            # publish it again at the last sequence appended, where it is the newest creds.
+            seq, _, _ = await self.guard(
+                "cache", "outbox_counters", lambda: self.shared.outbox.outbox_counters(addr)
+            )
+        entry = OutboxEntry(
+            seq, "c", token or 0, int(time.time() * 1000), creds=record, fence=fence or 0
+        )
+        self._note(addr, seq, await self.transport.publish(addr, entry, self.epoch))
+
+    # -- the worker ----------------------------------------------------------------------------
+
+    async def before_apply(self, addr: SessionAddr) -> None:
+        """Apply the session's broker entries of an older epoch before anything newer."""
+        head = await self.transport.head(addr)
+        if head is not None and head[2] != self.epoch:
+            await self.recover(addr)
+
+    async def settle(self, addr: SessionAddr, applied: int, *, drained: bool) -> None:
+        """The mirror applied the session up to ``applied``: drop those entries from the broker.
+
+        With the positions this process published at: one purge. Otherwise only once the
+        session is ``drained`` (its last broker entry is applied): a head and a last read.
+        """
+        known = self._positions.get(addr)
+        upto = 0
+        while known and known[0][0] <= applied:
+            upto = max(upto, known.popleft()[1])
+        if known is not None and not known:
+            del self._positions[addr]
+        if upto:
+            await self.transport.remove(addr, upto)
+            if not drained:
+                return
+        elif not drained:
+            return
+        head = await self.transport.head(addr)
+        if head is None:
+            return
+        if head[2] != self.epoch:
+            await self.recover(addr)
+            return
+        last = await self.transport.last(addr)
+        if last is not None and last[1].seq <= applied:
+            await self.transport.remove(addr, last[0])
+        # else: an entry came in since the drain; the next drain settles it
+
+    async def recover(self, addr: SessionAddr) -> int:
+        """Apply the session's broker entries written under an older cache epoch, in order.
+
+        Each batch is applied at its last sequence, so entries the durable tier has already
+        are skipped; entries of the current epoch are left to the mirror. Returns how many
+        entries were applied (or found applied).
+        """
+        done, position = 0, 0
+        while True:
+            batch: list[OutboxEntry] = []
+            last_pos = position
+            while len(batch) < _RECOVER_BATCH:
+                found = await self.transport.head(addr, position)
+                if found is None or found[2] == self.epoch:
+                    break
+                position, entry, _ = found
+                batch.append(entry)
+                last_pos = position
+            if not batch:
+                if last_pos:
+                    await self.transport.remove(addr, last_pos)
+                return done
+            await self._apply(addr, batch)
+            await self.transport.remove(addr, last_pos)
+            done += len(batch)
+            self.recovered += len(batch)
+            if len(batch) < _RECOVER_BATCH:
+                return done
+
+    async def _apply(self, addr: SessionAddr, batch: list[OutboxEntry]) -> None:
+        writes, creds = coalesce(batch)
+        seq, fence = batch[-1].seq, max(e.fence for e in batch)
+        try:
+            await self.guard(
+                "durable",
+                "apply_batch",
+                lambda: self.durable.apply_batch(addr, writes, creds, seq=seq, fence=fence or None),
+            )
+        except FencedError:  # a newer holder's barrier outranks them: apply unfenced
+            await self.guard(
+                "durable",
+                "apply_batch",
+                lambda: self.durable.apply_batch(addr, writes, creds, seq=seq),
+            )
+
+    async def recover_all(self) -> int:
+        """Recover every session the broker holds entries of an older epoch for."""
+        total = 0
+        for addr in await self.transport.sessions():
+            head = await self.transport.head(addr)
+            if head is not None and head[2] != self.epoch:
+                try:
+                    total += await self.recover(addr)
+                except StoreError:
+                    log.exception("outbox recovery of a session failed; retried later")
+        if total:
+            log.warning(
+                "outbox recovery applied broker entries the cache had lost",
+                extra={"event": "outbox_recovered", "entries": total},
+            )
+        return total
+
+    async def dead(self, addr: SessionAddr, entry: OutboxEntry, error: str) -> None:
+        """Keep a dead-lettered entry in the broker's dead-letter stream too."""
+        await self.transport.dead_letter(addr, entry, error, self.epoch)
