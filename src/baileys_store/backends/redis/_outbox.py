@@ -23,12 +23,14 @@ from typing import Any
 
 import msgpack
 from redis import exceptions as rex
+from redis.asyncio.cluster import ClusterNode
 
 from ... import errors
 from ..._model import CredsRecord, KeyWrite, SessionAddr
 from ...contracts import Outbox
 from ...results import Claim, DeadLetter, OutboxEntry
 from . import _scripts as lua
+from ._acks import ReplicaAcks, acks_of, slot_node, still_owner
 from ._client import ScriptRunner, index_member
 
 _PAGE = 200
@@ -74,6 +76,7 @@ class RedisOutbox(Outbox):
 
     def __init__(self, runner: ScriptRunner) -> None:
         self._runner = runner
+        self._acks = acks_of(runner)
         self.ready_key = f"{runner.prefix}:outbox:ready"
         self._dlq_key = f"{runner.prefix}:outbox:dlq"
 
@@ -103,6 +106,10 @@ class RedisOutbox(Outbox):
         before the script (the scripts seed a missing sequence themselves: ``seed`` in
         ``lua/_hybrid.lua``). Returns the script's reply and the epoch read.
         """
+        if self._acks is not None:
+            return await self._appending_acked(
+                self._acks, op, addr, script, keys=keys, args=args, epoch_key=epoch_key
+            )
         lua_script, client = self._runner.script(script), self._runner.client
         ready, member = self.ready_key, index_member(addr)
 
@@ -125,6 +132,49 @@ class RedisOutbox(Outbox):
                 return await once()
 
         return await self._runner.run(op, run)
+
+    async def _appending_acked(
+        self,
+        acks: ReplicaAcks,
+        op: str,
+        addr: SessionAddr,
+        script: str,
+        *,
+        keys: list[str],
+        args: list[Any],
+        epoch_key: str,
+    ) -> tuple[list[Any], Any]:
+        """:meth:`appending` with ``WAIT`` last in the same pipeline (see :mod:`._acks`).
+
+        A separate method so the hot path without replica acks stays as it was (no command
+        and no branch added inside its round trip).
+        """
+        runner = self._runner
+        lua_script, client = runner.script(script), runner.client
+        ready, member = self.ready_key, index_member(addr)
+
+        async def once() -> tuple[list[Any], Any, Any, ClusterNode | None]:
+            node = slot_node(runner, keys[0])  # the session's slot: where the script goes
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.zadd(ready, {member: time.time()}, nx=True)
+                pipe.evalsha(lua_script.sha, len(keys), *keys, *args)
+                pipe.get(epoch_key)
+                acks.queue(pipe, node)
+                _, reply, found, acked = await pipe.execute()
+            return list(reply), found, acked, node
+
+        async def run() -> tuple[list[Any], Any, Any, ClusterNode | None]:
+            await acks.preload(runner, lua_script)
+            try:
+                return await once()
+            except rex.NoScriptError:
+                await client.script_load(lua_script.script)
+                return await once()
+
+        reply, found, acked, node = await runner.run(op, run)
+        still_owner(runner, op, keys[0], node)
+        acks.check(op, acked)
+        return reply, found
 
     async def ready_sessions(self, limit: int = _PAGE) -> list[SessionAddr]:
         """Sessions that may have pending entries, oldest first (``limit <= 0``: all of them)."""
