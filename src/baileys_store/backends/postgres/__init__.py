@@ -36,7 +36,7 @@ from ..._model import CredsRecord, KeyWrite, SessionAddr
 from ...contracts import DurableBackend, LeaseBackend
 from ...results import SessionInfo, TierHealth
 from . import _leases, _listing, _queries
-from ._run import PgRunner
+from ._run import PgRunner, reports_read_only
 from ._url import PgSettings, parse_postgres_url
 
 if TYPE_CHECKING:
@@ -83,7 +83,11 @@ class PostgresDurable(DurableBackend, LeaseBackend):
         await self._runner.close()
 
     async def check(self) -> TierHealth:
-        """``SELECT 1`` on a pooled connection; never raises for an outage."""
+        """``SELECT 1`` on a pooled connection; never raises for an outage.
+
+        The detail names the schema and the server answering (``host:port``: with several
+        hosts in the URL, the one the pool reached), and ``read-only`` when that server is.
+        """
         pool = self._runner.pool
         if pool is None:
             return TierHealth(self.name, "durable", False, 0.0, "closed")
@@ -91,11 +95,14 @@ class PostgresDurable(DurableBackend, LeaseBackend):
         try:
             async with asyncio.timeout(self._runner.timeout), pool.connection() as conn:
                 await conn.execute("SELECT 1")
+                server = f"{conn.info.host}:{conn.info.port}"
+                read_only = reports_read_only(conn)
         except (TimeoutError, PoolTimeout, psycopg.Error, OSError) as exc:
             return TierHealth(self.name, "durable", False, 0.0, type(exc).__name__)
         ms = (time.perf_counter() - start) * 1000
         schema = self._runner.settings.schema
-        return TierHealth(self.name, "durable", True, ms, f"schema={schema}")
+        detail = f"schema={schema} server={server}" + (" read-only" if read_only else "")
+        return TierHealth(self.name, "durable", not read_only, ms, detail)
 
     # -- keys, creds, sessions (see _queries and _listing) ------------------------------------
 

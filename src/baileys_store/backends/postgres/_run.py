@@ -30,8 +30,12 @@ T = TypeVar("T")
 Conn = AsyncConnection[Any]
 _INTRANS, _INERROR = psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR
 # SQLSTATEs worth another attempt: the transaction was rolled back and nothing was applied, or
-# the connection died (admin/crash shutdown, "cannot connect now" during a restart).
-_TRANSIENT_STATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
+# the connection died (admin/crash shutdown, "cannot connect now" during a restart), or the
+# server is read-only (25006: a demoted primary or a standby; the connection is dropped and the
+# next one goes through target_session_attrs to the new primary).
+READ_ONLY_STATE = "25006"
+_ROLLED_BACK = frozenset({"40001", "40P01", READ_ONLY_STATE})
+_TRANSIENT_STATES = _ROLLED_BACK | {"57P01", "57P02", "57P03"}
 
 
 def transient(exc: BaseException) -> bool:
@@ -50,7 +54,17 @@ def transient(exc: BaseException) -> bool:
 
 def is_connection_error(exc: BaseException) -> bool:
     """A broken connection (the write may have been applied), not a rolled-back transaction."""
-    return transient(exc) and getattr(exc, "sqlstate", None) not in ("40001", "40P01")
+    return transient(exc) and getattr(exc, "sqlstate", None) not in _ROLLED_BACK
+
+
+def reports_read_only(conn: Conn) -> bool:
+    """The server told this connection it is read-only or a standby (no round trip).
+
+    PostgreSQL 14+ reports both settings to the client whenever they change
+    (``ParameterStatus``); older servers report neither, and then only a 25006 tells.
+    """
+    status = conn.pgconn.parameter_status
+    return status(b"default_transaction_read_only") == b"on" or status(b"in_hot_standby") == b"on"
 
 
 @asynccontextmanager
@@ -175,6 +189,19 @@ class PgRunner:
         if is_connection_error(exc) and self.pool is not None:
             await self.pool.check()  # drop every dead idle connection, not one per attempt
 
+    async def _drop_read_only(self, conn: Conn) -> None:
+        """Close ``conn`` (on a read-only server) and every idle connection of the pool.
+
+        The idle ones most likely point at the same demoted server: reused, they would fail
+        each write again, and their reads could miss what the new primary has acknowledged.
+        ``drain`` also discards the connections in use when they come back; the pool's new
+        connections go through ``target_session_attrs`` again.
+        """
+        if not conn.closed:
+            await conn.close()
+        if self.pool is not None:
+            await self.pool.drain()
+
     async def run(
         self,
         fn: Callable[[Conn, Attempts], Awaitable[T]],
@@ -192,11 +219,21 @@ class PgRunner:
         if pool is None:
             raise errors.StoreClosedError("postgres backend is not open")
         attempts = Attempts()
+        primary_only = self.settings.wants_primary
 
         async def once() -> T:
             try:
                 async with pool.connection() as conn:
-                    return await fn(conn, attempts)
+                    try:
+                        return await fn(conn, attempts)
+                    except psycopg.Error as exc:
+                        if exc.sqlstate == READ_ONLY_STATE:
+                            await self._drop_read_only(conn)
+                        raise
+                    finally:
+                        # Free when the server reports nothing: two lookups of libpq's state.
+                        if primary_only and not conn.closed and reports_read_only(conn):
+                            await self._drop_read_only(conn)
             except psycopg.Error as exc:
                 if is_connection_error(exc):
                     attempts.connection_lost = True  # seen by the next attempt

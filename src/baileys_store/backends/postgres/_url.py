@@ -2,6 +2,12 @@
 
 Our own query parameters are validated and stripped; every other parameter goes to libpq as
 given. Nothing here does I/O.
+
+Several hosts (``postgresql://h1:5432,h2:5433/db``, or libpq's ``?host=h1,h2&port=5432,5433``)
+are passed on unchanged: psycopg tries them in turn (``load_balance_hosts=random``: in random
+order), each within ``connect_timeout``. With more than one host and no
+``target_session_attrs``, ``read-write`` is the default here (libpq's is ``any``): a store
+connected to a standby would fail every write and could read values older than the primary's.
 """
 
 from __future__ import annotations
@@ -22,6 +28,11 @@ from ._schema import DEFAULT_SCHEMA
 _SCHEMA_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _OWN_PARAMS = ("schema", "min_size", "max_size", "timeout", "prepare_threshold", "retries")
 _SECRET_PARAMS = ("password", "sslpassword")
+_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
+_LOAD_BALANCE = ("disable", "random")
+# The session attributes that guarantee a writable primary: a pooled connection that reports
+# itself read-only (a demoted server) is then dropped, never reused.
+_PRIMARY_ATTRS = frozenset({"read-write", "primary"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +47,10 @@ class PgSettings:
         timeout: Seconds to wait for a free pooled connection (``timeout=``, default op_timeout).
         prepare_threshold: psycopg's ``prepare_threshold`` (``none`` by default: pgbouncer-safe).
         retries: Extra attempts after a transient error (``retries=``, default 3).
-        connect_kwargs: libpq defaults the URL does not set (connect_timeout, application_name).
+        connect_kwargs: libpq defaults the URL does not set (connect_timeout, application_name,
+            target_session_attrs=read-write with several hosts).
+        hosts: ``host:port`` of each server the URL names, in order (no credentials).
+        target_session_attrs: The effective libpq ``target_session_attrs``.
         secrets: Strings to mask in every error message.
     """
 
@@ -48,7 +62,14 @@ class PgSettings:
     prepare_threshold: int | None = None
     retries: int = 3
     connect_kwargs: dict[str, Any] = field(default_factory=dict)
+    hosts: tuple[str, ...] = ()
+    target_session_attrs: str = "any"
     secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def wants_primary(self) -> bool:
+        """Only a writable primary will do (``target_session_attrs`` read-write or primary)."""
+        return self.target_session_attrs in _PRIMARY_ATTRS
 
     def scrub(self, text: str) -> str:
         """``text`` with every secret of the URL replaced by ``***``."""
@@ -117,9 +138,13 @@ def parse_postgres_url(url: str, *, op_timeout: float) -> PgSettings:
         raise errors.ConfigError(f"PostgreSQL URL: min_size {min_size} > max_size {max_size}")
     raw_prepare = own.get("prepare_threshold", "none").lower()
     prepare = None if raw_prepare == "none" else _number("prepare_threshold", raw_prepare, int, 0)
+    hosts = _hosts(libpq)
+    attrs = _choice(libpq, "target_session_attrs", _SESSION_ATTRS)
+    _choice(libpq, "load_balance_hosts", _LOAD_BALANCE)
     defaults = {
         "connect_timeout": str(max(2, math.ceil(op_timeout))),
         "application_name": "baileys-store",
+        "target_session_attrs": "read-write" if len(hosts) > 1 else "any",
     }
     return PgSettings(
         conninfo=conninfo,
@@ -129,9 +154,42 @@ def parse_postgres_url(url: str, *, op_timeout: float) -> PgSettings:
         timeout=_number("timeout", own.get("timeout", str(op_timeout)), float, 0.001),
         prepare_threshold=prepare,
         retries=_number("retries", own.get("retries", "3"), int, 0),
-        connect_kwargs={k: v for k, v in defaults.items() if k not in libpq},
+        connect_kwargs={k: v for k, v in defaults.items() if k not in libpq and v != "any"},
+        hosts=hosts,
+        target_session_attrs=attrs or defaults["target_session_attrs"],
         secrets=secrets,
     )
+
+
+def _choice(libpq: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str | None:
+    """The value of ``name`` if the URL sets it; ConfigError unless it is one of ``allowed``."""
+    value = libpq.get(name)
+    if value is None:
+        return None
+    if value not in allowed:
+        raise errors.ConfigError(
+            f"PostgreSQL URL option {name}={str(value)[:30]!r} is not one of {', '.join(allowed)}"
+        )
+    return str(value)
+
+
+def _hosts(libpq: dict[str, Any]) -> tuple[str, ...]:
+    """``host:port`` per server, checked as libpq would at connect time (one port, or one each)."""
+    hosts = str(libpq.get("host") or libpq.get("hostaddr") or "").split(",")
+    ports = str(libpq.get("port") or "").split(",")
+    if len(ports) not in (1, len(hosts)):
+        raise errors.ConfigError(
+            f"PostgreSQL URL names {len(hosts)} hosts but {len(ports)} ports: give one port, "
+            "or one per host"
+        )
+    for n, port in enumerate(ports, 1):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise errors.ConfigError(f"PostgreSQL URL port #{n} {port[:10]!r} is not a port number")
+    if len(hosts) > 1 and not all(hosts):
+        empty = hosts.index("") + 1
+        raise errors.ConfigError(f"PostgreSQL URL host #{empty} of {len(hosts)} is empty")
+    ports = ports * len(hosts) if len(ports) == 1 else ports
+    return tuple(f"{h or 'localhost'}:{p or 5432}" for h, p in zip(hosts, ports, strict=True))
 
 
 def _scrub(text: str, secrets: Sequence[str]) -> str:
