@@ -10,7 +10,12 @@ reset is detected on the hot path, where the store touches Redis anyway:
   (``Engine.behind``) checks the write stamp the read script returns anyway: every append
   bumps it, so 0 means the session's bookkeeping is gone (no extra round trip; a read L1
   answers entirely serves the acknowledged value and needs no check);
-- the worker's idle round and ``check()`` read the epoch.
+- the worker's idle round and ``check()`` read the epoch;
+- a new master era (a Sentinel failover, a restart from an older file: see
+  ``baileys_store.backends.redis._era``), noticed when a connection to the new master opens,
+  counts as a reset when ``cache_replica_acks`` is 0 (asynchronous replication may have lost
+  the last entries); with replica acks every acknowledged entry was on a replica first, so
+  nothing is marked. A new era with nothing pending here is logged, not counted as a loss.
 
 On detection: L1 is emptied, an error is logged, ``data_loss`` is counted, the sessions with
 entries pending in this process are marked lost (every operation on them but ``delete`` raises
@@ -138,11 +143,21 @@ class ResetWatch:
             self.behind.pop(addr, None)
         if self.l1 is not None:
             await self.l1.close()  # empties it: it may hold values Redis no longer has
+        if getattr(self.cache, "master_changed", False) and not at_risk:
+            # A failover or restart with nothing pending here: no acknowledged write of this
+            # process can be missing (the cache scripts evict another era's entries).
+            log.warning(
+                "redis cache master changed (failover or restart); no write-behind entries "
+                "were pending here",
+                extra={"event": "cache_master_changed", "sessions": 0},
+            )
+            return
         self.resets += 1
         self.metrics.data_loss()
         log.error(
-            "redis cache lost its data (epoch changed); %d session(s) with write-behind "
-            "entries pending here are marked lost until acknowledged",
+            "redis cache lost its data (epoch changed, or the master changed without replica "
+            "acks); %d session(s) with write-behind entries pending here are marked lost "
+            "until acknowledged",
             len(at_risk),
             extra={"event": "cache_data_loss", "sessions": len(at_risk)},
         )

@@ -76,6 +76,7 @@ class RedisCache(SharedCache, LeaseBackend):
         self._leases = RedisLeases(self.runner, resets_cache=True)
         self.epoch: str | None = None
         self.epoch_changed = False
+        self.master_changed = False  # epoch_changed set by a new master era (not a lost epoch)
         self._epoch_key = f"{options.prefix}:epoch"
         if self.runner.era is not None:
             self.runner.era.on_change.append(self._master_changed)
@@ -90,6 +91,7 @@ class RedisCache(SharedCache, LeaseBackend):
         """
         del old, new
         if self.options.replica_acks == 0:
+            self.master_changed = True
             self.epoch_changed = True
 
     async def open(self) -> None:
@@ -302,7 +304,7 @@ class RedisCache(SharedCache, LeaseBackend):
     async def bind_epoch(self, candidate: str) -> str:
         """Set the prefix's epoch unless one is set; adopt (and return) the one stored."""
         self.epoch = await self.runner.set_once("bind", self._epoch_key, candidate)
-        self.epoch_changed = False
+        self.epoch_changed = self.master_changed = False
         return self.epoch
 
     async def current_epoch(self) -> str | None:

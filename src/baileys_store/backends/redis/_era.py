@@ -100,8 +100,8 @@ class EraProbe:
             return
         self.changes += 1
         log.warning(
-            "redis %s tier: the master changed (failover or restart); data cached before "
-            "is treated as suspect",
+            "redis %s tier: the master changed (failover or restart); its last "
+            "acknowledged writes may be missing (asynchronous replication)",
             self.tier,
             extra={"event": "redis_master_changed", "tier": self.tier},
         )
