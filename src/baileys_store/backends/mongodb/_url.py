@@ -69,7 +69,11 @@ def parse_mongo_url(url: str, *, op_timeout: float) -> MongoSettings:
     ``connectTimeoutMS`` and ``socketTimeoutMS`` = ``op_timeout``; ``retryWrites`` and
     ``retryReads`` = true (the driver retries once, with the same transaction number, so a
     retried write is applied once; our own retry layer stays bounded on top of it);
-    ``appname`` = ``baileys-store``.
+    ``w`` = ``majority`` (a write, transactions' commits included, is acknowledged once a
+    majority of the replica set has it, so a failover cannot roll it back; MongoDB 5.0+ has
+    the same implicit default, but not with an arbiter, and 4.x defaults to ``w=1``);
+    ``appname`` = ``baileys-store``. Everything else in the URL (``replicaSet``, several
+    hosts, ``readPreference``, TLS) is pymongo's to read, unchanged.
 
     Raises:
         ConfigError: wrong scheme, no host, unknown or invalid option, bad database name.
@@ -106,6 +110,7 @@ def parse_mongo_url(url: str, *, op_timeout: float) -> MongoSettings:
         "socketTimeoutMS": ms,
         "retryWrites": True,
         "retryReads": True,
+        "w": "majority",
         "appname": "baileys-store",
     }
     defaults = {k: v for k, v in wanted.items() if k.lower() not in names}

@@ -124,6 +124,10 @@ def parse_postgres_url(url: str, *, op_timeout: float) -> PgSettings:
         found += [raw, unquote(raw)]
     secrets = tuple(sorted({s for s in found if s}, key=len, reverse=True))
     conninfo = urlunsplit(parts._replace(query="&".join(rest)))
+    if not parts.netloc and url.startswith(f"{parts.scheme}://"):
+        # urlunsplit drops the empty authority of "postgresql:///db?host=a,b" (libpq's form
+        # with the hosts in the query), and libpq cannot read "postgresql:/db".
+        conninfo = f"{parts.scheme}://{conninfo[len(parts.scheme) + 1 :]}"
     try:
         libpq = conninfo_to_dict(conninfo)
     except psycopg.Error as exc:
