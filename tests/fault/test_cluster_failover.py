@@ -71,7 +71,7 @@ class Load:
             try:
                 got = await keys.get("session", [kid])
                 value = got.get(kid)
-                found = {kid: int(value)} if value is not None else {}
+                found: dict[str, object] = {kid: int(value)} if value is not None else {}
                 check.check_read(sid, "session", [kid], found, started_at_seq=start, reader=n)
             except errors.StoreError:
                 check.counts["read_errors"] += 1
