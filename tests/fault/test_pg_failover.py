@@ -145,12 +145,55 @@ async def writer(load: Load, store: AuthStore, n: int) -> None:
         await asyncio.sleep(0.002 if ok else 0.05)
 
 
+async def creds_owner(load: Load, store: AuthStore, sid: str) -> None:
+    """The one creds writer of ``sid``: compare-and-set on the version it last saw.
+
+    With one writer per session a ``ConflictError`` is spurious unless saves were lost: a
+    retry whose first attempt committed before its connection dropped must be recognised as
+    that commit (the backend compares the stored blob), not reported as a conflict.
+    """
+    session = store.session(sid)
+    version: int | None = None
+    while not load.stop.is_set():
+        if version is None:
+            start = load.checker.now()
+            try:
+                async with asyncio.timeout(4 * OP_TIMEOUT + 2):
+                    creds, version = await session.load_versioned_creds()
+            except Exception as exc:
+                load.outcomes["read_errors"] += 1
+                load.classify(exc)
+                await asyncio.sleep(0.05)
+                continue
+            got = {"": creds["fault_n"]} if creds else {}
+            load.checker.check_read(sid, "creds", [""], got, started_at_seq=start, reader=sid)
+        value = next(load.values)
+        ticket = load.checker.begin_write(sid, {"creds": {"": value}})
+        try:
+            async with asyncio.timeout(4 * OP_TIMEOUT + 2):
+                version = await session.save_creds({"fault_n": value}, expected_version=version)
+        except Exception as exc:
+            load.checker.fail(ticket, exc)
+            if isinstance(exc, errors.ConflictError):
+                load.outcomes["creds_conflicts"] += 1
+            else:
+                load.classify(exc)
+            version = None  # unknown outcome: read the version again
+        else:
+            load.checker.ack(ticket)
+        await asyncio.sleep(0.02)
+
+
 async def final_state(store: AuthStore, keys: list[Key]) -> dict[Key, object | None]:
     wanted: dict[tuple[str, str], list[str]] = {}
     for sid, key_type, key_id in keys:
         wanted.setdefault((sid, key_type), []).append(key_id)
     out: dict[Key, object | None] = {}
     for (sid, key_type), ids in wanted.items():
+        if key_type == "creds":
+            creds = await store.session(sid).load_creds()
+            out[(sid, "creds", "")] = creds["fault_n"] if creds else None
+            continue
         got = await store.session(sid).keys.get(key_type, ids)
         out.update({(sid, key_type, i): got.get(i) for i in ids})
     return out
@@ -184,6 +227,7 @@ async def run_failover(
     timings: dict[str, float] = {}
     async with open_store(config) as store:
         tasks = [asyncio.create_task(writer(load, store, n)) for n in range(WRITERS)]
+        tasks += [asyncio.create_task(creds_owner(load, store, f"s{n}")) for n in range(SESSIONS)]
         try:
             await asyncio.sleep(BEFORE)
             acked_before = load.checker.counts["acked"]
@@ -223,6 +267,7 @@ async def run_failover(
         "torn": load.outcomes["torn"],
         "torn_final": torn_final(final),
         "read_errors": load.outcomes["read_errors"],
+        "creds_conflicts": load.outcomes["creds_conflicts"],
         "bad_outcomes": {k: v for k, v in load.outcomes.items() if ":" in k or k == "hung"},
         "recovery_s": None if recovery is None else round(recovery, 2),
         **{k: round(v, 2) for k, v in timings.items()},
@@ -258,6 +303,7 @@ async def test_sync_standby_kill_primary_loses_nothing(pair_factory: list[PgPair
         "kill",
     )
     assert (figures["lost"], figures["stale_reads"], figures["out_of_order"]) == (0, 0, 0), figures
+    assert figures["creds_conflicts"] == 0, figures
 
 
 @pytest.mark.timeout(90)
@@ -300,6 +346,7 @@ async def test_switchover_read_only_primary_25006(pair_factory: list[PgPair]) ->
         "switchover",
     )
     assert (figures["lost"], figures["stale_reads"], figures["out_of_order"]) == (0, 0, 0), figures
+    assert figures["creds_conflicts"] == 0, figures
 
 
 @pytest.mark.timeout(90)
@@ -316,3 +363,4 @@ async def test_sync_standby_under_redis_cache(
         "kill",
     )
     assert (figures["lost"], figures["stale_reads"], figures["out_of_order"]) == (0, 0, 0), figures
+    assert figures["creds_conflicts"] == 0, figures
