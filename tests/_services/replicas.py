@@ -211,6 +211,28 @@ class ReplicatedCluster:
                 return next(n for n in self.nodes if n.port == port)
         raise RuntimeError(f"master {master.port} has no replica")
 
+    def node_id(self, node: RedisServer) -> str:
+        """``CLUSTER MYID`` of ``node``."""
+        return _cli(node.port, "CLUSTER", "MYID")
+
+    def move_slot(self, slot: int, target: RedisServer) -> None:
+        """Migrate ``slot`` (and its keys) from its master to the master ``target``.
+
+        The manual resharding steps (``SETSLOT IMPORTING``/``MIGRATING``, ``MIGRATE``,
+        ``SETSLOT NODE`` on every master), so a client's slot table is stale until a ``MOVED``.
+        """
+        source = self.slot_owner(slot)
+        src_id, dst_id = self.node_id(source), self.node_id(target)
+        _cli(target.port, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", src_id)
+        _cli(source.port, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", dst_id)
+        while keys := _cli(source.port, "CLUSTER", "GETKEYSINSLOT", str(slot), "100").split():
+            args = ["MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", *keys]
+            _cli(source.port, *args)
+        masters = [n for n in self.nodes if n.running and info(n.port).get("role") == "master"]
+        for node in (target, source, *masters):
+            _cli(node.port, "CLUSTER", "SETSLOT", str(slot), "NODE", dst_id)
+        _wait(f"slot {slot} not moved", lambda: self.slot_owner(slot).port == target.port)
+
     def healthy(self) -> bool:
         """Every live node says ``cluster_state:ok``."""
         live = [n for n in self.nodes if n.running]

@@ -276,6 +276,29 @@ async def test_cluster_wait_goes_to_the_sessions_node(
         assert await keys.get("session", ["1.0"]) == {"1.0": b"v3"}
 
 
+async def test_cluster_write_redirected_by_moved_is_not_acknowledged(
+    hacluster: ReplicatedCluster, tmp_path: Path
+) -> None:
+    """The session's slot migrates to another master behind the client's back: the script
+    follows the MOVED on another connection, so the WAIT sent to the old owner proves nothing
+    and the write is reported unavailable; the next write goes to the new owner, acked."""
+    async with opened(store_on(hacluster.url, tmp_path, 1)) as store:
+        keys = store.session(SID).keys
+        await keys.set({"session": {"1.0": b"v1"}})
+        key, field = cached_blob(store, "1.0")
+        slot = hacluster.keyslot(key)
+        owner = hacluster.slot_owner(slot)
+        target = next(
+            n for n in hacluster.nodes if n is not owner and info(n.port).get("role") == "master"
+        )
+        hacluster.move_slot(slot, target)
+        with pytest.raises(errors.UnavailableError, match="slot moved"):
+            await keys.set({"session": {"1.0": b"v2"}})
+        await keys.set({"session": {"1.0": b"v3"}})
+        assert await keys.get("session", ["1.0"]) == {"1.0": b"v3"}
+        assert _replica_hget(hacluster.replica_of(target).port, key, field)
+
+
 async def test_bench_measures_both_settings(replicated: ReplicatedRedis) -> None:
     """The bench function (bench/_ha.py) runs both settings against a given master."""
     got = await replica_acks_bench(replicated.url, rounds=2, ops=20, sessions=2)
