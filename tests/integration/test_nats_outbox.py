@@ -10,15 +10,19 @@ contract suite runs over the NATS hybrid store.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from baileys_store import AuthStore, StoreConfig, errors
 from baileys_store._model import SessionAddr
 from baileys_store.backends._registry import make_cache
 from baileys_store.backends.nats import NatsTransport, decode_token, encode_token, parse_nats_url
 from baileys_store.backends.sqlite import SQLiteDurable
+from baileys_store.cli import main
 from tests._services.nats import (  # noqa: F401 - fixtures
     NatsServer,
     backend_hybrid_nats,
@@ -30,8 +34,17 @@ from tests._services.redis import RedisServer
 from tests.conftest import Backend
 
 # A part of the contract suite, over the NATS hybrid store (the module's `backend` wins).
+from tests.contract.test_concurrency import (  # noqa: F401
+    test_baileys_write_pattern_loses_nothing,
+    test_concurrent_cas_has_exactly_one_winner,
+)
 from tests.contract.test_creds import *  # noqa: F403
+from tests.contract.test_key_listing import *  # noqa: F403
 from tests.contract.test_keys import *  # noqa: F403
+from tests.contract.test_leases import *  # noqa: F403
+from tests.contract.test_purge import *  # noqa: F403
+from tests.contract.test_sessions import *  # noqa: F403
+from tests.contract.test_store_meta import *  # noqa: F403
 from tests.integration._flaky import FlakySQLite
 
 pytestmark = pytest.mark.timeout(60)
@@ -183,3 +196,98 @@ async def test_dead_letters_go_to_the_dlq_stream(
         assert await store.session(addr.session_id, namespace=addr.namespace).keys.get(
             "pre-key", ["1"]
         ) == {"1": {"v": 1}}
+
+
+async def test_a_reset_noticed_while_open_is_recovered_and_not_reported_lost(
+    redis_server: RedisServer,
+    nats_server: NatsServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """FLUSHALL with entries pending in this process: recovered from the broker, not lost."""
+    config = _config(redis_server, nats_server, tmp_path)
+    durable = FlakySQLite(tmp_path / "s.db")
+    store = AuthStore(config, durable=durable, cache=make_cache(config))
+    async with store:
+        keys = store.session("a", namespace="ns").keys
+        durable.fail_with = errors.UnavailableError("durable tier down")
+        for i in range(10):
+            await keys.set({"pre-key": {str(i): {"v": i}}})
+        redis_server.flushall()
+        with pytest.raises(errors.DataLossError):  # the reset is noticed: marked at first
+            await keys.set({"pre-key": {"10": {"v": 10}}})
+        durable.fail_with = None
+        watch = store._engine.watch
+        assert watch is not None
+        for _ in range(200):
+            if not watch.lost:
+                break
+            await asyncio.sleep(0.05)
+        assert not watch.lost, "the broker recovery did not lift the lost mark"
+        got = await keys.get("pre-key", [str(i) for i in range(10)])
+        assert got == {str(i): {"v": i} for i in range(10)}
+        await store.drain_outbox()
+    assert sorted(await _durable_ids(tmp_path / "s.db"), key=int) == [str(i) for i in range(11)]
+
+
+async def _durable_ids(path: Path) -> list[str]:
+    durable = SQLiteDurable(path)
+    await durable.open()
+    try:
+        ids = [str(i) for i in range(20)]
+        return list(await durable.get_keys(SessionAddr("ns", "a"), "pre-key", ids))
+    finally:
+        await durable.close()
+
+
+def test_cli_status_drain_and_dlq_with_the_nats_outbox(
+    redis_server: RedisServer,
+    nats_server: NatsServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    config = _config(
+        redis_server, nats_server, tmp_path, outbox_worker=False, outbox_max_attempts=1
+    )
+    durable = FlakySQLite(tmp_path / "s.db")
+
+    async def write() -> None:
+        store = AuthStore(config, durable=durable, cache=make_cache(config))
+        async with store:
+            await store.session("poison", namespace="ns").keys.set({"pre-key": {"1": {"v": 1}}})
+            durable.fail_with = errors.CorruptDataError("rejected")
+            await store.drain_outbox()
+            durable.fail_with = None
+            for i in range(5):
+                await store.session("ok", namespace="ns").keys.set({"pre-key": {str(i): {"v": i}}})
+
+    asyncio.run(write())
+    assert config.cache is not None
+    env = {
+        "BAILEYS_STORE_CACHE": config.cache,
+        "BAILEYS_STORE_WRITE_MODE": "write-behind",
+        "BAILEYS_STORE_OUTBOX": config.outbox,
+        "BAILEYS_STORE_OUTBOX_WORKER": "false",
+    }
+    cli = ["--store", config.durable, "outbox"]
+    runner = CliRunner()
+    result = runner.invoke(main, [*cli, "status", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.output)
+    assert status["ready_sessions"] == 1
+    assert status["dead_letter_sessions"] == 1
+    assert status["transport"]["name"] == "nats"
+    assert status["transport"]["entries"] == 5
+    assert status["transport"]["dead_letters"] == 1
+    assert "127.0.0.1" in status["transport"]["where"]
+    result = runner.invoke(main, [*cli, "drain"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "Applied 5 outbox entries." in result.output
+    result = runner.invoke(main, [*cli, "dlq", "list"], env=env)
+    assert "rejected" in result.output
+    result = runner.invoke(main, [*cli, "dlq", "retry", "--all"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "0 dead letter(s) now" in result.output
+    status = json.loads(runner.invoke(main, [*cli, "status", "--json"], env=env).output)
+    assert status["transport"]["entries"] == 0
+    assert status["transport"]["dead_letters"] == 0
+    assert status["ready_sessions"] == 0
+    assert status["dead_letter_sessions"] == 0

@@ -1,4 +1,10 @@
-"""``baileys-store outbox status|drain|worker|dlq list|retry``: the outbox of a Redis cache."""
+"""``baileys-store outbox status|drain|worker|dlq list|retry``: the write-behind outbox.
+
+Both transports are handled the same way: with a broker outbox (``nats://``) the Redis cache
+keeps its outbox as the pending mirror (see ``tiering/_broker.py``), so the ready index,
+counters, drains and dead letters are the same; ``status`` adds the broker's stream totals and
+``dlq retry`` forgets a session's broker dead letters once its cache has none left.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from rich.table import Table
 
 from .._model import session_addr
 from .._store import AuthStore
-from ..contracts import Outbox
+from ..contracts import Outbox, OutboxTransport
 from ..errors import LeaseHeldError, StoreError, UnavailableError
 from ._sessions import (
     cli_config,
@@ -31,6 +37,24 @@ from ._sessions import (
 def _outbox(store: AuthStore) -> Outbox:
     """The Redis outbox of the store's cache tier, or a ConfigError naming what is missing."""
     return store.outbox
+
+
+def _transport(store: AuthStore) -> OutboxTransport | None:
+    """The broker transport of the store (``None``: the Redis outbox alone)."""
+    return store._engine.transport
+
+
+async def _transport_row(store: AuthStore) -> dict[str, Any]:
+    transport = _transport(store)
+    if transport is None:
+        return {"name": "redis"}
+    entries, dead = await transport.totals()
+    return {
+        "name": transport.name,
+        "where": transport.describe(),
+        "entries": entries,
+        "dead_letters": dead,
+    }
 
 
 @click.group("outbox")
@@ -49,10 +73,11 @@ def status_command(*, limit: int, as_json: bool, store_url: str | None) -> None:
     seconds, null if none), "lag_seconds" (null if none), "dead_letter_sessions", and
     "sessions" (the first --limit of the ready index, oldest first: {"namespace",
     "session_id", "pending" (entries appended, not applied), "oldest_at" (unix seconds or
-    null)}).
+    null)}), "transport" ({"name": "redis"}, or for a broker {"name", "where" (servers and
+    stream, no credentials), "entries" (held in the stream, not yet trimmed), "dead_letters"}).
     """
 
-    async def fetch(store: AuthStore) -> tuple[Any, list[Any], int]:
+    async def fetch(store: AuthStore) -> tuple[Any, list[Any], int, dict[str, Any]]:
         outbox = _outbox(store)
         summary = await outbox.ready_summary()
         rows = []
@@ -60,9 +85,9 @@ def status_command(*, limit: int, as_json: bool, store_url: str | None) -> None:
             appended, applied, oldest = await outbox.outbox_counters(addr)
             rows.append((addr, appended - applied, oldest))
         dead = [a async for a in outbox.dlq_sessions()]
-        return summary, rows, len(dead)
+        return summary, rows, len(dead), await _transport_row(store)
 
-    (count, oldest), rows, dead = run_with_store(store_url, fetch)
+    (count, oldest), rows, dead, transport = run_with_store(store_url, fetch)
     lag_s = max(time.time() - oldest, 0.0) if oldest is not None else None
     if as_json:
         sessions = [
@@ -76,12 +101,18 @@ def status_command(*, limit: int, as_json: bool, store_url: str | None) -> None:
                 "lag_seconds": round(lag_s, 3) if lag_s is not None else None,
                 "dead_letter_sessions": dead,
                 "sessions": sessions,
+                "transport": transport,
             }
         )
         return
     out = Console(highlight=False, soft_wrap=True, markup=False)
     lag = f"{lag_s:.1f} s" if lag_s is not None else "-"
     out.print(f"Sessions in the ready index: {count}; lag: {lag}; with dead letters: {dead}")
+    if transport["name"] != "redis":
+        out.print(
+            f"Broker outbox {transport['where']}: {transport['entries']} entries held, "
+            f"{transport['dead_letters']} dead letters"
+        )
     if rows:
         table = Table("Namespace", "Session", "Pending", "Oldest entry")
         for addr, pending, since in rows:
@@ -198,6 +229,9 @@ def dlq_retry_command(
             with contextlib.suppress(UnavailableError):
                 await store.drain_outbox()
             left = len(await outbox.dead_letters(addr))
+            transport = _transport(store)
+            if transport is not None and not left:  # the broker's copies are done with too
+                await transport.forget_dead(addr)
             rows.append(
                 (
                     str(addr),

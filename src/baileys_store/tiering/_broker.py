@@ -34,6 +34,12 @@ applied first would make the durable tier skip them). The worker checks a sessio
 broker entry before each batch, and every session in the broker when the store opens and after
 a reset is noticed.
 
+RabbitMQ (aio-pika) is not here: this design needs, per session, the first and last entry
+and a removal up to a position (a JetStream subject gives all three; a quorum queue gives
+none: it can only be consumed in order and acked), so it would need a different recovery
+(consume and re-apply a whole shard queue) and trimming; not the small addition issue 17 asks
+for.
+
 What this does not cover (see the README): while Redis is down, writes fail and reads of
 pending sessions fail (as with the Redis outbox: the cache is the primary); right after a
 Redis data loss, the sessions this process had pending are marked lost by ``_reset`` as with
@@ -45,7 +51,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .._model import CredsRecord, KeyWrite, SessionAddr, coalesce
 from ..contracts import DurableBackend, OutboxTransport, SharedCache
@@ -56,6 +62,7 @@ from ..results import OutboxEntry
 log = logging.getLogger("baileys_store.outbox")
 
 _RECOVER_BATCH = 256  # entries of an older epoch applied per durable transaction
+_MAX_TRACKED = 10_000  # sessions whose published positions are remembered
 
 
 class BrokerLog:
@@ -68,13 +75,19 @@ class BrokerLog:
         durable: DurableBackend,
         *,
         guard: Guard,
+        track_positions: bool = True,
+        resets: Callable[[], int] = lambda: 0,
+        on_recovered: Callable[[], None] = lambda: None,
     ) -> None:
         self.transport, self.shared, self.durable, self.guard = transport, shared, durable, guard
         self.recovered = 0  # entries of an older epoch applied by recovery (for tests, status)
         self.resets_seen = 0
+        self._resets, self._on_recovered = resets, on_recovered
         # (seq, position) of the entries this process published, per session: lets the worker
-        # remove what it applied with one purge per batch (a worker elsewhere settles a session
-        # once it is fully drained instead).
+        # in this process remove what it applied with one purge per batch (a worker elsewhere
+        # settles a session once it is fully drained instead). Only a hint: bounded, and kept
+        # only when this process runs a worker.
+        self._track = track_positions
         self._positions: dict[SessionAddr, deque[tuple[int, int]]] = {}
 
     @property
@@ -99,9 +112,13 @@ class BrokerLog:
         self._note(addr, seq, await self.transport.publish(addr, entry, self.epoch))
 
     def _note(self, addr: SessionAddr, seq: int, position: int) -> None:
+        if not self._track:
+            return
         known = self._positions.get(addr)
         if known is None:
-            known = self._positions[addr] = deque(maxlen=4096)
+            if len(self._positions) >= _MAX_TRACKED:
+                self._positions.clear()  # sessions drained elsewhere: start over
+            known = self._positions[addr] = deque(maxlen=1024)
         known.append((seq, position))
 
     async def publish_creds(
@@ -207,21 +224,39 @@ class BrokerLog:
             )
 
     async def recover_all(self) -> int:
-        """Recover every session the broker holds entries of an older epoch for."""
-        total = 0
+        """Recover every session the broker holds entries of an older epoch for.
+
+        Raises the first error after trying every session (so a caller retries the pass).
+        """
+        total, failed = 0, None
         for addr in await self.transport.sessions():
-            head = await self.transport.head(addr)
-            if head is not None and head[2] != self.epoch:
-                try:
+            try:
+                head = await self.transport.head(addr)
+                if head is not None and head[2] != self.epoch:
                     total += await self.recover(addr)
-                except StoreError:
-                    log.exception("outbox recovery of a session failed; retried later")
+            except StoreError as exc:
+                failed = failed or exc
         if total:
             log.warning(
                 "outbox recovery applied broker entries the cache had lost",
                 extra={"event": "outbox_recovered", "entries": total},
             )
+        if failed is not None:
+            raise failed
         return total
+
+    async def maybe_recover(self) -> None:
+        """After a cache data loss was noticed: recover, then lift the sessions' lost marks.
+
+        Every acknowledged entry is in the broker until applied, so once a full pass after the
+        reset succeeded, the durable tier has every acknowledged write: nothing is lost.
+        """
+        resets = self._resets()
+        if resets == self.resets_seen:
+            return
+        await self.recover_all()
+        self.resets_seen = resets
+        self._on_recovered()
 
     async def dead(self, addr: SessionAddr, entry: OutboxEntry, error: str) -> None:
         """Keep a dead-lettered entry in the broker's dead-letter stream too."""

@@ -133,7 +133,15 @@ class Engine:
         )
         self.transport = _transport(config) if shared is not None else None
         self.broker = (
-            BrokerLog(self.transport, shared, durable, guard=self.guard)
+            BrokerLog(
+                self.transport,
+                shared,
+                durable,
+                guard=self.guard,
+                track_positions=config.outbox_worker,
+                resets=self._resets,
+                on_recovered=self._recovered,
+            )
             if self.transport is not None and shared is not None
             else None
         )
@@ -323,6 +331,18 @@ class Engine:
         await self.durable.close()
 
     # -- callbacks ---------------------------------------------------------------------------
+
+    def _resets(self) -> int:
+        return self.watch.resets if self.watch is not None else 0
+
+    def _recovered(self) -> None:
+        """A broker recovery after a cache reset: no acknowledged write of this process is lost."""
+        if self.watch is not None and self.watch.lost:
+            log.warning(
+                "the broker outbox had every entry the cache lost: sessions no longer marked lost",
+                extra={"event": "outbox_recovered"},
+            )
+            self.watch.lost.clear()
 
     def _transition(self, tier: str, old: str, new: str) -> None:
         self.metrics.breaker_state(tier, new)

@@ -305,11 +305,8 @@ class Tiers:
             return
         if self.watch is not None:
             await self.watch.poll()
-            broker = self.broker
-            if broker is not None and broker.resets_seen != self.watch.resets:
-                # The cache lost data: the broker's entries of the old epoch go first.
-                await broker.recover_all()
-                broker.resets_seen = self.watch.resets
+            if self.broker is not None:  # the cache lost data: the broker's entries go first
+                await self.broker.maybe_recover()
         outbox = shared.outbox
         count, oldest = await self.guard("cache", "ready_summary", outbox.ready_summary)
         self.metrics.outbox(count, max(time.time() - oldest, 0.0) if oldest else 0.0)

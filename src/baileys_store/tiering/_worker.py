@@ -122,6 +122,8 @@ class OutboxWorker:
 
         ``wait``: seconds to wait for a session another worker is draining (0: skip it).
         """
+        if self._broker is not None:  # after a cache data loss: the broker's entries first
+            await self._broker.maybe_recover()
         sessions = await self._guard("cache", "ready_sessions", self._cache.ready_sessions)
         applied = 0
         for addr in sessions:
@@ -330,9 +332,12 @@ class OutboxWorker:
                     "outbox entry moved to the dead letters",
                     extra={"event": "outbox_dead_letter", "seq": seq},
                 )
-                return await self._guard(
+                left = await self._guard(
                     "cache", "ack", lambda: self._cache.ack(addr, self.worker_id, 0, seq)
                 )
+                if left is not None:  # the dead entry leaves the broker's log too
+                    await self._settle(addr, seq, drained=left == 0)
+                return left
             return -1
         left = await self._guard(
             "cache", "ack", lambda: self._cache.ack(addr, self.worker_id, len(entries), last)

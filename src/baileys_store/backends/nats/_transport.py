@@ -167,7 +167,9 @@ class NatsTransport(OutboxTransport):
     async def publish(self, addr: SessionAddr, entry: OutboxEntry, epoch: str) -> int:
         """Store ``entry`` in the stream; returns its stream sequence once acknowledged."""
         js, subject = self._jsc(), self._subject(addr)
-        headers = {"Nats-Msg-Id": f"{session_tail(addr)}.{entry.seq}"}
+        # The session, the entry's sequence and what it is (creds: with their version).
+        what = f"c{entry.creds.version}" if entry.creds is not None else "k"
+        headers = {"Nats-Msg-Id": f"{session_tail(addr)}.{entry.seq}.{what}"}
         data = pack_entry(entry, epoch)
         wait = min(self.options.ack_wait, self._timeout)
         ack = await self._call(
