@@ -221,6 +221,14 @@ class ReplicatedCluster:
         The manual resharding steps (``SETSLOT IMPORTING``/``MIGRATING``, ``MIGRATE``,
         ``SETSLOT NODE`` on every master), so a client's slot table is stale until a ``MOVED``.
         """
+        source = self.begin_move(slot, target)
+        self.finish_move(slot, source, target)
+
+    def begin_move(self, slot: int, target: RedisServer) -> RedisServer:
+        """Start migrating ``slot`` to ``target`` and move its keys; the source master.
+
+        Until :meth:`finish_move` the source answers ``ASK`` for the slot's (moved) keys.
+        """
         source = self.slot_owner(slot)
         src_id, dst_id = self.node_id(source), self.node_id(target)
         _cli(target.port, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", src_id)
@@ -228,6 +236,11 @@ class ReplicatedCluster:
         while keys := _cli(source.port, "CLUSTER", "GETKEYSINSLOT", str(slot), "100").split():
             args = ["MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", *keys]
             _cli(source.port, *args)
+        return source
+
+    def finish_move(self, slot: int, source: RedisServer, target: RedisServer) -> None:
+        """Assign ``slot`` to ``target`` on every master (the end of a migration)."""
+        dst_id = self.node_id(target)
         masters = [n for n in self.nodes if n.running and info(n.port).get("role") == "master"]
         for node in (target, source, *masters):
             _cli(node.port, "CLUSTER", "SETSLOT", str(slot), "NODE", dst_id)

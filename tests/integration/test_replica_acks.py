@@ -276,12 +276,13 @@ async def test_cluster_wait_goes_to_the_sessions_node(
         assert await keys.get("session", ["1.0"]) == {"1.0": b"v3"}
 
 
-async def test_cluster_write_redirected_by_moved_is_not_acknowledged(
+async def test_cluster_write_redirected_by_ask_or_moved_is_not_acknowledged(
     hacluster: ReplicatedCluster, tmp_path: Path
 ) -> None:
-    """The session's slot migrates to another master behind the client's back: the script
-    follows the MOVED on another connection, so the WAIT sent to the old owner proves nothing
-    and the write is reported unavailable; the next write goes to the new owner, acked."""
+    """The session's slot migrates to another master behind the client's back. A script that
+    followed the ASK or MOVED would run on another connection, where the WAIT sent to the old
+    owner proves nothing: the write is reported unavailable instead (it did not run); the next
+    write goes to the new owner, acknowledged."""
     async with opened(store_on(hacluster.url, tmp_path, 1)) as store:
         keys = store.session(SID).keys
         await keys.set({"session": {"1.0": b"v1"}})
@@ -291,11 +292,16 @@ async def test_cluster_write_redirected_by_moved_is_not_acknowledged(
         target = next(
             n for n in hacluster.nodes if n is not owner and info(n.port).get("role") == "master"
         )
-        hacluster.move_slot(slot, target)
-        with pytest.raises(errors.UnavailableError, match="slot moved"):
+        # A migration in progress: the old owner answers ASK, the script must not follow it.
+        source = hacluster.begin_move(slot, target)
+        with pytest.raises(errors.UnavailableError, match=r"slot is moving.*AskError"):
             await keys.set({"session": {"1.0": b"v2"}})
-        await keys.set({"session": {"1.0": b"v3"}})
-        assert await keys.get("session", ["1.0"]) == {"1.0": b"v3"}
+        # Migrated: the old owner answers MOVED (the client's table is stale).
+        hacluster.finish_move(slot, source, target)
+        with pytest.raises(errors.UnavailableError, match=r"slot is moving.*MovedError"):
+            await keys.set({"session": {"1.0": b"v3"}})
+        await keys.set({"session": {"1.0": b"v4"}})  # the table was patched: the new owner
+        assert await keys.get("session", ["1.0"]) == {"1.0": b"v4"}
         assert _replica_hget(hacluster.replica_of(target).port, key, field)
 
 

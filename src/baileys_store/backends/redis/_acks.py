@@ -12,14 +12,17 @@ like any write whose outcome was an error). ``n = 0`` adds no command at all.
 so it must follow the script on the same connection. A pipeline to one server does that. In a
 Cluster, redis-py would route a keyless ``WAIT`` to every primary (and aggregate the replies),
 so it is sent with ``target_nodes`` = the node owning the session's slot, where the script goes;
-redis-py sends one node's commands of a pipeline in order on one connection. If the script was
-redirected (``MOVED`` after a failover: it then ran on another connection), the ``WAIT`` proves
-nothing, so the write is reported unavailable instead (the slot's owner changed while it ran).
-Limitation: an ``ASK`` redirect during a manual slot migration (resharding) is not detected.
+redis-py sends one node's commands of a pipeline in order on one connection. A redirected script
+would run on another connection, where the ``WAIT`` proves nothing, so the pipeline runs without
+redis-py's redirects (:func:`execute`): a ``MOVED`` (failover, resharding: the slot table is
+patched, as redis-py does) or ``ASK`` (slot migration in progress) answer to the script means it
+did not run, and the write is reported unavailable (the caller may retry); a redirected command
+of the global indexes (ready index, epoch) is sent again on its own, as redis-py would have.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis import exceptions as rex
@@ -98,6 +101,45 @@ def slot_node(runner: ScriptRunner, key: str) -> ClusterNode | None:
     return node
 
 
+async def execute(
+    runner: ScriptRunner,
+    op: str,
+    pipe: Pipeline | ClusterPipeline,
+    *,
+    script_at: int,
+    redo: dict[int, Callable[[], Awaitable[Any]]] | None = None,
+) -> list[Any]:
+    """Run ``pipe``; in a Cluster without following redirects (see the module doc).
+
+    Args:
+        runner: The tier's runner (its Cluster client's slot table is patched on ``MOVED``).
+        op: The operation, for messages.
+        pipe: The pipeline, the script at index ``script_at``, its ``WAIT`` after it.
+        script_at: Where the script is in the pipeline.
+        redo: Commands of other slots sent again on their own if redirected, by index.
+    """
+    if not isinstance(pipe, ClusterPipeline):
+        return list(await pipe.execute())
+    results = list(await pipe.execute(raise_on_error=False, allow_redirections=False))
+    client = runner.client
+    for i, result in enumerate(results):
+        if not isinstance(result, rex.AskError):  # MovedError is an AskError too
+            continue
+        if isinstance(result, rex.MovedError) and isinstance(client, RedisCluster):
+            await client.nodes_manager.move_slot(result)  # what redis-py does on a redirect
+        if i == script_at:
+            raise errors.UnavailableError(
+                f"redis {op}: the session's slot is moving to another node "
+                f"({type(result).__name__}); the write did not run"
+            )
+        if redo is not None and i in redo:
+            results[i] = await redo[i]()
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results
+
+
 def still_owner(runner: ScriptRunner, op: str, key: str, node: ClusterNode | None) -> None:
     """After a Cluster write: the slot's owner must be the node the ``WAIT`` ran on."""
     now = slot_node(runner, key)
@@ -121,7 +163,7 @@ async def eval_acked(
             # EVALSHA by hand: a Script object in a pipeline costs a SCRIPT EXISTS round trip.
             pipe.evalsha(script.sha, len(keys), *keys, *args)
             acks.queue(pipe, node)
-            reply, acked = await pipe.execute()
+            reply, acked = await execute(runner, name, pipe, script_at=0)
         return reply, acked, node
 
     async def run() -> tuple[Any, Any, ClusterNode | None]:

@@ -30,7 +30,7 @@ from ..._model import CredsRecord, KeyWrite, SessionAddr
 from ...contracts import Outbox
 from ...results import Claim, DeadLetter, OutboxEntry
 from . import _scripts as lua
-from ._acks import ReplicaAcks, acks_of, slot_node, still_owner
+from ._acks import ReplicaAcks, acks_of, execute, slot_node, still_owner
 from ._client import ScriptRunner, index_member
 
 _PAGE = 200
@@ -155,12 +155,16 @@ class RedisOutbox(Outbox):
 
         async def once() -> tuple[list[Any], Any, Any, ClusterNode | None]:
             node = slot_node(runner, keys[0])  # the session's slot: where the script goes
+            redo = {
+                0: lambda: client.zadd(ready, {member: time.time()}, nx=True),
+                2: lambda: client.get(epoch_key),
+            }
             async with client.pipeline(transaction=False) as pipe:
                 pipe.zadd(ready, {member: time.time()}, nx=True)
                 pipe.evalsha(lua_script.sha, len(keys), *keys, *args)
                 pipe.get(epoch_key)
                 acks.queue(pipe, node)
-                _, reply, found, acked = await pipe.execute()
+                _, reply, found, acked = await execute(runner, op, pipe, script_at=1, redo=redo)
             return list(reply), found, acked, node
 
         async def run() -> tuple[list[Any], Any, Any, ClusterNode | None]:
