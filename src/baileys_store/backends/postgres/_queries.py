@@ -31,7 +31,12 @@ def key_statements(run: PgRunner, addr: SessionAddr, writes: Sequence[KeyWrite])
     out: list[Statement] = []
     if ups:
         types, ids, blobs = (list(col) for col in zip(*ups, strict=True))
-        out.append((run.sql.upsert_keys, params(addr, types=types, ids=ids, values=blobs)))
+        first = types[0]
+        if all(t == first for t in types):
+            one = params(addr, type=first, ids=ids, values=blobs)
+            out.append((run.sql.upsert_keys_one_type, one))
+        else:
+            out.append((run.sql.upsert_keys, params(addr, types=types, ids=ids, values=blobs)))
     if dels:
         types, ids = [w.type for w in dels], [w.id for w in dels]
         out.append((run.sql.delete_keys, params(addr, types=types, ids=ids)))

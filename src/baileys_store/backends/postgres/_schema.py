@@ -51,6 +51,14 @@ SELECT %(ns)s, %(sid)s, u.t, u.i, u.v
 FROM unnest(%(types)b::text[], %(ids)b::text[], %(values)b::bytea[]) AS u(t, i, v)
 ON CONFLICT (namespace, session_id, type, id) DO UPDATE SET value = EXCLUDED.value
 """
+# The usual batch (812 pre-keys at pairing, a message's sessions) has one type: sent once as a
+# scalar rather than repeated in a third array (measured: ~0.5 ms of an 812-key set, 6-8 %).
+_UPSERT_KEYS_ONE_TYPE = """
+INSERT INTO {s}.keys (namespace, session_id, type, id, value)
+SELECT %(ns)s, %(sid)s, %(type)s, u.i, u.v
+FROM unnest(%(ids)b::text[], %(values)b::bytea[]) AS u(i, v)
+ON CONFLICT (namespace, session_id, type, id) DO UPDATE SET value = EXCLUDED.value
+"""
 _DELETE_KEYS = """
 DELETE FROM {s}.keys k
 USING unnest(%(types)b::text[], %(ids)b::text[]) AS u(t, i)
@@ -188,6 +196,7 @@ class Queries:
     bind_meta: sql.Composed
     touch: sql.Composed
     upsert_keys: sql.Composed
+    upsert_keys_one_type: sql.Composed
     delete_keys: sql.Composed
     get_keys: sql.Composed
     get_key: sql.Composed
@@ -220,6 +229,7 @@ class Queries:
             bind_meta=_q(_BIND_META, schema),
             touch=_q(_TOUCH, schema),
             upsert_keys=_q(_UPSERT_KEYS, schema),
+            upsert_keys_one_type=_q(_UPSERT_KEYS_ONE_TYPE, schema),
             delete_keys=_q(_DELETE_KEYS, schema),
             get_keys=_q(_GET_KEYS, schema),
             get_key=_q(_GET_KEY, schema),
