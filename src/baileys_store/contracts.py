@@ -392,6 +392,9 @@ class OutboxTransport(Protocol):
     async def last(self, addr: SessionAddr) -> tuple[int, OutboxEntry, str] | None:
         """The session's last entry, or ``None``."""
 
+    async def applied_upto(self, addr: SessionAddr, applied: int, limit: int = 512) -> int:
+        """The last position of the session's leading entries with a sequence ``<= applied``."""
+
     async def remove(self, addr: SessionAddr, upto: int) -> None:
         """Remove the session's entries at positions ``<= upto`` (applied)."""
 

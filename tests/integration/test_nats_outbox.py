@@ -291,3 +291,25 @@ def test_cli_status_drain_and_dlq_with_the_nats_outbox(
     assert status["transport"]["dead_letters"] == 0
     assert status["ready_sessions"] == 0
     assert status["dead_letter_sessions"] == 0
+
+
+async def test_a_worker_elsewhere_trims_the_broker_log_while_entries_are_pending(
+    redis_server: RedisServer,
+    nats_server: NatsServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    config = _config(redis_server, nats_server, tmp_path, outbox_worker=False, outbox_batch=10)
+    addr = SessionAddr("ns", "busy")
+    async with AuthStore(config) as writer, AuthStore(config) as other:
+        keys = writer.session("busy", namespace="ns").keys
+        for i in range(10):
+            await keys.set({"pre-key": {str(i): {"v": i}}})
+        tenth, _, _ = await writer.outbox.outbox_counters(addr)
+        for i in range(10, 30):
+            await keys.set({"pre-key": {str(i): {"v": i}}})
+        worker = other._engine.worker
+        assert worker is not None
+        assert await worker.drain(addr, until=tenth) == 10  # no published positions known here
+        assert await _transport(other).sessions() == {addr: 20}
+        assert await other.drain_outbox() == 20
+        assert await _transport(other).sessions() == {}

@@ -109,7 +109,14 @@ class BrokerLog:
         entry = OutboxEntry(
             seq, "k", token or 0, int(time.time() * 1000), writes=tuple(writes), fence=fence or 0
         )
-        self._note(addr, seq, await self.transport.publish(addr, entry, self.epoch))
+        self._note(addr, seq, await self._publish(addr, entry))
+
+    async def _publish(self, addr: SessionAddr, entry: OutboxEntry) -> int:
+        """Publish through the ``broker`` breaker: a broker down fails writes at once."""
+        epoch = self.epoch
+        return await self.guard(
+            "broker", "publish", lambda: self.transport.publish(addr, entry, epoch)
+        )
 
     def _note(self, addr: SessionAddr, seq: int, position: int) -> None:
         if not self._track:
@@ -139,7 +146,7 @@ class BrokerLog:
         entry = OutboxEntry(
             seq, "c", token or 0, int(time.time() * 1000), creds=record, fence=fence or 0
         )
-        self._note(addr, seq, await self.transport.publish(addr, entry, self.epoch))
+        self._note(addr, seq, await self._publish(addr, entry))
 
     # -- the worker ----------------------------------------------------------------------------
 
@@ -152,8 +159,11 @@ class BrokerLog:
     async def settle(self, addr: SessionAddr, applied: int, *, drained: bool) -> None:
         """The mirror applied the session up to ``applied``: drop those entries from the broker.
 
-        With the positions this process published at: one purge. Otherwise only once the
-        session is ``drained`` (its last broker entry is applied): a head and a last read.
+        With the positions this process published at: one purge. Otherwise, once the session
+        is ``drained``, a head and a last read (the last entry is applied: purge up to it); while
+        entries are still pending, a head read and a short consumer read of the leading entries
+        (:meth:`OutboxTransport.applied_upto`), so a session written without pause is trimmed
+        too.
         """
         known = self._positions.get(addr)
         upto = 0
@@ -166,6 +176,16 @@ class BrokerLog:
             if not drained:
                 return
         elif not drained:
+            # Published elsewhere: find the applied entries' end with one short read.
+            head = await self.transport.head(addr)
+            if head is None or head[1].seq > applied:
+                return
+            if head[2] != self.epoch:
+                await self.recover(addr)
+                return
+            upto = await self.transport.applied_upto(addr, applied)
+            if upto:
+                await self.transport.remove(addr, upto)
             return
         head = await self.transport.head(addr)
         if head is None:

@@ -87,10 +87,12 @@ class Engine:
             raise ConfigError(f"cache backend {cache.name!r} is shared but has no outbox")
         self.shared = shared
         settings = BreakerSettings.from_config(config)
-        tiers = ("durable", "cache") if cache is not None else ("durable",)
+        tiers: tuple[str, ...] = ("durable", "cache") if cache is not None else ("durable",)
+        if shared is not None and config.outbox != "redis":
+            tiers = (*tiers, "broker")  # a broker outbox: its calls fail fast while it is down
         self.breakers = {
             t: CircuitBreaker(t, settings, on_transition=self._transition)
-            for t in ("durable", "cache")
+            for t in dict.fromkeys(("durable", "cache", *tiers))
         }
         for tier in tiers:  # a gauge with labels has no sample until set: "closed" from the start
             metrics.breaker_state(tier, self.breakers[tier].state)

@@ -17,6 +17,9 @@ rest); a broker that does not answer raises :class:`~baileys_store.errors.Unavai
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -26,7 +29,14 @@ import nats.errors as nerr
 import nats.js.errors as jerr
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 
 from ... import errors
 from ..._model import SessionAddr
@@ -36,6 +46,7 @@ from ._subjects import pack_entry, parse_tail, session_tail, unpack_entry
 from ._url import NatsOptions, parse_nats_url
 
 T = TypeVar("T")
+log = logging.getLogger("baileys_store.outbox")
 
 
 class _Missing(Exception):  # noqa: N818 - internal: "no such message", never shown to callers
@@ -44,6 +55,18 @@ class _Missing(Exception):  # noqa: N818 - internal: "no such message", never sh
 
 _DUP_WINDOW_S = 120.0
 _SEEN = (nerr.Error, jerr.Error, OSError, asyncio.TimeoutError)
+
+
+async def _quiet(exc: Exception) -> None:
+    log.debug("nats: connection error (%s)", type(exc).__name__)
+
+
+async def _disconnected() -> None:
+    log.warning("nats: disconnected from the outbox broker", extra={"event": "broker_down"})
+
+
+async def _reconnected() -> None:
+    log.warning("nats: reconnected to the outbox broker", extra={"event": "broker_back"})
 
 
 class NatsTransport(OutboxTransport):
@@ -86,6 +109,9 @@ class NatsTransport(OutboxTransport):
                 max_reconnect_attempts=-1,  # keep trying in the background: writes fail meanwhile
                 reconnect_time_wait=0.2,
                 allow_reconnect=True,
+                error_cb=_quiet,  # the store reports failed calls; no traceback per retry
+                disconnected_cb=_disconnected,
+                reconnected_cb=_reconnected,
                 **kwargs,
             )
         except _SEEN as exc:
@@ -204,6 +230,51 @@ class NatsTransport(OutboxTransport):
             return None
         entry, epoch = unpack_entry(msg.data or b"")
         return int(msg.seq or 0), entry, epoch
+
+    async def applied_upto(self, addr: SessionAddr, applied: int, limit: int = 512) -> int:
+        """The last position of the session's leading entries with a sequence ``<= applied``.
+
+        Read with one short-lived consumer (created, one fetch of up to ``limit`` entries,
+        deleted): a few round trips whatever the count, instead of one read per entry. 0 when
+        the first entry is newer (or of another epoch: see :meth:`head`'s caller).
+        """
+        js, subject, stream = self._jsc(), self._subject(addr), self.options.stream
+        name = f"bs{secrets.token_hex(8)}"
+        config = ConsumerConfig(
+            name=name,
+            filter_subject=subject,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.NONE,
+            inactive_threshold=30.0,  # removed by the server if this process dies first
+            mem_storage=True,
+            num_replicas=1,
+        )
+        info = await self._call("read", lambda: js.add_consumer(stream, config=config))
+        # Exactly what the subject holds (up to limit): a fetch of more would wait for them.
+        wanted = min(limit, int(info.num_pending or 0))
+        upto = 0
+        try:
+            if not wanted:
+                return 0
+            sub = await self._call(
+                "read", lambda: js.pull_subscribe_bind(consumer=name, stream=stream)
+            )
+            try:
+                msgs = await self._call("read", lambda: sub.fetch(wanted, timeout=1.0))
+            except errors.UnavailableError:
+                msgs = []  # nothing came within the wait
+            finally:
+                with contextlib.suppress(*_SEEN, errors.StoreError):
+                    await self._call("read", sub.unsubscribe)
+            for msg in msgs:
+                entry, _ = unpack_entry(msg.data)
+                if entry.seq > applied:
+                    break
+                upto = int(msg.metadata.sequence.stream)
+        finally:
+            with contextlib.suppress(errors.StoreError, _Missing):
+                await self._call("read", lambda: js.delete_consumer(stream, name))
+        return upto
 
     async def remove(self, addr: SessionAddr, upto: int) -> None:
         """Remove the session's entries at stream sequences ``<= upto`` (they are applied)."""
