@@ -313,3 +313,57 @@ async def test_a_worker_elsewhere_trims_the_broker_log_while_entries_are_pending
         assert await _transport(other).sessions() == {addr: 20}
         assert await other.drain_outbox() == 20
         assert await _transport(other).sessions() == {}
+
+
+async def test_a_broker_outbox_is_not_ignored_over_another_cache(tmp_path: Path) -> None:
+    from baileys_store.backends.memory import MemoryCache  # noqa: PLC0415
+
+    config = StoreConfig(
+        durable=f"sqlite:///{tmp_path / 'm.db'}",
+        cache="redis://127.0.0.1:1",
+        write_mode="write-behind",
+        outbox="nats://127.0.0.1:1",
+    )
+    with pytest.raises(errors.ConfigError, match="broker outbox needs the Redis cache"):
+        AuthStore(config, durable=SQLiteDurable(tmp_path / "m.db"), cache=MemoryCache(10))
+
+
+async def test_bench_broker_figures_shape(
+    redis_server: RedisServer,
+    nats_server: NatsServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from baileys_store.bench._broker import broker_figures  # noqa: PLC0415
+
+    nats_server.start()
+    figures = await broker_figures(redis_server.url, nats_server.url, tmp_path, n=80, sessions=2)
+    for name in ("redis", "nats"):
+        row = figures[name]
+        assert 0 < row["set_p50_ms"] <= row["set_p99_ms"]
+        assert row["lag_p99_ms"] > 0
+
+
+async def test_a_deleted_session_leaves_nothing_in_the_broker(
+    redis_server: RedisServer,
+    nats_server: NatsServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    config = _config(
+        redis_server, nats_server, tmp_path, outbox_worker=False, outbox_max_attempts=1
+    )
+    durable = FlakySQLite(tmp_path / "s.db")
+    async with AuthStore(config, durable=durable, cache=make_cache(config)) as store:
+        session = store.session("gone", namespace="ns")
+        await session.keys.set({"pre-key": {"0": {"v": 0}}})
+        durable.fail_with = errors.CorruptDataError("poison")
+        await store.drain_outbox()  # a dead letter, kept in the DLQ stream too
+        durable.fail_with = None
+        for i in range(1, 3):
+            await session.keys.set({"pre-key": {str(i): {"v": i}}})
+        transport = _transport(store)
+        assert await transport.sessions() == {SessionAddr("ns", "gone"): 2}
+        assert [a async for a in transport.dlq_sessions()] == [SessionAddr("ns", "gone")]
+        assert await session.delete()
+        assert await transport.sessions() == {}
+        assert [a async for a in transport.dlq_sessions()] == []
+        assert await session.keys.get("pre-key", ["0", "1", "2"]) == {}

@@ -67,7 +67,7 @@ async def broker_figures(
             outbox = f"{url}{sep}stream=B{tag}&prefix=b{tag}"
         config = StoreConfig(
             durable=f"sqlite:///{workdir / f'{name}-{tag}.db'}",
-            cache=f"{redis_url}?prefix=b{tag}&ttl=600",
+            cache=f"{redis_url}{'&' if '?' in redis_url else '?'}prefix=b{tag}&ttl=600",
             write_mode="write-behind",
             outbox=outbox,
         )

@@ -278,6 +278,19 @@ class BrokerLog:
         self.resets_seen = resets
         self._on_recovered()
 
+    async def forget(self, addr: SessionAddr) -> None:
+        """Remove every broker entry and dead letter of a session being cleared or deleted.
+
+        Called after its outbox was drained (the mirror applied everything). Entries of an
+        older epoch are applied first, so a wipe never skips an acknowledged write before it.
+        """
+        await self.before_apply(addr)
+        last = await self.guard("broker", "read", lambda: self.transport.last(addr))
+        if last is not None:
+            await self.guard("broker", "purge", lambda: self.transport.remove(addr, last[0]))
+        await self.guard("broker", "purge", lambda: self.transport.forget_dead(addr))
+        self._positions.pop(addr, None)
+
     async def dead(self, addr: SessionAddr, entry: OutboxEntry, error: str) -> None:
         """Keep a dead-lettered entry in the broker's dead-letter stream too."""
         await self.transport.dead_letter(addr, entry, error, self.epoch)

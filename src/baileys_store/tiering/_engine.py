@@ -85,6 +85,10 @@ class Engine:
         shared = cache if isinstance(cache, SharedCache) and cache.shared else None
         if cache is not None and cache.shared and shared is None:
             raise ConfigError(f"cache backend {cache.name!r} is shared but has no outbox")
+        if config.outbox != "redis" and cache is not None and shared is None:
+            raise ConfigError(  # never a broker URL accepted and then ignored
+                f"outbox: a broker outbox needs the Redis cache (this cache is {cache.name!r})"
+            )
         self.shared = shared
         settings = BreakerSettings.from_config(config)
         tiers: tuple[str, ...] = ("durable", "cache") if cache is not None else ("durable",)

@@ -227,6 +227,10 @@ class Writes:
             lease = await t.lease(addr, write=True)
             token = lease.token if lease else None
             await self.drain_first(addr)
+            if t.broker is not None:
+                # Drained: nothing in the broker is needed any more, and an entry left there
+                # must not be replayed over the wiped session by a later recovery.
+                await t.broker.forget(addr)
             fence = lease.fence() if lease else None
             try:
                 result = await t.guard("durable", name, lambda: op(fence))
