@@ -367,3 +367,22 @@ async def test_a_deleted_session_leaves_nothing_in_the_broker(
         assert await transport.sessions() == {}
         assert [a async for a in transport.dlq_sessions()] == []
         assert await session.keys.get("pre-key", ["0", "1", "2"]) == {}
+
+
+async def test_a_new_lease_holder_applies_what_the_cache_lost_before_reading(
+    redis_server: RedisServer,
+    nats_server: NatsServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Another process's pending entries, lost with Redis: the next holder reads them anyway."""
+    config = _config(redis_server, nats_server, tmp_path, outbox_worker=False)
+    async with AuthStore(config) as writer:
+        keys = writer.session("w", namespace="ns").keys
+        for i in range(10):
+            await keys.set({"pre-key": {str(i): {"v": i}}})
+    redis_server.flushall()  # its cache entries, outbox mirror and lease are gone
+    async with AuthStore(config) as reader:  # no worker: only the lease path can recover
+        got = await reader.session("w", namespace="ns").keys.get(
+            "pre-key", [str(i) for i in range(10)]
+        )
+        assert got == {str(i): {"v": i} for i in range(10)}

@@ -31,8 +31,10 @@ entry of another epoch was written before Redis lost its data, so the mirror may
 it: :meth:`BrokerLog.recover` applies those, in order, each at its own sequence (skipped when
 already applied), before the worker applies anything newer for the session (a newer batch
 applied first would make the durable tier skip them). The worker checks a session's first
-broker entry before each batch, and every session in the broker when the store opens and after
-a reset is noticed.
+broker entry before each batch, a new lease holder checks it before its first read or write
+(one broker read per lease), and every session in the broker is checked when the store opens
+and after a reset is noticed (then the sessions ``_reset`` marked lost are cleared: every
+acknowledged entry was in the broker).
 
 RabbitMQ (aio-pika) is not here: this design needs, per session, the first and last entry
 and a removal up to a position (a JetStream subject gives all three; a quorum queue gives
@@ -42,8 +44,9 @@ for.
 
 What this does not cover (see the README): while Redis is down, writes fail and reads of
 pending sessions fail (as with the Redis outbox: the cache is the primary); right after a
-Redis data loss, the sessions this process had pending are marked lost by ``_reset`` as with
-the Redis outbox (conservative: the broker still has them and recovery applies them).
+Redis data loss, the sessions this process had pending are marked lost by ``_reset`` until the
+next worker round's recovery clears them, and a process reading a session it does not hold the
+lease of may read the durable tier before a recovery ran (the read path is not told).
 """
 
 from __future__ import annotations

@@ -144,6 +144,15 @@ class Tiers:
                 return None
             if appended > applied:
                 self.behind[addr] = max(self.behind.get(addr, 0), appended)
+            if self.broker is not None:
+                # After a cache data loss the broker may hold entries the cache lost: apply
+                # them before this holder reads around the cache (one broker read).
+                try:
+                    await self.broker.before_apply(addr)
+                except UnavailableError:
+                    if write:
+                        raise
+                    return None
             lease.checked = True
         return lease
 
