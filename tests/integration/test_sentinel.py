@@ -25,7 +25,7 @@ import redis.asyncio as aredis
 from baileys_store import AuthStore, StoreConfig, errors
 from baileys_store._model import SessionAddr
 from baileys_store.backends.redis import RedisCache, RedisDurable, RedisOptions
-from tests._services.redis import _cli, free_port, unique_prefix
+from tests._services.redis import _cli, free_port, start_redis, unique_prefix
 from tests._services.sentinel import SERVICE, SentinelSet, sentinels
 from tests.conftest import Backend
 from tests.contract.test_creds import (  # noqa: F401 (collected here, over Sentinel)
@@ -233,3 +233,39 @@ async def test_tokens_the_old_master_did_not_replicate_are_not_issued_again(
         assert t3 > t2, (t1, t2, t3)  # without the era jump: t3 == t2, two holders
     finally:
         await cache.close()
+
+
+# -- standalone: a restart from an older file ---------------------------------------------
+
+
+async def test_standalone_restart_from_an_older_snapshot_is_a_new_era(tmp_path: Path) -> None:
+    """Same address, new process, data rolled back to an RDB snapshot (the epoch key with it,
+    so only the era tells): the cached value older than the durable tier's is not served."""
+    server = start_redis(tmp_path / "redis", "--dbfilename", "dump.rdb")
+    try:
+        prefix = unique_prefix()
+        config = StoreConfig(
+            durable=f"sqlite:///{tmp_path / 'store.db'}",
+            cache=f"{server.url}?prefix={prefix}&ttl=600",
+            l1_max_entries=0,
+            op_timeout=3.0,
+        )
+        key = f"{prefix}c:{{default|s}}:k:session"
+        async with opened_store(config) as st:
+            keys = st.session("s").keys
+            await keys.set({"session": {"a": b"one"}})
+            assert await keys.get("session", ["a"]) == {"a": b"one"}
+            cached_one = await _raw(server.port, "HGET", key, "a")
+            await _raw(server.port, "SAVE")  # the snapshot a restart will load
+            await keys.set({"session": {"a": b"two"}})
+            server.stop()  # SIGKILL: the last write is not in the snapshot
+            server.start()
+            assert await _raw(server.port, "HGET", key, "a") == cached_one  # rolled back
+            assert await keys.get("session", ["a"]) == {"a": b"two"}
+            assert isinstance(st.cache, RedisCache)
+            assert st.cache.runner.era is not None
+            assert st.cache.runner.era.changes == 1
+            health = next(t for t in (await st.check()).tiers if t.tier == "cache")
+            assert "master changed 1x since open" in health.detail
+    finally:
+        server.stop()

@@ -76,9 +76,23 @@ class Reads:
         watch = t.watch
         assert watch is not None
         watch.check(addr)
-        found = await self._lookup(t, state, addr, key_type, ids)
+        try:
+            found = await self._lookup(t, state, addr, key_type, ids)
+        except StoreError:
+            await self._lost_first(addr)
+            raise
         await watch.verify(addr)
         return found
+
+    async def _lost_first(self, addr: SessionAddr) -> None:
+        """After a failed read: handle a reset its round trip noticed (``DataLossError``).
+
+        A lost epoch or a new master era seen by the failing call is handled now, so the
+        caller learns of the session's loss rather than only of the failure.
+        """
+        watch = self.t.watch
+        if watch is not None and watch.changed:
+            await watch.verify(addr)
 
     async def _lookup(
         self, t: Tiers, state: SessionState, addr: SessionAddr, key_type: str, ids: list[str]
@@ -191,7 +205,11 @@ class Reads:
         if watch is None:
             return await self._creds(addr)
         watch.check(addr)
-        record = await self._creds(addr)
+        try:
+            record = await self._creds(addr)
+        except StoreError:
+            await self._lost_first(addr)
+            raise
         await watch.verify(addr)
         return record
 

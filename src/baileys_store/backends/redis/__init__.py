@@ -1,14 +1,21 @@
 """Redis backends (redis-py asyncio + hiredis): the Redis-only durable tier and the cache tier.
 
-URL: ``redis[s]://[user:password@]host[:port][/db][?option=value&...]``. Options (anything
+URL: ``redis[s]://[user:password@]host[:port][/db][?option=value&...]``, or for a Sentinel
+service ``redis[s]+sentinel://[[user]:password@]host:port[,host:port...]/service[/db][?...]``
+(the hosts are the sentinels, 26379 by default; see :mod:`._sentinel`). Options (anything
 else is a :class:`ConfigError`):
 
 - ``cluster=true``: Redis Cluster; ``host:port`` is any node (``db`` must be 0).
 - ``max_connections=N`` (32): pool size; callers wait for a free connection, never fail.
 - ``socket_connect_timeout=S`` (default: ``op_timeout``), ``socket_timeout=S`` (default: none:
   every call runs under the ``op_timeout`` deadline, and a socket timeout costs a task a call).
-- ``retries=N`` (3): attempts for transient errors (connection reset, failover); 1 disables.
-  redis-py's own client retries are switched off so the two never multiply.
+- ``retries=N`` (3; Sentinel: 100, and no new attempt after 80% of ``op_timeout``, so a
+  failover shorter than that is not seen by callers): attempts for transient errors
+  (connection reset, failover, ``READONLY``); 1 disables. redis-py's own client retries are
+  switched off so the two never multiply. The write-behind appends are retried only when the
+  connection failed before anything was sent (see :mod:`._client`).
+- ``sentinel_password=``, ``sentinel_username=`` (Sentinel URLs only): the sentinels' own
+  credentials (``user:password@`` authenticates to the master).
 - ``prefix=NAME`` (``bs``): key prefix; the cache tier adds ``c`` (``bsc``), so both tiers may
   share one server.
 - ``ttl=S`` (cache only, 86400): entries expire S seconds after their last write. The durable
@@ -48,11 +55,18 @@ Durability of the Redis-only mode is Redis's: run it with ``appendonly yes`` and
 another server, or use ``volatile-*`` policies there, when both tiers share one). Open logs a
 warning, and ``check()`` reports it, when the policy is ``allkeys-*``.
 
+Failover and restarts: every new connection probes the master's era (``run_id`` +
+``master_replid``, :mod:`._era`); the cache scripts treat another era's cached entries as a miss
+(the durable tier is read again), and the first lease acquisition of a session in a new era
+raises its tokens past anything the old master may have issued without replicating it. A
+Cluster has no single era: none of this applies there.
+
 Modules: :mod:`._durable` (:class:`RedisDurable`), :mod:`._cache` (:class:`RedisCache`, the
 hybrid store's cache: reads, fills, updates, write-behind) with :mod:`._outbox` and
 :mod:`._requeue`; both own a :class:`~._client.ScriptRunner` (client, retries, errors) and a
 :class:`~._leases.RedisLeases`; :mod:`._index` (the session index), :mod:`._prefix` (prefix
-roles, eviction policy), :mod:`._url` (:class:`RedisOptions`).
+roles, eviction policy), :mod:`._url` (:class:`RedisOptions`), :mod:`._sentinel` (the
+Sentinel URL and client), :mod:`._era` (the master's era).
 """
 
 from __future__ import annotations

@@ -257,7 +257,10 @@ class ScriptRunner:
         return TierHealth("redis", self.tier, True, ms, detail)
 
     async def _topology(self) -> str:
-        """Mode, master address, replicas connected / in sync (``INFO replication``)."""
+        """Mode, master address, replicas connected / in sync (``INFO replication``).
+
+        A standalone server without replicas (and no restart seen) is just ``standalone``.
+        """
         options = self.options
         if options.cluster:
             return "cluster"
@@ -276,9 +279,12 @@ class ScriptRunner:
         replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
         synced = [r for r in replicas if r.get("state") == "online" and int(r.get("lag", 99)) <= 1]
         lag = max((int(r.get("lag", 0)) for r in replicas), default=0)
+        changes = self.era.changes if self.era is not None else 0
+        if options.mode == "standalone" and not connected and not changes:
+            return "standalone"  # a plain server: nothing more to tell than before
         text = f"{where}, replicas {connected} connected, {len(synced)} in sync"
         if replicas:
             text += f" (max lag {lag}s)"
-        if self.era is not None and self.era.changes:
-            text += f", master changed {self.era.changes}x since open"
+        if changes:
+            text += f", master changed {changes}x since open"
         return text

@@ -47,7 +47,10 @@ end
 -- prepared there is skipped. While write-behind data is held (the only copy) nothing is
 -- evicted: ``x`` marks the data for eviction once the outbox is drained, and the caller is told
 -- (true) that it reads another era's data. ``tag`` (a write or a fill): record the era even
--- for a session without bookkeeping (a read of such a session only evicts, never creates ``b``).
+-- for a session without bookkeeping (a read of such a session only evicts, never creates ``b``,
+-- so its stamp stays 0: the reset check of _reset.py relies on that). Limitation: a fill
+-- prepared on the old master for a session that has no bookkeeping on the new one (not even
+-- its lease) is not told apart from a fill of this era.
 local function enter(b, tag)
   if not ERA_KEY then return false end
   local era = redis.call('GET', ERA_KEY)
@@ -55,10 +58,16 @@ local function enter(b, tag)
   local r = redis.call('HMGET', b, 'e', 'x')
   if r[1] == era and not r[2] then return false end
   local hold = held(b)
-  if r[1] ~= era and (tag or r[1] or redis.call('EXISTS', b) == 1) then
-    redis.call('HSET', b, 'e', era)
-    redis.call('HINCRBY', b, 'w', 4294967296)
-    if hold then redis.call('HSET', b, 'x', '1') end
+  if r[1] ~= era then
+    if r[1] or redis.call('EXISTS', b) == 1 then
+      redis.call('HSET', b, 'e', era)
+      redis.call('HINCRBY', b, 'w', 4294967296)
+      if hold then redis.call('HSET', b, 'x', '1') end
+    elseif tag then
+      -- A session without bookkeeping: its stamp is 0, as its reads said; keep it (a fill
+      -- that read it must land), only tag the era.
+      redis.call('HSET', b, 'e', era)
+    end
   end
   if hold then return true end
   local base = string.sub(b, 1, -2)
