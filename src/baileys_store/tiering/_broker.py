@@ -54,11 +54,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from .._model import CredsRecord, KeyWrite, SessionAddr, coalesce
 from ..contracts import DurableBackend, OutboxTransport, SharedCache
-from ..errors import FencedError, StoreError
+from ..errors import FencedError, StoreError, UnavailableError
 from ..resilience import Guard
 from ..results import OutboxEntry
 
@@ -66,6 +66,10 @@ log = logging.getLogger("baileys_store.outbox")
 
 _RECOVER_BATCH = 256  # entries of an older epoch applied per durable transaction
 _MAX_TRACKED = 10_000  # sessions whose published positions are remembered
+
+
+async def _nothing() -> None:
+    return None
 
 
 class BrokerLog:
@@ -80,12 +84,15 @@ class BrokerLog:
         guard: Guard,
         track_positions: bool = True,
         resets: Callable[[], int] = lambda: 0,
+        rebinding: Callable[[], bool] = lambda: False,
+        poll: Callable[[], Awaitable[None]] | None = None,
         on_recovered: Callable[[], None] = lambda: None,
     ) -> None:
         self.transport, self.shared, self.durable, self.guard = transport, shared, durable, guard
         self.recovered = 0  # entries of an older epoch applied by recovery (for tests, status)
         self.resets_seen = 0
-        self._resets, self._on_recovered = resets, on_recovered
+        self._resets, self._rebinding, self._on_recovered = resets, rebinding, on_recovered
+        self._poll = poll or _nothing
         # (seq, position) of the entries this process published, per session: lets the worker
         # in this process remove what it applied with one purge per batch (a worker elsewhere
         # settles a session once it is fully drained instead). Only a hint: bounded, and kept
@@ -154,7 +161,15 @@ class BrokerLog:
     # -- the worker ----------------------------------------------------------------------------
 
     async def before_apply(self, addr: SessionAddr) -> None:
-        """Apply the session's broker entries of an older epoch before anything newer."""
+        """Apply the session's broker entries of an older epoch before anything newer.
+
+        The cache's epoch is read first: entries the mirror got after a data loss nobody has
+        noticed yet must not be applied before the lost ones (their sequences are higher, so
+        the durable tier would then skip the lost ones), and "older" needs the new epoch.
+        """
+        await self._poll()
+        if self._rebinding():
+            raise UnavailableError("the cache lost its data and is not bound again yet")
         head = await self.transport.head(addr)
         if head is not None and head[2] != self.epoch:
             await self.recover(addr)
@@ -275,8 +290,8 @@ class BrokerLog:
         reset succeeded, the durable tier has every acknowledged write: nothing is lost.
         """
         resets = self._resets()
-        if resets == self.resets_seen:
-            return
+        if resets == self.resets_seen or self._rebinding():
+            return  # nothing new, or the cache is not bound again yet (the old epoch is current)
         await self.recover_all()
         self.resets_seen = resets
         self._on_recovered()

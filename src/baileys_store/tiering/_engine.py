@@ -146,6 +146,8 @@ class Engine:
                 guard=self.guard,
                 track_positions=config.outbox_worker,
                 resets=self._resets,
+                rebinding=lambda: self.watch is not None and self.watch.changed,
+                poll=self.watch.poll if self.watch is not None else None,
                 on_recovered=self._recovered,
             )
             if self.transport is not None and shared is not None
