@@ -313,12 +313,6 @@ async def test_bench_measures_both_settings(replicated: ReplicatedRedis) -> None
     assert got["acks_1"]["p50"] > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: an append with an unknown outcome must mark the session behind "
-    "(tiering/_write.py, Writes.unsure in the replica-acks report); without it the worker "
-    "applies the unacknowledged entry over the later acknowledged write-through write",
-)
 async def test_unacknowledged_buffered_write_never_lands_after_a_later_write(
     replicated: ReplicatedRedis, tmp_path: Path
 ) -> None:

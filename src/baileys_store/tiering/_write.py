@@ -254,6 +254,16 @@ class Writes:
         if self.worker is not None:
             self.worker.notify()
 
+    def unsure(self, addr: SessionAddr) -> None:
+        """Mark the session behind after a write-behind append whose outcome is unknown.
+
+        A timeout after the script ran, or too few replica acks: its entry may be in the outbox,
+        so the session's later writes must not overtake it (until the worker drained it).
+        """
+        self.t.behind.setdefault(addr, 0)
+        if self.worker is not None:
+            self.worker.notify()
+
     async def _behind_tier(self, addr: SessionAddr, token: int | None) -> SharedCache:
         """The shared cache a write-behind write goes to, repaired first if distrusted."""
         shared = self.t.shared
@@ -269,12 +279,18 @@ class Writes:
         token = lease.token if lease else None
         shared = await self._behind_tier(addr, token)
         fence = lease.fence() if lease else None
-        seq, _ = await t.fenced(
-            addr,
-            t.guard(
-                "cache", "wb_keys", lambda: shared.wb_keys(addr, writes, token=token, fence=fence)
-            ),
-        )
+        try:
+            seq, _ = await t.fenced(
+                addr,
+                t.guard(
+                    "cache",
+                    "wb_keys",
+                    lambda: shared.wb_keys(addr, writes, token=token, fence=fence),
+                ),
+            )
+        except UnavailableError:
+            self.unsure(addr)
+            raise
         self.appended(addr, seq)
         if t.broker is not None:  # acknowledged only once the broker stored it too
             await t.broker.publish_keys(addr, seq, writes, token, fence)
@@ -291,14 +307,18 @@ class Writes:
         shared = await self._behind_tier(addr, token)
         fence = lease.fence() if lease else None
         for _ in range(2):
-            done = await t.fenced(
-                addr,
-                t.guard(
-                    "cache",
-                    "wb_creds",
-                    lambda: shared.wb_creds(addr, blob, expected, token=token, fence=fence),
-                ),
-            )
+            try:
+                done = await t.fenced(
+                    addr,
+                    t.guard(
+                        "cache",
+                        "wb_creds",
+                        lambda: shared.wb_creds(addr, blob, expected, token=token, fence=fence),
+                    ),
+                )
+            except UnavailableError:
+                self.unsure(addr)
+                raise
             if done is not None:
                 version, seq, _ = done
                 self.appended(addr, seq)
