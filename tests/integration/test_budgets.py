@@ -40,8 +40,10 @@ class Budget:
 BUDGETS: dict[str, tuple[Budget, Budget]] = {
     "embedded": (Budget((), 1, 6), Budget((), 0, 2)),
     "redis-only": (Budget(("EVALSHA",), 0, 4), Budget(("HMGET",), 0, 4)),
-    "write-through": (Budget(("EVALSHA",), 1, 8), Budget((), 0, 2)),
-    "write-through-noL1": (Budget(("EVALSHA",), 1, 8), Budget(("EVALSHA",), 0, 4)),
+    # Write-through over Redis: the durable write runs in a task of its own, overlapping the
+    # cache update (the SQLite batcher's task is the other).
+    "write-through": (Budget(("EVALSHA",), 2, 8), Budget((), 0, 2)),
+    "write-through-noL1": (Budget(("EVALSHA",), 2, 8), Budget(("EVALSHA",), 0, 4)),
     # One round trip: the ready index (another Cluster slot), the script, the epoch read.
     "write-behind": (Budget(("ZADD", "EVALSHA", "GET"), 0, 4), Budget((), 0, 2)),
 }

@@ -269,11 +269,14 @@ class Tiers:
         lease: Lease | None,
         op: str,
         apply: Callable[[CacheBackend, int | None], Awaitable[object]],
+        *,
+        l1: bool = True,
     ) -> None:
         """Bring the caches in line after a durable write; a failure distrusts the session.
 
         ``apply(cache, token)`` makes the change in one cache: the shared or in-process cache
-        with the lease's token, then L1 (with ``None``) when its lease is fresh.
+        with the lease's token, then L1 (with ``None``) when its lease is fresh (unless
+        ``l1`` is False: the caller updates L1 itself, see :meth:`sync_l1`).
         """
         cache = self.cache
         if cache is None or (cache.shared and self.leases is not None and lease is None):
@@ -296,6 +299,16 @@ class Tiers:
                 extra={"event": "cache_distrusted"},
             )
             return
+        if l1:
+            await self.sync_l1(addr, lease, apply)
+
+    async def sync_l1(
+        self,
+        addr: SessionAddr,
+        lease: Lease | None,
+        apply: Callable[[CacheBackend, int | None], Awaitable[object]],
+    ) -> None:
+        """Make the change in L1 too, when this process may trust it for the session."""
         l1 = self.l1_write(addr, lease)
         if l1 is not None:
             await apply(l1, None)

@@ -16,13 +16,14 @@ path, so no write ever overtakes an entry still waiting for the durable tier. ``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from .._model import CredsRecord, KeyWrite, SessionAddr
-from ..contracts import SharedCache
+from ..contracts import CacheBackend, SharedCache
 from ..errors import FencedError, StoreError, UnavailableError
 from ..observability._tracing import GATE
 from ._lease import Lease
@@ -102,10 +103,17 @@ class Writes:
     async def through_keys(
         self, addr: SessionAddr, lease: Lease | None, writes: Sequence[KeyWrite], *, buffer: bool
     ) -> None:
-        """Durable first, then the caches (the caller holds the session's write lock)."""
+        """Durable, then the caches; acknowledged once the durable write is (under the lock).
+
+        Over a shared cache the two run at once (:meth:`_overlapped`).
+        """
         t = self.t
         token = lease.token if lease else None
         fence = lease.fence() if lease else None
+        cache = t.cache
+        if cache is not None and cache.shared:
+            await self._overlapped(addr, lease, writes, buffer=buffer)
+            return
         try:
             await t.guard(
                 "durable", "write_keys", lambda: t.durable.write_keys(addr, writes, fence=fence)
@@ -115,7 +123,6 @@ class Writes:
                 raise
             await self._behind_keys(addr, lease, writes)
             return
-        cache = t.cache
         if cache is not None and cache.in_process and addr not in t.untrusted:
             try:  # an in-process cache: no guard, no lease (the common case, inline)
                 await cache.update_keys(addr, writes, token=None)
@@ -129,6 +136,54 @@ class Writes:
             "update_keys",
             lambda c, tok: c.update_keys(addr, writes, token=tok),
         )
+
+    async def _overlapped(
+        self, addr: SessionAddr, lease: Lease | None, writes: Sequence[KeyWrite], *, buffer: bool
+    ) -> None:
+        """Write-through over a shared cache: the durable write and the cache update at once.
+
+        The durable write runs in a task while this one updates the shared cache, so the
+        Redis round trip overlaps the durable commit (SQLite's fsync, PostgreSQL's commit)
+        instead of following it. The call is acknowledged only when the durable write is
+        done, and L1 is updated only then. If the durable write fails, the cache may already
+        hold the new value: the session's entries are evicted (as after any failed durable
+        write, whose outcome is unknown), so a value never acknowledged is not served again;
+        a cache that cannot evict is distrusted (bypassed) instead. The session's write lock
+        is held until the durable write has ended, even when the caller is cancelled, so a
+        later write never overtakes it.
+        """
+        t = self.t
+        token = lease.token if lease else None
+        fence = lease.fence() if lease else None
+        durable = asyncio.ensure_future(
+            t.guard(
+                "durable", "write_keys", lambda: t.durable.write_keys(addr, writes, fence=fence)
+            )
+        )
+
+        def apply(c: CacheBackend, tok: int | None) -> Awaitable[object]:
+            return c.update_keys(addr, writes, token=tok)
+
+        cache_error: BaseException | None = None
+        try:
+            try:
+                await t.sync(addr, lease, "update_keys", apply, l1=False)
+            except Exception as exc:  # raised below, once the durable write has ended
+                cache_error = exc
+            await durable
+        except asyncio.CancelledError:
+            durable.cancel()
+            await asyncio.wait([durable])
+            raise
+        except BaseException as exc:
+            if not await self._failed(addr, exc, token, buffer=buffer):
+                raise
+            await self._behind_keys(addr, lease, writes)
+            return
+        if cache_error is not None:
+            raise cache_error
+        if addr not in t.untrusted:  # a failed cache update distrusted it: L1 stays out too
+            await t.sync_l1(addr, lease, apply)
 
     async def _failed(
         self, addr: SessionAddr, exc: BaseException, token: int | None, *, buffer: bool
