@@ -105,8 +105,11 @@ class StoreConfig(BaseModel):
         outbox_batch: Most outbox entries one worker applies in one durable transaction.
         outbox: The write-behind outbox transport: ``redis`` (in the Redis cache, atomic with
             the cache write: the default) or a NATS JetStream URL
-            ``nats://host:port[,host:port...][?options]`` (acknowledged once the stream stored
-            the entry).
+            ``nats://[user:password@]host:port[,host:port...][?options]`` (``tls://`` for TLS;
+            acknowledged once the stream stored the entry). Options: ``stream``
+            (``BAILEYS_OUTBOX``; dead letters in ``<stream>_DLQ``), ``prefix`` (``bs``),
+            ``replicas`` (1-5), ``ack_wait`` (seconds, 5, capped by ``op_timeout``),
+            ``connect_timeout`` (seconds, 2).
         cache_replica_acks: With a Redis cache: replicas that must acknowledge each
             write-behind step and each lease or fence change (``WAIT n``) before it is
             acknowledged; past ``op_timeout`` the write raises ``UnavailableError``. 0 (the

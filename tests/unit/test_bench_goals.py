@@ -92,3 +92,27 @@ def test_the_sections_render_every_row() -> None:
     assert "write-behind set | EVALSHA" in md
     assert goals_section({"stores": []}) == []
     assert costs_section({}) == []
+
+
+def test_the_ha_report_shows_both_measurements() -> None:
+    from baileys_store.bench._ha_run import markdown  # noqa: PLC0415
+
+    acks = {
+        "setup": "master + 1 replica",
+        "rounds": [{}, {}],
+        "ops_per_round": 200,
+        "sessions": 8,
+        "acks_0": {"p50": 0.4, "p99": 0.7},
+        "acks_1": {"p50": 0.5, "p99": 0.9},
+        "p50_extra_ms": 0.1,
+        "p99_extra_ms": 0.2,
+    }
+    base = {"started_at": "t", "quick": True, "replica_acks": acks}
+    md = markdown(base)
+    assert "| 1 | 0.500 | 0.900 |" in md
+    assert "Broker rows not measured" in md
+    broker: dict[str, Any] = {"writes": 400, "sessions": 8}
+    for name, p50 in (("redis", 0.9), ("nats", 2.0)):
+        broker[name] = {"set_p50_ms": p50, "set_p99_ms": 9.0, "lag_p99_ms": 60.0}
+    md = markdown({**base, "broker": broker})
+    assert "| nats | 2.00 | 9.00 | 60.0 |" in md

@@ -81,6 +81,19 @@ def _csv(value: str | None) -> tuple[str, ...]:
 )
 @click.option("--list-stores", is_flag=True, help="List the stores and exit.")
 @click.option(
+    "--nats-url",
+    envvar="NATS_URL",
+    default=None,
+    help="NATS JetStream for the --ha broker rows [env: NATS_URL].",
+)
+@click.option(
+    "--ha",
+    is_flag=True,
+    help="Measure the high-availability options instead: write-behind set with 0 vs 1 replica "
+    "acks (starts its own master + replica), and the Redis outbox vs NATS JetStream (needs "
+    "--redis-url and --nats-url). Writes ha.json/.md.",
+)
+@click.option(
     "--mobility",
     is_flag=True,
     help="Measure data mobility instead: copy SQLite -> PostgreSQL, backup, restore, peak RSS "
@@ -102,6 +115,8 @@ def bench_command(
     plots: bool,
     progress: bool,
     list_stores: bool,
+    nats_url: str | None,
+    ha: bool,
     mobility: bool,
 ) -> None:
     """Benchmark every store side by side and write results.json, results.md and plots.
@@ -117,6 +132,11 @@ def bench_command(
         ) from None
     if mobility:
         _mobility(postgres_dsn, sessions or (20 if quick else 1000), out, seed)
+        return
+    if ha:
+        from ..bench._ha_run import run_ha  # noqa: PLC0415 - needs the bench extras
+
+        click.echo(asyncio.run(run_ha(redis_url, nats_url, out, quick=quick)), nl=False)
         return
     if list_stores:
         for spec in SPECS:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from ..contracts import CacheBackend, DurableBackend
+from ..contracts import CacheBackend, DurableBackend, OutboxTransport
 from ..results import StoreHealth, TierHealth
 
 if TYPE_CHECKING:
@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 OUTBOX_LAG_DEGRADED = 60.0  # seconds of outbox lag after which the store reports degraded
 
 
-async def _probe(backend: DurableBackend | CacheBackend, tier: str, limit: float) -> TierHealth:
+async def _probe(
+    backend: DurableBackend | CacheBackend | OutboxTransport, tier: str, limit: float
+) -> TierHealth:
     try:
         async with asyncio.timeout(limit):
             return await backend.check()
@@ -36,6 +38,9 @@ async def health(engine: Engine) -> StoreHealth:
     if engine.cache is not None:
         tiers.append(await _probe(engine.cache, "cache", limit))
         cache_ok = tiers[-1].ok and states["cache"] != "open"
+    if engine.transport is not None:  # the broker outbox: a write-behind write needs it up
+        tiers.append(await _probe(engine.transport, "outbox", limit))
+        cache_ok = cache_ok and tiers[-1].ok and states.get("broker") != "open"
     sessions = lag = None
     watch = engine.watch
     if engine.shared is not None and cache_ok:

@@ -61,10 +61,6 @@ async def _quiet(exc: Exception) -> None:
     log.debug("nats: connection error (%s)", type(exc).__name__)
 
 
-async def _disconnected() -> None:
-    log.warning("nats: disconnected from the outbox broker", extra={"event": "broker_down"})
-
-
 async def _reconnected() -> None:
     log.warning("nats: reconnected to the outbox broker", extra={"event": "broker_back"})
 
@@ -110,7 +106,7 @@ class NatsTransport(OutboxTransport):
                 reconnect_time_wait=0.2,
                 allow_reconnect=True,
                 error_cb=_quiet,  # the store reports failed calls; no traceback per retry
-                disconnected_cb=_disconnected,
+                disconnected_cb=self._disconnected,
                 reconnected_cb=_reconnected,
                 **kwargs,
             )
@@ -150,6 +146,10 @@ class NatsTransport(OutboxTransport):
         if info.config.storage != StorageType.FILE:
             raise errors.ConfigError(f"nats: stream {name} exists with memory storage")
 
+    async def _disconnected(self) -> None:
+        if self._nc is not None:  # not our own close()
+            log.warning("nats: disconnected from the outbox broker", extra={"event": "broker_down"})
+
     async def close(self) -> None:
         """Close the connection; idempotent."""
         nc, self._nc, self._js = self._nc, None, None
@@ -178,10 +178,13 @@ class NatsTransport(OutboxTransport):
             raise errors.UnavailableError(f"nats: {op} failed ({type(exc).__name__})") from None
 
     async def check(self) -> TierHealth:
-        """One stream-info round trip."""
+        """One stream-info round trip; an outage gives ``ok=False``, never an exception."""
         start = time.perf_counter()
-        js = self._jsc()
-        info = await self._call("check", lambda: js.stream_info(self.options.stream))
+        try:
+            js = self._jsc()
+            info = await self._call("check", lambda: js.stream_info(self.options.stream))
+        except Exception as exc:  # a health probe reports, never raises
+            return TierHealth("nats", "outbox", False, 0.0, type(exc).__name__)
         ms = (time.perf_counter() - start) * 1000
         return TierHealth("nats", "outbox", True, ms, f"{info.state.messages} entries")
 
