@@ -199,7 +199,7 @@ async def test_redis_killed_mid_load_loses_nothing_acknowledged(
     assert check.counts["acked"] > 100
     assert resets >= 1
     assert (lost, lost_durable) == (0, 0), check.anomalies
-    # Stale reads are reported, not asserted, until the read path skips its cache fill while
-    # a reset is being handled (tiering/_read.py, owned elsewhere: a read that began as Redis
-    # came back empty fills the new cache with the durable value from before the recovery;
-    # with that one-line guard, 5 of 5 runs had 0). Then assert stale_reads == 0 here too.
+    # A read that began as Redis came back empty must not fill the new cache with the durable
+    # value from before the broker's replay (the read path skips fills while a reset is
+    # being handled).
+    assert check.counts["stale_reads"] == 0, check.anomalies

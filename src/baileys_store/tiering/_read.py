@@ -135,7 +135,16 @@ class Reads:
             loaded = await t.guard(
                 "durable", "get_keys", lambda: t.durable.get_keys(addr, key_type, misses)
             )
-            if loaded and owner is not None and stamp is not None and state.quiet_since(gen):
+            # No fill while a cache reset is being handled: the durable copy may predate
+            # entries the broker outbox is replaying into the new cache.
+            resetting = t.watch is not None and t.watch.changed
+            if (
+                loaded
+                and owner is not None
+                and stamp is not None
+                and state.quiet_since(gen)
+                and not resetting
+            ):
                 writes = _upserts(key_type, loaded)
                 await self._fill(
                     addr,
