@@ -56,9 +56,11 @@ class StoreConfig(BaseModel):
 
     Attributes:
         durable: Source-of-truth URL: ``sqlite:///relative.db``, ``sqlite:////abs/path.db``,
-            ``memory://`` (tests only: nothing survives the process), later ``postgresql://``,
-            ``mongodb://``, ``redis://``.
-        cache: Cache tier URL (``memory://``) or ``None`` for no cache.
+            ``memory://`` (tests only: nothing survives the process), ``postgresql://``
+            (several hosts for failover), ``mongodb://``, ``redis://`` or
+            ``redis+sentinel://host:port[,host:port...]/service``.
+        cache: Cache tier URL (``memory://``, ``redis://``, ``redis+sentinel://...``) or
+            ``None`` for no cache.
         compression: ``none``, ``snappy``, ``zstd`` or ``gzip``; applied to payloads of at least
             ``compression_threshold`` bytes, and kept only when it makes them smaller.
         compression_threshold: Smallest serialized payload (bytes) worth compressing.

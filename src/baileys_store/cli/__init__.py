@@ -66,7 +66,8 @@ class _Group(click.Group):
     envvar="BAILEYS_STORE_DURABLE",
     metavar="URL",
     default=None,
-    help="Durable store URL: sqlite:///FILE, postgresql://…, mongodb://…, redis://…, memory:// "
+    help="Durable store URL: sqlite:///FILE, postgresql://…, mongodb://…, redis://…, "
+    "redis+sentinel://HOST:PORT[,…]/SERVICE, memory:// "
     "[env: BAILEYS_STORE_DURABLE; default: sqlite:///baileys-store.db]. Other settings come "
     "from BAILEYS_STORE_* variables.",
 )

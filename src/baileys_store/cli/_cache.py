@@ -183,9 +183,11 @@ def reset_command(*, cache_url: str | None, yes: bool, discard_pending: bool) ->
     try:
         config = CliContext(None).config()
         url = cache_url or config.cache
-        if url is None or not url.startswith(("redis://", "rediss://")):
+        schemes = ("redis://", "rediss://", "redis+sentinel://", "rediss+sentinel://")
+        if url is None or not url.startswith(schemes):
             raise ConfigError(
-                "cache reset needs a redis:// cache URL (--cache or BAILEYS_STORE_CACHE)"
+                "cache reset needs a redis:// or redis+sentinel:// cache URL "
+                "(--cache or BAILEYS_STORE_CACHE)"
             )
         cache = RedisCache(RedisOptions(url, role="cache", op_timeout=config.op_timeout))
     except StoreError as exc:
