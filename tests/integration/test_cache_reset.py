@@ -150,7 +150,7 @@ def test_reset_refuses_a_redis_only_durable_prefix(redis_server: RedisServer) ->
 def test_reset_needs_a_redis_cache_url() -> None:
     result = _reset("--yes", env={"BAILEYS_STORE_CACHE": "none"})
     assert result.exit_code == 1
-    assert "needs a redis:// cache URL" in result.output
+    assert "needs a redis:// or redis+sentinel:// cache URL" in result.output
     result = _reset("--cache", "redis://127.0.0.1:6379/0?bogus=1", "--yes")
     assert result.exit_code == 1
     assert "Error:" in result.output
