@@ -37,6 +37,7 @@ from ..._model import SessionAddr
 from ...resilience import RetryPolicy, retrying
 from ...results import TierHealth
 from ._era import ERA_KEY, EraProbe, NotSentError, with_probe
+from ._pipeline import Coalescer
 from ._prefix import eviction_policy, policy_warning, warn_policy
 from ._scripts import source
 from ._sentinel import check_service, master_address
@@ -113,6 +114,7 @@ class ScriptRunner:
         # The Cluster client has no blocking pool (a full node pool raises at once): bound here.
         self._slots = asyncio.Semaphore(options.max_connections) if options.cluster else None
         self._scripts: dict[str, AsyncScript] = {}
+        self._batch: Coalescer | None = None
         # A Cluster has one master per slot range: no single era (see ``_era``).
         self.era = None if options.cluster else EraProbe(ERA_KEY, tier)
         self._head = (
@@ -134,6 +136,8 @@ class ScriptRunner:
         client, self._sentinel = self.options.connect(wrap)
         self._client = client
         self._scripts = {}
+        # Auto-pipelining, but in a Cluster (whose pipelines must be routed per node).
+        self._batch = None if isinstance(client, RedisCluster) else Coalescer(client)
         try:
             if self._sentinel is not None:
                 await self._check_service()
@@ -156,6 +160,9 @@ class ScriptRunner:
         """Close every connection; idempotent."""
         client, self._client = self._client, None
         sentinel, self._sentinel = self._sentinel, None
+        batch, self._batch = self._batch, None
+        if batch is not None:
+            await batch.close()
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.aclose()
@@ -205,9 +212,46 @@ class ScriptRunner:
             ) from None
 
     async def eval(self, op: str, name: str, keys: list[str], args: list[Any]) -> Any:
-        """Run the script ``name`` (see :meth:`run`); its raw reply."""
+        """Run the script ``name`` (see :meth:`run`); its raw reply.
+
+        Outside a Cluster the ``EVALSHA`` rides in the loop iteration's pipeline
+        (:class:`~._pipeline.Coalescer`); a server that lacks the script (restarted, flushed,
+        a failover) gets it loaded once and the call is sent again.
+        """
         script = self.script(name)
-        return await self.run(op, lambda: script(keys=keys, args=args))
+        batch = self._batch
+        if batch is None:
+            return await self.run(op, lambda: script(keys=keys, args=args))
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+
+        async def call() -> Any:
+            reply = (await batch.execute((command,)))[0]
+            if isinstance(reply, rex.NoScriptError):
+                await self.client.script_load(script.script)
+                reply = (await batch.execute((command,)))[0]
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
+
+        return await self.run(op, call)
+
+    async def command(self, op: str, *args: Any) -> Any:
+        """Run one command (see :meth:`run`), in the iteration's pipeline outside a Cluster.
+
+        Its raw reply: no redis-py response callback runs (``HMGET`` gives a list of bytes
+        or None, ``SET`` gives ``b"OK"``).
+        """
+        batch = self._batch
+        if batch is None:
+            return await self.run(op, lambda: self.client.execute_command(*args))
+
+        async def call() -> Any:
+            reply = (await batch.execute((args,)))[0]
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
+
+        return await self.run(op, call)
 
     async def set_once(self, op: str, key: str, value: str) -> str:
         """``SET NX`` then ``GET`` in one round trip: the value that won."""

@@ -122,14 +122,11 @@ class RedisDurable(DurableBackend, LeaseBackend):
         self, addr: SessionAddr, key_type: str, ids: Sequence[str]
     ) -> dict[str, bytes]:
         """One ``HMGET`` per 5,000 ids (so a call for more is not one snapshot)."""
-        key, client = self.runner.base(addr) + "k:" + key_type, self.runner.client
+        key = self.runner.base(addr) + "k:" + key_type
         found: dict[str, bytes] = {}
         for lo in range(0, len(ids), ID_CHUNK):
             part = list(ids[lo : lo + ID_CHUNK])
-            values: list[Any] = await self.runner.run(
-                "get_keys",
-                lambda p=part: client.hmget(key, p),  # type: ignore[misc]
-            )
+            values: list[Any] = await self.runner.command("get_keys", "HMGET", key, *part)
             found.update((i, v) for i, v in zip(part, values, strict=True) if v is not None)
         return found
 
@@ -162,10 +159,8 @@ class RedisDurable(DurableBackend, LeaseBackend):
 
     async def load_creds(self, addr: SessionAddr) -> CredsRecord | None:
         """``HMGET creds v`` on the session's meta hash."""
-        key, client = self.runner.base(addr) + "m", self.runner.client
-        row: list[Any] = await self.runner.run(
-            "load_creds", lambda: client.hmget(key, ["creds", "v"])
-        )
+        key = self.runner.base(addr) + "m"
+        row: list[Any] = await self.runner.command("load_creds", "HMGET", key, "creds", "v")
         blob, version = row
         if blob is None:
             return None
