@@ -11,7 +11,7 @@ from ._model import check_namespace, session_addr
 from ._purge import purge_sessions
 from ._session import SessionAuth
 from .backends._registry import make_cache, make_durable
-from .contracts import CacheBackend, DurableBackend, Outbox
+from .contracts import CacheBackend, DurableBackend, Outbox, OutboxTransport
 from .errors import ConfigError, UnavailableError
 from .observability._metrics import Metrics, StoreMetrics
 from .results import DeadLetterRetry, PurgeReport, RotationReport, SessionInfo, StoreHealth
@@ -207,6 +207,11 @@ class AuthStore:
                 "this store has no outbox: it needs a redis:// cache (BAILEYS_STORE_CACHE)"
             )
         return shared.outbox
+
+    @property
+    def outbox_transport(self) -> OutboxTransport | None:
+        """The broker the write-behind outbox is published to (``None``: the Redis outbox alone)."""
+        return self._engine.transport
 
     @property
     def outbox_worker_id(self) -> str | None:

@@ -201,15 +201,19 @@ class ReplicatedCluster:
         """``CLUSTER KEYSLOT key``."""
         return int(_cli(self._alive().port, "CLUSTER", "KEYSLOT", key))
 
-    def replica_of(self, master: RedisServer) -> RedisServer:
-        """The replica of ``master``."""
+    def replica_of(self, master: RedisServer, *, wait: float = 15.0) -> RedisServer:
+        """The replica of ``master`` (waits for the master's view to show one: gossip lags)."""
         out = _cli(master.port, "CLUSTER", "MYID")
-        for line in _cli(master.port, "CLUSTER", "NODES").splitlines():
-            parts = line.split()
-            if parts[3] == out and "slave" in parts[2]:
-                port = int(parts[1].split("@")[0].rsplit(":", 1)[1])
-                return next(n for n in self.nodes if n.port == port)
-        raise RuntimeError(f"master {master.port} has no replica")
+        deadline = time.monotonic() + wait
+        while True:
+            for line in _cli(master.port, "CLUSTER", "NODES").splitlines():
+                parts = line.split()
+                if parts[3] == out and "slave" in parts[2]:
+                    port = int(parts[1].split("@")[0].rsplit(":", 1)[1])
+                    return next(n for n in self.nodes if n.port == port)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"master {master.port} has no replica after {wait:g} s")
+            time.sleep(0.1)
 
     def node_id(self, node: RedisServer) -> str:
         """``CLUSTER MYID`` of ``node``."""

@@ -32,9 +32,7 @@ import json
 import os
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +41,8 @@ import pytest
 from baileys_store import AuthStore, StoreConfig, errors, open_store
 from tests._services.pg_pair import PgPair
 from tests._services.redis import RedisServer, with_query
-from tests.fault._checker import Checker, Key
+from tests.fault._checker import Key
+from tests.fault._load import Load
 
 OP_TIMEOUT = 1.0
 WRITERS, SESSIONS, WIDTH = 6, 3, 4  # WIDTH keys per write, all set to the write's value
@@ -72,52 +71,6 @@ def start_pair(pairs: list[PgPair], *, sync: bool) -> tuple[PgPair, str]:
     database = f"bsf_{uuid.uuid4().hex[:8]}"
     pair.create_database(database)
     return pair, database
-
-
-@dataclass
-class Load:
-    """The writers' shared model, counters and timings."""
-
-    checker: Checker = field(default_factory=Checker)
-    values: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    outcomes: Counter[str] = field(default_factory=Counter)
-    fault_at: float | None = None  # monotonic time of the kill / the demotion
-    first_ok_after: float | None = None  # first write begun after the fault and acknowledged
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def write(self, store: AuthStore, sid: str, writes: dict[str, dict[str, Any]]) -> bool:
-        begun = time.monotonic()
-        ticket = self.checker.begin_write(sid, writes)
-        try:
-            async with asyncio.timeout(4 * OP_TIMEOUT + 2):
-                await store.session(sid).keys.set(writes)
-        except Exception as exc:
-            self.checker.fail(ticket, exc)
-            self.classify(exc)
-            return False
-        self.checker.ack(ticket)
-        if self.fault_at is not None and begun > self.fault_at and self.first_ok_after is None:
-            self.first_ok_after = time.monotonic()
-        return True
-
-    async def read(self, store: AuthStore, sid: str, key_type: str, ids: list[str]) -> None:
-        start = self.checker.now()
-        try:
-            async with asyncio.timeout(4 * OP_TIMEOUT + 2):
-                got = await store.session(sid).keys.get(key_type, ids)
-        except Exception as exc:
-            self.outcomes["read_errors"] += 1
-            self.classify(exc)
-            return
-        self.checker.check_read(sid, key_type, ids, got, started_at_seq=start, reader=ids[0])
-        if key_type == "session" and len({repr(got.get(i)) for i in ids}) > 1:
-            self.outcomes["torn"] += 1  # the keys of one write, seen from different writes
-
-    def classify(self, exc: BaseException) -> None:
-        if isinstance(exc, errors.UnavailableError):
-            return  # the allowed failure (BreakerOpenError included)
-        name = "hung" if isinstance(exc, TimeoutError) else f"untyped:{type(exc).__name__}"
-        self.outcomes[name] += 1
 
 
 async def writer(load: Load, store: AuthStore, n: int) -> None:
@@ -223,7 +176,7 @@ async def run_failover(
 
     ``lag``: seconds the standby receives nothing before the kill (the walsender stopped).
     """
-    load = Load()
+    load = Load(OP_TIMEOUT)
     timings: dict[str, float] = {}
     async with open_store(config) as store:
         tasks = [asyncio.create_task(writer(load, store, n)) for n in range(WRITERS)]

@@ -30,9 +30,7 @@ import json
 import os
 import signal
 import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +39,8 @@ import pytest
 from baileys_store import AuthStore, StoreConfig, errors, open_store
 from tests._services.redis import _cli, unique_prefix
 from tests._services.sentinel import SentinelSet, sentinels
-from tests.fault._checker import Checker, Key
+from tests.fault._checker import Key
+from tests.fault._load import Load
 
 OP_TIMEOUT = 2.0
 WRITERS, WIDTH = 4, 4  # one session per writer; WIDTH keys per write, all set to one value
@@ -57,55 +56,6 @@ def deployment(tmp_path: Path) -> Iterator[SentinelSet]:
         yield d
 
 
-@dataclass
-class Load:
-    """The writers' shared model, counters and timings."""
-
-    checker: Checker = field(default_factory=Checker)
-    values: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    outcomes: Counter[str] = field(default_factory=Counter)
-    fault_at: float | None = None
-    first_ok_after: float | None = None
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def write(self, store: AuthStore, sid: str, writes: dict[str, dict[str, Any]]) -> bool:
-        begun = time.monotonic()
-        ticket = self.checker.begin_write(sid, writes)
-        try:
-            async with asyncio.timeout(4 * OP_TIMEOUT + 2):
-                await store.session(sid).keys.set(writes)
-        except Exception as exc:
-            self.checker.fail(ticket, exc)
-            self.classify(exc)
-            return False
-        self.checker.ack(ticket)
-        if self.fault_at is not None and begun > self.fault_at and self.first_ok_after is None:
-            self.first_ok_after = time.monotonic()
-        return True
-
-    async def read(self, store: AuthStore, sid: str, ids: list[str]) -> None:
-        start = self.checker.now()
-        try:
-            async with asyncio.timeout(4 * OP_TIMEOUT + 2):
-                got = await store.session(sid).keys.get("session", ids)
-        except Exception as exc:
-            self.outcomes["read_errors"] += 1
-            self.classify(exc)
-            return
-        self.checker.check_read(sid, "session", ids, got, started_at_seq=start, reader=ids[0])
-        if len({repr(got.get(i)) for i in ids}) > 1:
-            self.outcomes["torn"] += 1
-
-    def classify(self, exc: BaseException) -> None:
-        if isinstance(exc, errors.DataLossError):
-            self.outcomes["data_loss_errors"] += 1
-            return
-        if isinstance(exc, errors.UnavailableError):
-            return  # the allowed failure (BreakerOpenError included)
-        name = "hung" if isinstance(exc, TimeoutError) else f"untyped:{type(exc).__name__}"
-        self.outcomes[name] += 1
-
-
 async def writer(load: Load, store: AuthStore, n: int) -> None:
     """Its own session; after a data loss it acknowledges it and moves to new keys."""
     sid = f"s{n}"
@@ -113,7 +63,7 @@ async def writer(load: Load, store: AuthStore, n: int) -> None:
         own = [f"{n}.{generation}.{i}" for i in range(WIDTH)]
         while not load.stop.is_set():
             ok = await load.write(store, sid, {"session": dict.fromkeys(own, next(load.values))})
-            await load.read(store, sid, own)
+            await load.read(store, sid, "session", own)
             if store.acknowledge_data_loss(sid):
                 load.outcomes["acknowledged"] += 1
                 break  # the lost keys are not read again: their last values are gone
@@ -188,7 +138,7 @@ async def run_failover(
 ) -> dict[str, Any]:
     """Load, (``cut``: replica cut off for CUT_OFF s), kill the master, (``rejoin``: restart
     it as the new master's replica, which replica acks need), load until recovered + AFTER."""
-    load = Load()
+    load = Load(OP_TIMEOUT)
     d.wait_synced()
     async with open_store(config) as store:
         tasks = [asyncio.create_task(writer(load, store, n)) for n in range(WRITERS)]

@@ -209,7 +209,9 @@ def test_outbox_status_json(redis_server: RedisServer, tmp_path: Path) -> None:
         "lag_seconds",
         "dead_letter_sessions",
         "sessions",
+        "transport",
     ]
+    assert doc["transport"] == {"name": "redis"}
     assert doc["ready_sessions"] == 1
     assert doc["dead_letter_sessions"] == 0
     assert doc["lag_seconds"] >= 0

@@ -41,7 +41,7 @@ def _outbox(store: AuthStore) -> Outbox:
 
 def _transport(store: AuthStore) -> OutboxTransport | None:
     """The broker transport of the store (``None``: the Redis outbox alone)."""
-    return store._engine.transport
+    return store.outbox_transport
 
 
 async def _transport_row(store: AuthStore) -> dict[str, Any]:

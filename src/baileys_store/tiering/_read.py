@@ -131,13 +131,15 @@ class Reads:
         if misses:
             if t.cache is not None:
                 t.metrics.durable_fallback(self._why(addr, reader), len(misses))
+            await self._broker_first(addr)
+            watch = t.watch
             gen = state.gen
             loaded = await t.guard(
                 "durable", "get_keys", lambda: t.durable.get_keys(addr, key_type, misses)
             )
             # No fill while a cache reset is being handled: the durable copy may predate
             # entries the broker outbox is replaying into the new cache.
-            resetting = t.watch is not None and t.watch.changed
+            resetting = watch is not None and watch.changed
             if (
                 loaded
                 and owner is not None
@@ -158,6 +160,21 @@ class Reads:
                 )
             found.update(loaded)
         return found
+
+    async def _broker_first(self, addr: SessionAddr) -> None:
+        """Before a durable read: the broker's entries of a lost cache epoch, applied first.
+
+        Only while the cache lost its data and the broker outbox has not replayed it all yet
+        (otherwise nothing to do, no round trip): the durable copy may then predate
+        acknowledged writes. Raises ``UnavailableError`` rather than read it stale.
+        """
+        watch, broker = self.t.watch, self.t.broker
+        if (
+            broker is not None
+            and watch is not None
+            and (watch.changed or broker.resets_seen != watch.resets)
+        ):
+            await broker.before_apply(addr)
 
     def _why(self, addr: SessionAddr, reader: CacheBackend | None) -> str:
         if reader is not None:
@@ -237,6 +254,7 @@ class Reads:
                     if hit.known:
                         return hit.record
                     stamp = hit.stamp
+            await self._broker_first(addr)
             gen = state.gen
             record = await t.guard("durable", "load_creds", lambda: t.durable.load_creds(addr))
             if owner is not None and stamp is not None and state.quiet_since(gen):

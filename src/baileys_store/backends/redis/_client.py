@@ -171,6 +171,11 @@ class ScriptRunner:
                 await sentinel.aclose()
 
     @property
+    def batch(self) -> Coalescer | None:
+        """The auto-pipelining of this client (``None`` in a Cluster, or when not open)."""
+        return self._batch
+
+    @property
     def client(self) -> Redis | RedisCluster:
         """The connected client (:class:`StoreClosedError` when not open)."""
         if self._client is None:

@@ -112,6 +112,25 @@ class RedisOutbox(Outbox):
             )
         lua_script, client = self._runner.script(script), self._runner.client
         ready, member = self.ready_key, index_member(addr)
+        batch = self._runner.batch
+        if batch is not None:  # standalone / Sentinel: one block in the iteration's pipeline
+            group = (
+                ("ZADD", ready, "NX", time.time(), member),
+                ("EVALSHA", lua_script.sha, len(keys), *keys, *args),
+                ("GET", epoch_key),
+            )
+
+            async def grouped() -> tuple[list[Any], Any]:
+                replies = await batch.execute(group)
+                if isinstance(replies[1], rex.NoScriptError):  # restarted or flushed server
+                    await client.script_load(lua_script.script)
+                    replies = await batch.execute(group)
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
+                return list(replies[1]), replies[2]
+
+            return await self._runner.run(op, grouped)
 
         async def once() -> tuple[list[Any], Any]:
             # ``async with``: a pipeline cut short by a timeout or cancel is reset, not leaked.
