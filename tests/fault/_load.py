@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from baileys_store import AuthStore, errors
-from tests.fault._checker import Checker
+from tests.fault._checker import Checker, Key
 
 
 @dataclass
@@ -72,3 +72,19 @@ class Load:
             return  # the allowed failure (BreakerOpenError included)
         name = "hung" if isinstance(exc, TimeoutError) else f"untyped:{type(exc).__name__}"
         self.outcomes[name] += 1
+
+
+async def final_state(store: AuthStore, keys: list[Key]) -> dict[Key, object | None]:
+    """The value of each key at the end (creds: their ``fault_n``), read through the store."""
+    wanted: dict[tuple[str, str], list[str]] = {}
+    for sid, key_type, key_id in keys:
+        wanted.setdefault((sid, key_type), []).append(key_id)
+    out: dict[Key, object | None] = {}
+    for (sid, key_type), ids in wanted.items():
+        if key_type == "creds":
+            creds = await store.session(sid).load_creds()
+            out[(sid, "creds", "")] = creds["fault_n"] if creds else None
+            continue
+        got = await store.session(sid).keys.get(key_type, ids)
+        out.update({(sid, key_type, i): got.get(i) for i in ids})
+    return out

@@ -29,11 +29,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,7 +40,8 @@ from baileys_store import AuthStore, StoreConfig, errors, open_store
 from tests._services.pg_pair import PgPair
 from tests._services.redis import RedisServer, with_query
 from tests.fault._checker import Key
-from tests.fault._load import Load
+from tests.fault._load import Load, final_state
+from tests.fault.test_hybrid_faults import report
 
 OP_TIMEOUT = 1.0
 WRITERS, SESSIONS, WIDTH = 6, 3, 4  # WIDTH keys per write, all set to the write's value
@@ -137,21 +136,6 @@ async def creds_owner(load: Load, store: AuthStore, sid: str) -> None:
         await asyncio.sleep(0.02)
 
 
-async def final_state(store: AuthStore, keys: list[Key]) -> dict[Key, object | None]:
-    wanted: dict[tuple[str, str], list[str]] = {}
-    for sid, key_type, key_id in keys:
-        wanted.setdefault((sid, key_type), []).append(key_id)
-    out: dict[Key, object | None] = {}
-    for (sid, key_type), ids in wanted.items():
-        if key_type == "creds":
-            creds = await store.session(sid).load_creds()
-            out[(sid, "creds", "")] = creds["fault_n"] if creds else None
-            continue
-        got = await store.session(sid).keys.get(key_type, ids)
-        out.update({(sid, key_type, i): got.get(i) for i in ids})
-    return out
-
-
 def torn_final(final: dict[Key, object | None]) -> int:
     """Writers whose four keys ended with different values (a half-applied write)."""
     groups: dict[tuple[str, str], set[str]] = {}
@@ -159,14 +143,6 @@ def torn_final(final: dict[Key, object | None]) -> int:
         if key_type == "session":
             groups.setdefault((sid, key_id.partition(".")[0]), set()).add(repr(value))
     return sum(len(values) > 1 for values in groups.values())
-
-
-def report(name: str, figures: dict[str, Any]) -> None:
-    line = json.dumps({"scenario": name, **figures}, sort_keys=True, default=str)
-    print(line)
-    if path := os.environ.get("BAILEYS_FAULT_REPORT"):
-        with Path(path).open("a") as f:
-            f.write(line + "\n")
 
 
 async def run_failover(

@@ -40,7 +40,8 @@ from baileys_store import AuthStore, StoreConfig, errors, open_store
 from tests._services.redis import _cli, unique_prefix
 from tests._services.sentinel import SentinelSet, sentinels
 from tests.fault._checker import Key
-from tests.fault._load import Load
+from tests.fault._load import Load, final_state
+from tests.fault.test_hybrid_faults import report
 
 OP_TIMEOUT = 2.0
 WRITERS, WIDTH = 4, 4  # one session per writer; WIDTH keys per write, all set to one value
@@ -72,30 +73,11 @@ async def writer(load: Load, store: AuthStore, n: int) -> None:
             return
 
 
-async def final_state(store: AuthStore, keys: list[Key]) -> dict[Key, object | None]:
-    wanted: dict[str, list[str]] = {}
-    for sid, _, key_id in keys:
-        wanted.setdefault(sid, []).append(key_id)
-    out: dict[Key, object | None] = {}
-    for sid, ids in wanted.items():
-        got = await store.session(sid).keys.get("session", ids)
-        out.update({(sid, "session", i): got.get(i) for i in ids})
-    return out
-
-
 def torn_final(final: dict[Key, object | None]) -> int:
     groups: dict[tuple[str, str], set[str]] = {}
     for (sid, _, key_id), value in final.items():
         groups.setdefault((sid, key_id.rpartition(".")[0]), set()).add(repr(value))
     return sum(len(values) > 1 for values in groups.values())
-
-
-def report(name: str, figures: dict[str, Any]) -> None:
-    line = json.dumps({"scenario": name, **figures}, sort_keys=True, default=str)
-    print(line)
-    if path := os.environ.get("BAILEYS_FAULT_REPORT"):
-        with Path(path).open("a") as f:
-            f.write(line + "\n")
 
 
 def cut_off(d: SentinelSet) -> int:

@@ -108,12 +108,12 @@ class Writes:
         Over a shared cache the two run at once (:meth:`_overlapped`).
         """
         t = self.t
-        token = lease.token if lease else None
-        fence = lease.fence() if lease else None
         cache = t.cache
         if cache is not None and cache.shared:
             await self._overlapped(addr, lease, writes, buffer=buffer)
             return
+        token = lease.token if lease else None
+        fence = lease.fence() if lease else None
         try:
             await t.guard(
                 "durable", "write_keys", lambda: t.durable.write_keys(addr, writes, fence=fence)
